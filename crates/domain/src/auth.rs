@@ -1,0 +1,773 @@
+//! The e-mail/password use cases: signup, verification, login, sessions,
+//! password reset and change, profile, and the operator's commands.
+
+use crate::ports::{
+    AccessClaims, Clock, CreateUserError, Mail, Mailer, PasswordHasher, RefreshOutcome, Rng, Store, TokenSigner,
+    TokenVerifyError,
+};
+use crate::profile::{parse_name, parse_optional_text, parse_phone, ProfileUpdate};
+use crate::{
+    Email, EndReason, FieldError, InfraError, NewUser, OpaqueToken, Password, PasswordError, Plan, Session, SessionId,
+    TokenKind, User, UserId,
+};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+
+/// The policies of the use cases (from the service's configuration).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Base of links in e-mails, without a trailing slash.
+    pub public_url: String,
+    /// Lifetime of an access token.
+    pub access_token_ttl: Duration,
+    /// Absolute lifetime of a session's refresh tokens, counted from login.
+    pub refresh_token_ttl: Duration,
+    /// A session unused this long is over.
+    pub session_idle_timeout: Duration,
+    /// Concurrent sessions per user.
+    pub max_sessions: u32,
+    /// Lifetime of an e-mail verification link.
+    pub email_verify_ttl: Duration,
+    /// Lifetime of a password reset link.
+    pub password_reset_ttl: Duration,
+    /// Consecutive failed password checks that lock an account.
+    pub lockout_threshold: u32,
+    /// How long a lockout lasts.
+    pub lockout_duration: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            access_token_ttl: Duration::minutes(15),
+            refresh_token_ttl: Duration::days(7),
+            session_idle_timeout: Duration::hours(24),
+            max_sessions: 5,
+            email_verify_ttl: Duration::hours(24),
+            password_reset_ttl: Duration::hours(1),
+            lockout_threshold: 10,
+            lockout_duration: Duration::minutes(15),
+        }
+    }
+}
+
+/// How often at most a session's `last_active_at` is written.
+const TOUCH_INTERVAL: Duration = Duration::seconds(60);
+
+/// A signup as typed. Required fields may be empty: they are reported, not assumed.
+#[derive(Debug, Clone, Default)]
+pub struct SignupRequest {
+    /// Display name (required).
+    pub name: String,
+    /// E-mail address (required).
+    pub email: String,
+    /// Password (required). Not printed by `Debug`.
+    pub password: Redacted,
+    /// Optional company.
+    pub company: Option<String>,
+    /// Optional country.
+    pub country: Option<String>,
+    /// Optional phone.
+    pub phone: Option<String>,
+}
+
+/// A login attempt.
+#[derive(Debug, Clone, Default)]
+pub struct LoginRequest {
+    /// E-mail address as typed.
+    pub email: String,
+    /// Password as typed.
+    pub password: Redacted,
+    /// Client IP, for the session list.
+    pub ip: Option<String>,
+    /// Client `User-Agent`, for the session list.
+    pub user_agent: Option<String>,
+}
+
+/// A string that `Debug` prints as `***` (a password in a request).
+#[derive(Clone, Default)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Redacted {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+/// Tokens handed out at login or refresh.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    /// The JWT access token.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The new refresh token (shown once).
+    pub refresh_token: OpaqueToken,
+    /// Seconds until the session's refresh lifetime ends.
+    pub refresh_expires_in: i64,
+    /// The session.
+    pub session_id: SessionId,
+    /// The account.
+    pub user: User,
+}
+
+/// Who is calling, once an access token is checked.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The account, as stored now.
+    pub user: User,
+    /// The session of the access token.
+    pub session_id: SessionId,
+}
+
+/// Outcomes of [`Auth::signup`].
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    /// Some fields are invalid (the password's problem included, if any).
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// Only the password is refused.
+    #[error("{0}")]
+    WeakPassword(PasswordError),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::verify_email`] and link-based calls.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Unknown, used or expired link.
+    #[error("the link is invalid or has expired")]
+    LinkInvalid,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::login`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong e-mail or password (the same for both).
+    #[error("wrong e-mail or password")]
+    InvalidCredentials,
+    /// Right password, e-mail not verified yet.
+    #[error("the e-mail address is not verified")]
+    EmailNotVerified,
+    /// Suspended, or right password during a failed-login lockout.
+    #[error("the account is locked")]
+    Locked,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::refresh`].
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Unknown or reused refresh token (a reuse ends the session).
+    #[error("the refresh token is invalid")]
+    InvalidToken,
+    /// The session ended (idle, past its lifetime, evicted, logged out).
+    #[error("the session has ended")]
+    SessionExpired,
+    /// The account is suspended.
+    #[error("the account is locked")]
+    Locked,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::authenticate`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticateError {
+    /// Malformed, wrongly signed or unknown.
+    #[error("the access token is invalid")]
+    InvalidToken,
+    /// Past `exp`.
+    #[error("the access token has expired")]
+    TokenExpired,
+    /// Its session ended.
+    #[error("the session has ended")]
+    SessionExpired,
+    /// The account is suspended.
+    #[error("the account is locked")]
+    Locked,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::reset_password`].
+#[derive(Debug, thiserror::Error)]
+pub enum ResetPasswordError {
+    /// Unknown, used or expired link.
+    #[error("the link is invalid or has expired")]
+    LinkInvalid,
+    /// The new password is refused; the link still works.
+    #[error("{0}")]
+    WeakPassword(PasswordError),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::change_password`].
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePasswordError {
+    /// The current password is wrong.
+    #[error("the current password is wrong")]
+    InvalidCredentials,
+    /// The new password is refused.
+    #[error("{0}")]
+    WeakPassword(PasswordError),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::update_profile`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Invalid fields.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// The account is gone.
+    #[error("not found")]
+    NotFound,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of calls that name a resource of the user.
+#[derive(Debug, thiserror::Error)]
+pub enum NotFoundError {
+    /// No such resource of this user.
+    #[error("not found")]
+    NotFound,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of the operator's commands.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The address is not valid or belongs to no account.
+    #[error("no account with the e-mail address {0:?}")]
+    UnknownEmail(String),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// The auth use cases, generic over their ports.
+///
+/// `S` stores users, sessions and one-time tokens; `H` hashes passwords;
+/// `T` signs access tokens; `M` sends mail. Clock and randomness are
+/// shared trait objects so that tests can drive them.
+pub struct Auth<S, H, T, M> {
+    store: S,
+    hasher: H,
+    signer: T,
+    mailer: M,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
+    config: AuthConfig,
+}
+
+impl<S, H, T, M> Auth<S, H, T, M>
+where
+    S: Store,
+    H: PasswordHasher,
+    T: TokenSigner,
+    M: Mailer,
+{
+    /// Wires the use cases to their adapters.
+    pub fn new(
+        store: S,
+        hasher: H,
+        signer: T,
+        mailer: M,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Rng>,
+        config: AuthConfig,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            signer,
+            mailer,
+            clock,
+            rng,
+            config,
+        }
+    }
+
+    /// The policies in force.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// The storage adapter (for read-only checks such as readiness).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The token signer.
+    pub fn signer(&self) -> &T {
+        &self.signer
+    }
+
+    fn idle_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.config.session_idle_timeout
+    }
+
+    fn link(&self, path: &str, token: &OpaqueToken) -> String {
+        format!("{}{path}?token={}", self.config.public_url, token.expose())
+    }
+
+    async fn send_link(&self, user: &User, kind: TokenKind) -> Result<(), InfraError> {
+        let now = self.clock.now();
+        let token = OpaqueToken::generate(&*self.rng);
+        let (ttl, path) = match kind {
+            TokenKind::EmailVerification => (self.config.email_verify_ttl, "/verify-email"),
+            TokenKind::PasswordReset => (self.config.password_reset_ttl, "/reset-password"),
+        };
+        self.store.issue_token(user.id, kind, &token.hash(), now + ttl).await?;
+        let (to, name, link) = (user.email.clone(), user.name.clone(), self.link(path, &token));
+        let mail = match kind {
+            TokenKind::EmailVerification => Mail::VerifyEmail { to, name, link },
+            TokenKind::PasswordReset => Mail::PasswordReset { to, name, link },
+        };
+        self.mailer.send(mail).await
+    }
+
+    /// Signs up. Answers the same whether or not the address is taken: a
+    /// taken address is sent a "someone tried to sign up" e-mail instead of
+    /// a verification link. The password is hashed in both cases, so both
+    /// take the same time.
+    pub async fn signup(&self, request: SignupRequest) -> Result<(), SignupError> {
+        let mut errors = Vec::new();
+        let name = parse_name(&request.name, &mut errors);
+        let email = Email::parse(&request.email)
+            .map_err(|e| errors.push(FieldError::new("email", e.code(), e.to_string())))
+            .ok();
+        let company = parse_optional_text("company", request.company.as_deref(), &mut errors);
+        let country = parse_optional_text("country", request.country.as_deref(), &mut errors);
+        let phone = parse_phone(request.phone.as_deref(), &mut errors);
+        let email_text = email.as_ref().map(|e| e.as_str()).unwrap_or(request.email.trim());
+        let password = Password::new_for(&request.password.0, &[email_text, &name]);
+        match (&password, errors.is_empty()) {
+            (Err(e), true) => return Err(SignupError::WeakPassword(*e)),
+            (Err(e), false) => errors.push(FieldError::new("password", e.code(), e.to_string())),
+            (Ok(_), _) => {}
+        }
+        let (Some(email), Ok(password)) = (email, password) else {
+            return Err(SignupError::Invalid(errors));
+        };
+        if !errors.is_empty() {
+            return Err(SignupError::Invalid(errors));
+        }
+
+        let hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let new_user = NewUser {
+            id: UserId::generate(now, &*self.rng),
+            name,
+            email,
+            email_verified: false,
+            password_hash: Some(hash),
+            company,
+            country,
+            phone,
+            plan: Plan::Free,
+            created_at: now,
+        };
+        match self.store.create_user(&new_user).await {
+            Ok(user) => Ok(self.send_link(&user, TokenKind::EmailVerification).await?),
+            Err(CreateUserError::EmailTaken) => {
+                let existing = self.store.user_by_email(&new_user.email).await?;
+                let name = existing.map(|u| u.name).unwrap_or(new_user.name);
+                let base = &self.config.public_url;
+                self.mailer
+                    .send(Mail::SignupAttempt {
+                        to: new_user.email,
+                        name,
+                        login_link: format!("{base}/login"),
+                        forgot_link: format!("{base}/forgot-password"),
+                    })
+                    .await?;
+                Ok(())
+            }
+            Err(CreateUserError::Infra(e)) => Err(e.into()),
+        }
+    }
+
+    /// Verifies an e-mail address with the token of a verification link.
+    pub async fn verify_email(&self, token: &str) -> Result<User, LinkError> {
+        let hash = OpaqueToken::presented(token).hash();
+        let now = self.clock.now();
+        let user_id = self
+            .store
+            .consume_token(TokenKind::EmailVerification, &hash, now)
+            .await?
+            .ok_or(LinkError::LinkInvalid)?;
+        self.store
+            .set_email_verified(user_id)
+            .await?
+            .ok_or(LinkError::LinkInvalid)
+    }
+
+    /// Sends a new verification link to an unverified account; does
+    /// nothing (and says nothing) otherwise.
+    pub async fn resend_verification(&self, email: &str) -> Result<(), InfraError> {
+        let Ok(email) = Email::parse(email) else { return Ok(()) };
+        match self.store.user_by_email(&email).await? {
+            Some(user) if !user.email_verified && !user.suspended => {
+                self.send_link(&user, TokenKind::EmailVerification).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Logs in with e-mail and password and opens a session.
+    ///
+    /// An unknown e-mail costs one (dummy) hash like a known one, and
+    /// answers like a wrong password. Lockout, verification and suspension
+    /// are told only to a caller who gave the right password, except that
+    /// a suspended account is `Locked` either way.
+    pub async fn login(&self, request: LoginRequest) -> Result<IssuedTokens, LoginError> {
+        let password = Password::candidate(&request.password.0);
+        let user = match Email::parse(&request.email) {
+            Ok(email) => self.store.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let hash = user.as_ref().and_then(|u| u.password_hash.as_ref());
+        let password_ok = self.hasher.verify(&password, hash).await?;
+        let Some(user) = user else {
+            return Err(LoginError::InvalidCredentials);
+        };
+        let now = self.clock.now();
+        if user.suspended {
+            return Err(LoginError::Locked);
+        }
+        if user.is_locked_out(now) {
+            return Err(if password_ok {
+                LoginError::Locked
+            } else {
+                LoginError::InvalidCredentials
+            });
+        }
+        if !password_ok {
+            if user.password_hash.is_some() {
+                self.store
+                    .record_failed_login(
+                        user.id,
+                        now,
+                        self.config.lockout_threshold,
+                        now + self.config.lockout_duration,
+                    )
+                    .await?;
+            }
+            return Err(LoginError::InvalidCredentials);
+        }
+        if user.failed_logins > 0 {
+            self.store.clear_failed_logins(user.id).await?;
+        }
+        if !user.email_verified {
+            return Err(LoginError::EmailNotVerified);
+        }
+        Ok(self.open_session(user, request.ip, request.user_agent).await?)
+    }
+
+    /// Opens a session for an authenticated user (password or OAuth),
+    /// ending the oldest beyond the cap.
+    pub async fn open_session(
+        &self,
+        user: User,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<IssuedTokens, InfraError> {
+        let now = self.clock.now();
+        let session = Session {
+            id: SessionId::generate(now, &*self.rng),
+            user_id: user.id,
+            created_at: now,
+            last_active_at: now,
+            expires_at: now + self.config.refresh_token_ttl,
+            ended_at: None,
+            end_reason: None,
+            ip,
+            user_agent,
+        };
+        let refresh = OpaqueToken::generate(&*self.rng);
+        self.store
+            .create_session(
+                &session,
+                &refresh.hash(),
+                self.config.max_sessions,
+                self.idle_cutoff(now),
+            )
+            .await?;
+        self.issue(user, &session, refresh, now)
+    }
+
+    fn issue(
+        &self,
+        user: User,
+        session: &Session,
+        refresh: OpaqueToken,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedTokens, InfraError> {
+        let expires_at = now + self.config.access_token_ttl;
+        let claims = AccessClaims {
+            user_id: user.id,
+            session_id: session.id,
+            plan: user.plan,
+            issued_at: now,
+            expires_at,
+            token_id: crate::ids::new_v7(now, &*self.rng),
+        };
+        Ok(IssuedTokens {
+            access_token: self.signer.sign(&claims)?,
+            expires_in: (expires_at - now).num_seconds(),
+            refresh_token: refresh,
+            refresh_expires_in: (session.expires_at - now).num_seconds().max(0),
+            session_id: session.id,
+            user,
+        })
+    }
+
+    /// Trades a refresh token for a new pair. The old refresh token is dead;
+    /// presenting it again ends the whole session.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens, RefreshError> {
+        let now = self.clock.now();
+        let replacement = OpaqueToken::generate(&*self.rng);
+        let presented = OpaqueToken::presented(refresh_token).hash();
+        let outcome = self
+            .store
+            .rotate_refresh_token(&presented, &replacement.hash(), now, self.idle_cutoff(now))
+            .await?;
+        let session = match outcome {
+            RefreshOutcome::Rotated(session) => session,
+            RefreshOutcome::Reused | RefreshOutcome::Unknown => return Err(RefreshError::InvalidToken),
+            RefreshOutcome::Expired => return Err(RefreshError::SessionExpired),
+        };
+        let user = self
+            .store
+            .user_by_id(session.user_id)
+            .await?
+            .ok_or(RefreshError::InvalidToken)?;
+        if user.suspended {
+            return Err(RefreshError::Locked);
+        }
+        Ok(self.issue(user, &session, replacement, now)?)
+    }
+
+    /// Checks an access token and its session; records the session's use.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
+        let now = self.clock.now();
+        let claims = self.signer.verify(access_token, now).map_err(|e| match e {
+            TokenVerifyError::Expired => AuthenticateError::TokenExpired,
+            TokenVerifyError::Invalid => AuthenticateError::InvalidToken,
+        })?;
+        let session = self
+            .store
+            .session(claims.session_id)
+            .await?
+            .filter(|s| s.user_id == claims.user_id)
+            .ok_or(AuthenticateError::InvalidToken)?;
+        if !session.is_active(now, self.config.session_idle_timeout) {
+            return Err(AuthenticateError::SessionExpired);
+        }
+        let user = self
+            .store
+            .user_by_id(claims.user_id)
+            .await?
+            .ok_or(AuthenticateError::InvalidToken)?;
+        if user.suspended {
+            return Err(AuthenticateError::Locked);
+        }
+        if now - session.last_active_at >= TOUCH_INTERVAL {
+            self.store.touch_session(session.id, now).await?;
+        }
+        Ok(Principal {
+            user,
+            session_id: session.id,
+        })
+    }
+
+    /// Ends the caller's session.
+    pub async fn logout(&self, user: UserId, session: SessionId) -> Result<(), InfraError> {
+        self.store
+            .end_session(user, session, self.clock.now(), EndReason::Logout)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a password reset link if the address has an account; answers
+    /// the same either way.
+    pub async fn forgot_password(&self, email: &str) -> Result<(), InfraError> {
+        let Ok(email) = Email::parse(email) else { return Ok(()) };
+        match self.store.user_by_email(&email).await? {
+            Some(user) => self.send_link(&user, TokenKind::PasswordReset).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sets a new password with a reset link. The new password is checked
+    /// before the link is used, so a refused password leaves the link valid.
+    /// Ends every session, lifts a failed-login lockout, and marks the
+    /// e-mail verified (the link proved it).
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), ResetPasswordError> {
+        let now = self.clock.now();
+        let hash = OpaqueToken::presented(token).hash();
+        let user_id = self
+            .store
+            .peek_token(TokenKind::PasswordReset, &hash, now)
+            .await?
+            .ok_or(ResetPasswordError::LinkInvalid)?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(ResetPasswordError::LinkInvalid)?;
+        let password = Password::new_for(new_password, &[user.email.as_str(), &user.name])
+            .map_err(ResetPasswordError::WeakPassword)?;
+        let password_hash = self.hasher.hash(&password).await?;
+        if self.store.consume_token(TokenKind::PasswordReset, &hash, now).await? != Some(user_id) {
+            return Err(ResetPasswordError::LinkInvalid);
+        }
+        self.store.set_password_hash(user_id, &password_hash).await?;
+        self.store
+            .end_user_sessions(user_id, None, now, EndReason::PasswordReset)
+            .await?;
+        self.store.clear_failed_logins(user_id).await?;
+        if !user.email_verified {
+            self.store.set_email_verified(user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the password of a logged-in user; every other session ends.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new_password: &str,
+    ) -> Result<(), ChangePasswordError> {
+        let user = &principal.user;
+        let ok = self
+            .hasher
+            .verify(&Password::candidate(current), user.password_hash.as_ref())
+            .await?;
+        if !ok {
+            return Err(ChangePasswordError::InvalidCredentials);
+        }
+        let password = Password::new_for(new_password, &[user.email.as_str(), &user.name])
+            .map_err(ChangePasswordError::WeakPassword)?;
+        let hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        self.store.set_password_hash(user.id, &hash).await?;
+        self.store
+            .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::PasswordChanged)
+            .await?;
+        self.mailer
+            .send(Mail::PasswordChanged {
+                to: user.email.clone(),
+                name: user.name.clone(),
+                forgot_link: format!("{}/forgot-password", self.config.public_url),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Changes name, company, country or phone.
+    pub async fn update_profile(&self, user: UserId, update: ProfileUpdate) -> Result<User, ProfileError> {
+        self.store
+            .update_profile(user, &update)
+            .await?
+            .ok_or(ProfileError::NotFound)
+    }
+
+    /// The user's active sessions, newest first.
+    pub async fn sessions(&self, user: UserId) -> Result<Vec<Session>, InfraError> {
+        let now = self.clock.now();
+        self.store.active_sessions(user, now, self.idle_cutoff(now)).await
+    }
+
+    /// Ends one of the user's sessions; `NotFound` for another user's or an ended one.
+    pub async fn revoke_session(&self, user: UserId, session: SessionId) -> Result<(), NotFoundError> {
+        let now = self.clock.now();
+        let active = self
+            .store
+            .session(session)
+            .await?
+            .is_some_and(|s| s.user_id == user && s.is_active(now, self.config.session_idle_timeout));
+        if !active || !self.store.end_session(user, session, now, EndReason::Revoked).await? {
+            return Err(NotFoundError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn user_by_email_or_unknown(&self, email: &str) -> Result<User, AdminError> {
+        let unknown = || AdminError::UnknownEmail(email.to_owned());
+        let parsed = Email::parse(email).map_err(|_| unknown())?;
+        self.store.user_by_email(&parsed).await?.ok_or_else(unknown)
+    }
+
+    /// Operator: changes an account's plan.
+    pub async fn admin_set_plan(&self, email: &str, plan: Plan) -> Result<User, AdminError> {
+        let user = self.user_by_email_or_unknown(email).await?;
+        self.store.set_plan(user.id, plan).await?;
+        Ok(User { plan, ..user })
+    }
+
+    /// Operator: suspends an account and ends its sessions.
+    pub async fn admin_lock(&self, email: &str) -> Result<User, AdminError> {
+        let user = self.user_by_email_or_unknown(email).await?;
+        self.store.set_suspended(user.id, true).await?;
+        self.store
+            .end_user_sessions(user.id, None, self.clock.now(), EndReason::Suspended)
+            .await?;
+        Ok(User {
+            suspended: true,
+            ..user
+        })
+    }
+
+    /// Operator: lifts a suspension and a failed-login lockout.
+    pub async fn admin_unlock(&self, email: &str) -> Result<User, AdminError> {
+        let user = self.user_by_email_or_unknown(email).await?;
+        self.store.set_suspended(user.id, false).await?;
+        self.store.clear_failed_logins(user.id).await?;
+        Ok(User {
+            suspended: false,
+            failed_logins: 0,
+            locked_until: None,
+            ..user
+        })
+    }
+
+    /// Operator: marks an e-mail address verified.
+    pub async fn admin_verify_email(&self, email: &str) -> Result<User, AdminError> {
+        let user = self.user_by_email_or_unknown(email).await?;
+        self.store
+            .set_email_verified(user.id)
+            .await?
+            .ok_or_else(|| AdminError::UnknownEmail(email.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

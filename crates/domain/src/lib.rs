@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+pub mod email;
+pub mod error;
+pub mod ids;
+pub mod password;
+pub mod plan;
+pub mod ports;
+pub mod profile;
+pub mod scope;
+pub mod session;
+pub mod token;
+pub mod user;
+
+pub use auth::{Auth, AuthConfig, IssuedTokens, LoginRequest, Principal, SignupRequest};
+pub use email::{Email, EmailError};
+pub use error::{FieldError, InfraError};
+pub use ids::{SessionId, UserId};
+pub use password::{Password, PasswordError, PasswordHash};
+pub use plan::{Plan, PlanLimits, UnknownPlan};
+pub use scope::{Scope, ScopeSet, UnknownScope};
+pub use session::{EndReason, Session};
+pub use token::{OpaqueToken, TokenHash, TokenKind};
+pub use user::{NewUser, User};

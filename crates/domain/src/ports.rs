@@ -1,0 +1,356 @@
+//! Ports: what the use cases need from the outside world.
+//!
+//! Adapters implement these traits (storage, crypto, mail, rate limits);
+//! tests implement them with in-memory fakes. Async methods return
+//! `impl Future + Send` so that use cases stay generic and allocation-free.
+
+use crate::profile::ProfileUpdate;
+use crate::{
+    Email, EndReason, InfraError, NewUser, Password, PasswordHash, Plan, Session, SessionId, TokenHash, TokenKind,
+    User, UserId,
+};
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::Duration;
+
+/// The current time.
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Cryptographically secure randomness.
+pub trait Rng: Send + Sync {
+    /// Fills `dest` with random bytes.
+    fn fill_bytes(&self, dest: &mut [u8]);
+}
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another account has this e-mail address.
+    #[error("the e-mail address is taken")]
+    EmailTaken,
+    /// Storage failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// The result of one failed password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedLogin {
+    /// Whether this failure locked the account.
+    pub locked: bool,
+}
+
+/// Stored accounts.
+pub trait UserRepository: Send + Sync {
+    /// Creates an account; [`CreateUserError::EmailTaken`] if the address is in use.
+    fn create_user(&self, user: &NewUser) -> impl Future<Output = Result<User, CreateUserError>> + Send;
+
+    /// The account with this id.
+    fn user_by_id(&self, id: UserId) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
+
+    /// The account with this (normalized) address.
+    fn user_by_email(&self, email: &Email) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
+
+    /// Applies a profile change; `None` if the account does not exist.
+    fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+    ) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
+
+    /// Marks the e-mail address verified; `None` if the account does not exist.
+    fn set_email_verified(&self, id: UserId) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
+
+    /// Replaces the password hash.
+    fn set_password_hash(&self, id: UserId, hash: &PasswordHash)
+        -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Counts one failed password check, atomically under concurrency.
+    ///
+    /// Unless the account is locked at `now`, adds one to `failed_logins`;
+    /// when that reaches `threshold`, sets `locked_until` and resets the
+    /// count to zero, and answers `locked: true`. While the account is
+    /// locked, nothing is counted. Exactly one of any number of parallel
+    /// calls sees `locked: true` for one lockout.
+    fn record_failed_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        threshold: u32,
+        locked_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<FailedLogin, InfraError>> + Send;
+
+    /// Sets `failed_logins` to zero and lifts a failed-login lockout.
+    fn clear_failed_logins(&self, id: UserId) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Changes the plan.
+    fn set_plan(&self, id: UserId, plan: Plan) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Suspends or reinstates the account.
+    fn set_suspended(&self, id: UserId, suspended: bool) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// What became of a presented refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was current: it is now used, the replacement is current,
+    /// and the session was marked active at `now`.
+    Rotated(Session),
+    /// The token had been used before (or lost a race to a parallel use):
+    /// its session has been ended with [`EndReason::RefreshReuse`].
+    Reused,
+    /// The token's session is ended, idle past the cutoff or past its
+    /// absolute end. Nothing was changed.
+    Expired,
+    /// No such token.
+    Unknown,
+}
+
+/// Stored sessions and their refresh tokens.
+pub trait SessionRepository: Send + Sync {
+    /// Stores a new session with its first refresh token, then ends the
+    /// oldest active sessions of the user beyond `max_active`, atomically
+    /// under concurrency (parallel logins never leave more than `max_active`).
+    /// A session is active when not ended, `expires_at > now` and
+    /// `last_active_at > idle_cutoff`. Returns the ids it ended.
+    fn create_session(
+        &self,
+        session: &Session,
+        refresh: &TokenHash,
+        max_active: u32,
+        idle_cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<SessionId>, InfraError>> + Send;
+
+    /// Uses a refresh token once and stores its replacement. Two parallel
+    /// calls with the same token: at most one is `Rotated`, and the session
+    /// ends. See [`RefreshOutcome`].
+    fn rotate_refresh_token(
+        &self,
+        presented: &TokenHash,
+        replacement: &TokenHash,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<RefreshOutcome, InfraError>> + Send;
+
+    /// The session with this id, ended or not.
+    fn session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, InfraError>> + Send;
+
+    /// Records use of the session at `now`.
+    fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Ends one session of `user`; `false` if it was not theirs or already ended.
+    fn end_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: DateTime<Utc>,
+        reason: EndReason,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Ends every session of `user` but `except`; returns the ids ended.
+    fn end_user_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+        reason: EndReason,
+    ) -> impl Future<Output = Result<Vec<SessionId>, InfraError>> + Send;
+
+    /// The active sessions of `user` (see [`create_session`](Self::create_session)), newest first.
+    fn active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Session>, InfraError>> + Send;
+}
+
+/// Stored one-time tokens (e-mail verification, password reset).
+pub trait OneTimeTokenRepository: Send + Sync {
+    /// Stores a token for `user`; every older token of the same kind for
+    /// that user stops working.
+    fn issue_token(
+        &self,
+        user: UserId,
+        kind: TokenKind,
+        hash: &TokenHash,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// The owner of a usable (unused, unexpired) token, without using it.
+    fn peek_token(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<UserId>, InfraError>> + Send;
+
+    /// Uses a token: its owner if it was usable. Of parallel calls with
+    /// one token, exactly one gets the owner.
+    fn consume_token(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<UserId>, InfraError>> + Send;
+}
+
+/// Everything the auth use cases keep: one storage adapter implements it all.
+pub trait Store: UserRepository + SessionRepository + OneTimeTokenRepository {}
+impl<T: UserRepository + SessionRepository + OneTimeTokenRepository> Store for T {}
+
+/// Hashes and checks passwords (argon2id in production).
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes a new password with a fresh salt.
+    fn hash(&self, password: &Password) -> impl Future<Output = Result<PasswordHash, InfraError>> + Send;
+
+    /// Checks a password against a stored hash in constant time. With
+    /// `None` (no such account, or no password), it checks against a dummy
+    /// hash and answers `false`, so that both cases cost the same time.
+    fn verify(
+        &self,
+        password: &Password,
+        hash: Option<&PasswordHash>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+}
+
+/// The claims of an access token this service issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    /// The user (`sub`).
+    pub user_id: UserId,
+    /// The session (`sid`).
+    pub session_id: SessionId,
+    /// The plan at issue time (`plan`).
+    pub plan: Plan,
+    /// Issue time (`iat`).
+    pub issued_at: DateTime<Utc>,
+    /// Expiry (`exp`).
+    pub expires_at: DateTime<Utc>,
+    /// Unique token id (`jti`).
+    pub token_id: uuid::Uuid,
+}
+
+/// Why an access token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenVerifyError {
+    /// Well-formed and correctly signed, but past `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Malformed, wrongly signed, wrong issuer or audience.
+    #[error("the token is invalid")]
+    Invalid,
+}
+
+/// Signs and verifies access tokens (JWT, EdDSA).
+pub trait TokenSigner: Send + Sync {
+    /// Signs the claims; the signer adds `iss`, `aud`, `typ` and `kid`.
+    fn sign(&self, claims: &AccessClaims) -> Result<String, InfraError>;
+
+    /// Verifies a token at `now`, with no leeway on `exp`.
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenVerifyError>;
+}
+
+/// An e-mail to send. `Debug` shows the kind and the recipient, never a link.
+#[derive(Clone)]
+pub enum Mail {
+    /// "Confirm your address": holds the verification link.
+    VerifyEmail {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// `<public URL>/verify-email?token=…`
+        link: String,
+    },
+    /// "Reset your password": holds the reset link.
+    PasswordReset {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// `<public URL>/reset-password?token=…`
+        link: String,
+    },
+    /// "Someone tried to sign up with your address".
+    SignupAttempt {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// The login page.
+        login_link: String,
+        /// The forgotten-password page.
+        forgot_link: String,
+    },
+    /// "Your password was changed".
+    PasswordChanged {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// The forgotten-password page, in case it was not them.
+        forgot_link: String,
+    },
+}
+
+impl Mail {
+    /// The recipient.
+    pub fn to(&self) -> &Email {
+        match self {
+            Mail::VerifyEmail { to, .. }
+            | Mail::PasswordReset { to, .. }
+            | Mail::SignupAttempt { to, .. }
+            | Mail::PasswordChanged { to, .. } => to,
+        }
+    }
+
+    /// A short name of the kind, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Mail::VerifyEmail { .. } => "verify_email",
+            Mail::PasswordReset { .. } => "password_reset",
+            Mail::SignupAttempt { .. } => "signup_attempt",
+            Mail::PasswordChanged { .. } => "password_changed",
+        }
+    }
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mail({} to {})", self.kind(), self.to())
+    }
+}
+
+/// Sends e-mail. Implementations queue and retry: `send` returns once the
+/// message is accepted for delivery, not when the SMTP server answers.
+pub trait Mailer: Send + Sync {
+    /// Accepts a message for delivery.
+    fn send(&self, mail: Mail) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// The answer of a rate limiter to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitDecision {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// The budget per window (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Until the budget is full again (`RateLimit-Reset`).
+    pub reset_after: Duration,
+    /// When refused: until one request is allowed again (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+/// Counts requests per key (an account, a client IP) against a budget per minute.
+/// Implementations use GCRA, so that a budget of N per minute lets a burst of
+/// N through and then one request each 60/N seconds.
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request for `key` against `per_minute`.
+    fn check(&self, key: &str, per_minute: u32) -> impl Future<Output = Result<RateLimitDecision, InfraError>> + Send;
+}
