@@ -1,1 +1,151 @@
-//! stub
+#![doc = include_str!("../README.md")]
+
+mod connection;
+mod error;
+mod models;
+mod schema;
+mod sessions;
+mod tokens;
+mod users;
+
+use chrono::{DateTime, Utc};
+use connection::{with_conn, Dialect, Pools, Target};
+use diesel::{BoolExpressionMethods, ExpressionMethods, QueryDsl, RunQueryDsl};
+use std::fmt;
+use std::sync::Arc;
+
+pub use error::StoreError;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (`sqlite://PATH`).
+    Sqlite,
+    /// A PostgreSQL server (`postgres://…`).
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`, for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The storage adapter: users, sessions with their refresh tokens, and
+/// one-time tokens, in SQLite or PostgreSQL.
+///
+/// It implements the domain's [`UserRepository`], [`SessionRepository`] and
+/// [`OneTimeTokenRepository`] (hence its `Store` port). Cloning is cheap: the
+/// clones share one connection pool.
+///
+/// [`UserRepository`]: convosphere_domain::ports::UserRepository
+/// [`SessionRepository`]: convosphere_domain::ports::SessionRepository
+/// [`OneTimeTokenRepository`]: convosphere_domain::ports::OneTimeTokenRepository
+#[derive(Clone)]
+pub struct Store {
+    pools: Arc<Pools>,
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (the file and its directory are created
+    /// if missing) or `postgres://…` / `postgresql://…`, and checks that the
+    /// database answers. It does not migrate: call [`migrate`](Self::migrate).
+    ///
+    /// A database that cannot be reached gives an error whose
+    /// [`is_unavailable`](StoreError::is_unavailable) is true.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let target = Target::parse(url)?;
+        let pools = tokio::task::spawn_blocking(move || Pools::open(target))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the connection task did not finish: {e}")))??;
+        let store = Self { pools: Arc::new(pools) };
+        tracing::debug!(backend = %store.backend(), "database connected");
+        Ok(store)
+    }
+
+    /// Applies the pending migrations (embedded in the binary) and returns
+    /// how many ran. Running it again, or from several instances at once,
+    /// is safe.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let applied = with_conn!(self, |conn| conn.migrate())?;
+        if applied > 0 {
+            tracing::info!(backend = %self.backend(), applied, "database migrated");
+        }
+        Ok(applied)
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |conn| {
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes what no rule reads any more: sessions that ended or expired
+    /// before `before` (with their refresh tokens), and one-time tokens that
+    /// expired before it. Meant for a periodic job, with `before` well in the
+    /// past (a day or more): a session's row is what makes a still-unexpired
+    /// access token of it answer `session_expired` rather than `invalid_token`.
+    pub async fn purge_expired(&self, before: DateTime<Utc>) -> Result<Purged, StoreError> {
+        let before = models::db_time(before);
+        with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                let sessions = diesel::delete(
+                    schema::sessions::table.filter(
+                        schema::sessions::expires_at
+                            .lt(before)
+                            .or(schema::sessions::ended_at.lt(before)),
+                    ),
+                )
+                .execute(conn)?;
+                let one_time_tokens = diesel::delete(
+                    schema::one_time_tokens::table.filter(schema::one_time_tokens::expires_at.lt(before)),
+                )
+                .execute(conn)?;
+                Ok(Purged {
+                    sessions,
+                    one_time_tokens,
+                })
+            })
+        })
+    }
+
+    /// The backend behind this store.
+    pub fn backend(&self) -> Backend {
+        match *self.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn pools(&self) -> &Pools {
+        &self.pools
+    }
+}
+
+/// What [`Store::purge_expired`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Purged {
+    /// Sessions, each with its refresh tokens.
+    pub sessions: usize,
+    /// One-time e-mail tokens.
+    pub one_time_tokens: usize,
+}
+
+impl fmt::Debug for Store {
+    // Never the URL: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend()).finish()
+    }
+}

@@ -1,0 +1,291 @@
+//! Connecting: URL parsing, the two r2d2 pools, per-connection settings, and
+//! the helper that runs one query body on either backend off the async runtime.
+
+use crate::error::StoreError;
+use crate::models::UserRow;
+use crate::schema::users;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+/// The SQLite migration history (`migrations/sqlite`), compiled in.
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+/// The PostgreSQL migration history (`migrations/postgres`), compiled in.
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Connections per pool. Requests that find none free wait up to
+/// [`CHECKOUT_TIMEOUT`]; the database is then reported unavailable.
+const POOL_SIZE: u32 = 10;
+/// How long a request waits for a pooled connection.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits for another connection's write lock before
+/// failing with "database is locked".
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// The pool of either backend.
+pub(crate) enum Pools {
+    /// `sqlite://PATH`.
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    /// `postgres://…`.
+    Postgres(Pool<ConnectionManager<PgConnection>>),
+}
+
+/// Which database a URL names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A file path, or `:memory:`.
+    Sqlite(String),
+    /// The URL as given, for libpq.
+    Postgres(String),
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::UnsupportedUrl);
+            }
+            return Ok(Self::Sqlite(path.to_owned()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+/// Settings every SQLite connection needs, applied when the pool opens it:
+/// wait for the write lock instead of failing at once, WAL so that readers
+/// never block the writer, and foreign keys enforced (off by default).
+#[derive(Debug, Clone, Copy)]
+struct SqliteSettings;
+
+impl SqliteSettings {
+    fn apply(conn: &mut SqliteConnection) -> QueryResult<()> {
+        // busy_timeout first: switching to WAL needs the lock briefly.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"
+        ))
+    }
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqliteSettings {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        Self::apply(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Pools {
+    /// Opens one connection to prove the database answers (a refused
+    /// connection fails at once instead of after the pool's timeout), then
+    /// builds the pool. Blocking.
+    pub(crate) fn open(target: Target) -> Result<Self, StoreError> {
+        match target {
+            Target::Sqlite(path) => {
+                let in_memory = path == ":memory:" || path.starts_with("file::memory:");
+                if !in_memory {
+                    create_parent_dir(&path)?;
+                }
+                let mut first = SqliteConnection::establish(&path)?;
+                SqliteSettings::apply(&mut first)?;
+                drop(first);
+                let builder = Pool::builder()
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .connection_customizer(Box::new(SqliteSettings))
+                    // A local file: no network to fail between checkouts.
+                    .test_on_check_out(false);
+                let builder = if in_memory {
+                    // Every connection to :memory: is its own database: keep one, forever.
+                    builder.max_size(1).idle_timeout(None).max_lifetime(None)
+                } else {
+                    builder.max_size(POOL_SIZE).min_idle(Some(1))
+                };
+                let pool = builder
+                    .build(ConnectionManager::new(path))
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Ok(Self::Sqlite(pool))
+            }
+            Target::Postgres(url) => {
+                drop(PgConnection::establish(&url)?);
+                let pool = Pool::builder()
+                    .max_size(POOL_SIZE)
+                    .min_idle(Some(1))
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    // A server restart breaks idle connections: check before use.
+                    .test_on_check_out(true)
+                    .build(ConnectionManager::new(url))
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Ok(Self::Postgres(pool))
+            }
+        }
+    }
+}
+
+fn create_parent_dir(path: &str) -> Result<(), StoreError> {
+    let path = std::path::Path::new(path.strip_prefix("file:").unwrap_or(path));
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create the directory {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// What differs between the backends, behind one interface so that each
+/// query body is written once (see [`with_conn!`]).
+pub(crate) trait Dialect: Connection + Sized {
+    /// Runs `f` in a transaction that will write. On SQLite it is
+    /// `BEGIN IMMEDIATE`: it takes the database's write lock up front, so
+    /// such transactions run one at a time and never fail half-way on a lock
+    /// upgrade. On PostgreSQL it is an ordinary READ COMMITTED transaction;
+    /// per-user serialization comes from [`lock_user`](Self::lock_user).
+    fn write_transaction<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Self) -> Result<T, StoreError>;
+
+    /// Reads the user's row and, on PostgreSQL, locks it until the
+    /// transaction ends (`SELECT … FOR NO KEY UPDATE`): transactions that lock
+    /// the same user run one after the other, each seeing what the previous
+    /// one committed. On SQLite the immediate transaction already excludes
+    /// every other writer. `None` if there is no such user.
+    fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError>;
+
+    /// Applies the pending migrations of this backend's history, one caller
+    /// at a time; returns how many ran.
+    fn migrate(&mut self) -> Result<usize, StoreError>;
+}
+
+fn migration_error(error: Box<dyn std::error::Error + Send + Sync>) -> StoreError {
+    StoreError::Migration(error.to_string())
+}
+
+impl Dialect for SqliteConnection {
+    fn write_transaction<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Self) -> Result<T, StoreError>,
+    {
+        self.immediate_transaction(f)
+    }
+
+    fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(users::table
+            .find(id)
+            .select(UserRow::as_select())
+            .first(self)
+            .optional()?)
+    }
+
+    fn migrate(&mut self) -> Result<usize, StoreError> {
+        // The immediate transaction keeps a second process from migrating at
+        // the same time; diesel runs each migration in a savepoint inside it.
+        self.immediate_transaction(|conn| {
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|applied| applied.len())
+                .map_err(migration_error)
+        })
+    }
+}
+
+/// `pg_advisory_xact_lock` key that serializes migrations across instances.
+const MIGRATION_LOCK_KEY: i64 = 0x636f_6e76_6f73_7068; // "convosph"
+
+impl Dialect for PgConnection {
+    fn write_transaction<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Self) -> Result<T, StoreError>,
+    {
+        self.transaction(f)
+    }
+
+    fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        // NO KEY UPDATE rather than UPDATE: it excludes the other lockers just
+        // the same, but not the FOR KEY SHARE that inserting a row which
+        // references the user takes.
+        Ok(users::table
+            .find(id)
+            .select(UserRow::as_select())
+            .for_no_key_update()
+            .first(self)
+            .optional()?)
+    }
+
+    fn migrate(&mut self) -> Result<usize, StoreError> {
+        self.transaction(|conn| {
+            // Instances starting together: the second waits here, then finds
+            // nothing pending.
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+                .execute(conn)?;
+            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|applied| applied.len())
+                .map_err(migration_error)
+        })
+    }
+}
+
+/// Runs `f` with a pooled connection on tokio's blocking pool: diesel and
+/// r2d2 block, and a blocked async worker would stall every other request.
+pub(crate) async fn run_blocking<C, T, F>(pool: &Pool<ConnectionManager<C>>, f: F) -> Result<T, StoreError>
+where
+    C: R2D2Connection + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut C) -> Result<T, StoreError> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| StoreError::Query(format!("the database task did not finish: {e}")))?
+}
+
+/// `with_conn!(store, |conn| body)`: runs `body` (a `Result<T, StoreError>`)
+/// off the async runtime with `conn` bound to a pooled connection of the
+/// store's backend. The body is expanded once per backend, so it is written
+/// once but type-checked against both `SqliteConnection` and `PgConnection`;
+/// what differs between them goes through [`Dialect`]. The body is a `move`
+/// closure: give it owned values.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match $store.pools() {
+            $crate::connection::Pools::Sqlite(pool) => {
+                $crate::connection::run_blocking(pool, move |$conn: &mut ::diesel::sqlite::SqliteConnection| $body)
+                    .await
+            }
+            $crate::connection::Pools::Postgres(pool) => {
+                $crate::connection::run_blocking(pool, move |$conn: &mut ::diesel::pg::PgConnection| $body).await
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() {
+        assert_eq!(
+            Target::parse("sqlite://./data/auth.db").ok(),
+            Some(Target::Sqlite("./data/auth.db".into()))
+        );
+        assert_eq!(
+            Target::parse("sqlite:///var/lib/auth.db").ok(),
+            Some(Target::Sqlite("/var/lib/auth.db".into()))
+        );
+        assert_eq!(
+            Target::parse("postgresql://u@h/db").ok(),
+            Some(Target::Postgres("postgresql://u@h/db".into()))
+        );
+        assert!(Target::parse("postgres://u@h/db").is_ok());
+        for bad in ["", "sqlite://", "mysql://h/db", "auth.db"] {
+            assert!(matches!(Target::parse(bad), Err(StoreError::UnsupportedUrl)), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The tables, as diesel sees them. One schema serves both backends: the two
+//! migration histories declare the same column types (see the crate docs).
+//!
+//! To add a table: write a migration in both `migrations/sqlite` and
+//! `migrations/postgres`, add its `table!` here, its `joinable!` lines, and
+//! its name to `allow_tables_to_appear_in_same_query!`.
+
+diesel::table! {
+    /// Accounts.
+    users (id) {
+        /// UUID, as text.
+        id -> Text,
+        /// Display name.
+        name -> Text,
+        /// Trimmed and lower-cased; unique (`users_email_key`).
+        email -> Text,
+        /// Whether the address was proved.
+        email_verified -> Bool,
+        /// PHC string; NULL for OAuth-only accounts.
+        password_hash -> Nullable<Text>,
+        /// Optional profile field.
+        company -> Nullable<Text>,
+        /// Optional profile field.
+        country -> Nullable<Text>,
+        /// Optional profile field.
+        phone -> Nullable<Text>,
+        /// `free`, `starter`, `business` or `pro`.
+        plan -> Text,
+        /// Whether TOTP is on.
+        mfa_enabled -> Bool,
+        /// Suspended by an operator.
+        suspended -> Bool,
+        /// Consecutive failed password checks.
+        failed_logins -> Integer,
+        /// Failed-login lockout end (UTC).
+        locked_until -> Nullable<Timestamp>,
+        /// Creation time (UTC).
+        created_at -> Timestamp,
+        /// Last change (UTC).
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Login sessions.
+    sessions (id) {
+        /// UUID, as text.
+        id -> Text,
+        /// Owner.
+        user_id -> Text,
+        /// Login time (UTC).
+        created_at -> Timestamp,
+        /// Last use (UTC).
+        last_active_at -> Timestamp,
+        /// Absolute end (UTC).
+        expires_at -> Timestamp,
+        /// When it was ended (UTC).
+        ended_at -> Nullable<Timestamp>,
+        /// Why it was ended (`EndReason::as_str`).
+        end_reason -> Nullable<Text>,
+        /// Client IP at login.
+        ip -> Nullable<Text>,
+        /// Client `User-Agent` at login.
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Refresh tokens of sessions, by hash; a used one stays as a reuse tripwire.
+    refresh_tokens (hash) {
+        /// Lower-case hex SHA-256 of the token.
+        hash -> Text,
+        /// The session it refreshes.
+        session_id -> Text,
+        /// Issue time (UTC).
+        created_at -> Timestamp,
+        /// When it was traded for its replacement (UTC).
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// E-mailed single-use tokens (verification, password reset), by hash.
+    one_time_tokens (hash) {
+        /// Lower-case hex SHA-256 of the token.
+        hash -> Text,
+        /// Owner.
+        user_id -> Text,
+        /// `TokenKind::as_str`.
+        kind -> Text,
+        /// Issue time (UTC).
+        created_at -> Timestamp,
+        /// End of validity (UTC).
+        expires_at -> Timestamp,
+        /// When it was used (UTC).
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(one_time_tokens -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, one_time_tokens);

@@ -1,0 +1,248 @@
+//! [`SessionRepository`] for [`Store`].
+
+use crate::connection::{with_conn, Dialect};
+use crate::models::{db_time, session_ids, sessions_from_rows, NewRefreshToken, SessionRow};
+use crate::schema::{refresh_tokens, sessions};
+use crate::Store;
+use chrono::{DateTime, Utc};
+use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
+use convosphere_domain::{EndReason, InfraError, Session, SessionId, TokenHash, UserId};
+use diesel::prelude::*;
+
+/// What `rotate_refresh_token` decided, before conversion.
+enum Rotation {
+    Rotated(SessionRow),
+    Reused,
+    Expired,
+    Unknown,
+}
+
+impl SessionRepository for Store {
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh: &TokenHash,
+        max_active: u32,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let row = SessionRow::new(session);
+        let token = NewRefreshToken {
+            hash: refresh.to_hex(),
+            session_id: row.id.clone(),
+            created_at: row.created_at,
+        };
+        let now = row.created_at;
+        let cutoff = db_time(idle_cutoff);
+        let keep = i64::from(max_active);
+        let ended = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                // Logins of one user take turns here, so each one counts the
+                // sessions the previous ones left.
+                conn.lock_user(&row.user_id)?;
+                diesel::insert_into(sessions::table).values(&row).execute(conn)?;
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&token)
+                    .execute(conn)?;
+                let beyond_cap: Vec<String> = sessions::table
+                    .filter(sessions::user_id.eq(&row.user_id))
+                    .filter(sessions::ended_at.is_null())
+                    .filter(sessions::expires_at.gt(now))
+                    .filter(sessions::last_active_at.gt(cutoff))
+                    .order((sessions::created_at.desc(), sessions::id.desc()))
+                    .select(sessions::id)
+                    .offset(keep)
+                    .load(conn)?;
+                if !beyond_cap.is_empty() {
+                    diesel::update(sessions::table.filter(sessions::id.eq_any(&beyond_cap)))
+                        .set((
+                            sessions::ended_at.eq(Some(now)),
+                            sessions::end_reason.eq(Some(EndReason::Evicted.as_str())),
+                        ))
+                        .execute(conn)?;
+                }
+                Ok(beyond_cap)
+            })
+        })?;
+        Ok(session_ids(ended)?)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &TokenHash,
+        replacement: &TokenHash,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<RefreshOutcome, InfraError> {
+        let presented = presented.to_hex();
+        let replacement = replacement.to_hex();
+        let now = db_time(now);
+        let cutoff = db_time(idle_cutoff);
+        let rotation = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                let Some((session_id, user_id)) = refresh_tokens::table
+                    .inner_join(sessions::table)
+                    .filter(refresh_tokens::hash.eq(&presented))
+                    .select((sessions::id, sessions::user_id))
+                    .first::<(String, String)>(conn)
+                    .optional()?
+                else {
+                    return Ok(Rotation::Unknown);
+                };
+                // Take turns with the user's other session changes, then
+                // read the session as the previous turn left it.
+                conn.lock_user(&user_id)?;
+                let session: SessionRow = sessions::table
+                    .find(&session_id)
+                    .select(SessionRow::as_select())
+                    .first(conn)?;
+                if !session.is_active(now, cutoff) {
+                    return Ok(Rotation::Expired);
+                }
+                // The conditional update is what makes the token single-use:
+                // of two parallel rotations only one changes the row.
+                let won = diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::hash.eq(&presented))
+                        .filter(refresh_tokens::used_at.is_null()),
+                )
+                .set(refresh_tokens::used_at.eq(Some(now)))
+                .execute(conn)?
+                    == 1;
+                if !won {
+                    // Used before, or by a parallel call that just won: a
+                    // theft signal. The whole session ends.
+                    diesel::update(sessions::table.find(&session_id))
+                        .set((
+                            sessions::ended_at.eq(Some(now)),
+                            sessions::end_reason.eq(Some(EndReason::RefreshReuse.as_str())),
+                        ))
+                        .execute(conn)?;
+                    return Ok(Rotation::Reused);
+                }
+                diesel::insert_into(refresh_tokens::table)
+                    .values(NewRefreshToken {
+                        hash: replacement,
+                        session_id: session_id.clone(),
+                        created_at: now,
+                    })
+                    .execute(conn)?;
+                let session = diesel::update(sessions::table.find(&session_id))
+                    .set(sessions::last_active_at.eq(now))
+                    .returning(SessionRow::as_returning())
+                    .get_result(conn)?;
+                Ok(Rotation::Rotated(session))
+            })
+        })?;
+        Ok(match rotation {
+            Rotation::Rotated(row) => RefreshOutcome::Rotated(Session::try_from(row)?),
+            Rotation::Reused => RefreshOutcome::Reused,
+            Rotation::Expired => RefreshOutcome::Expired,
+            Rotation::Unknown => RefreshOutcome::Unknown,
+        })
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
+        let id = id.to_string();
+        let row = with_conn!(self, |conn| {
+            Ok(sessions::table
+                .find(id)
+                .select(SessionRow::as_select())
+                .first(conn)
+                .optional()?)
+        })?;
+        Ok(row.map(Session::try_from).transpose()?)
+    }
+
+    async fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
+        let id = id.to_string();
+        let now = db_time(now);
+        with_conn!(self, |conn| {
+            // Never backwards: a slower request must not undo a newer touch.
+            diesel::update(
+                sessions::table
+                    .filter(sessions::id.eq(id))
+                    .filter(sessions::last_active_at.lt(now)),
+            )
+            .set(sessions::last_active_at.eq(now))
+            .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn end_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: DateTime<Utc>,
+        reason: EndReason,
+    ) -> Result<bool, InfraError> {
+        let user = user.to_string();
+        let id = id.to_string();
+        let now = db_time(now);
+        let ended = with_conn!(self, |conn| {
+            Ok(diesel::update(
+                sessions::table
+                    .filter(sessions::id.eq(id))
+                    .filter(sessions::user_id.eq(user))
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set((
+                sessions::ended_at.eq(Some(now)),
+                sessions::end_reason.eq(Some(reason.as_str())),
+            ))
+            .execute(conn)?)
+        })?;
+        Ok(ended == 1)
+    }
+
+    async fn end_user_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+        reason: EndReason,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let user = user.to_string();
+        // No session has the nil id: "all but none" needs no second query.
+        let except = except.map_or_else(|| uuid::Uuid::nil().to_string(), |id| id.to_string());
+        let now = db_time(now);
+        let ended = with_conn!(self, |conn| {
+            Ok(diesel::update(
+                sessions::table
+                    .filter(sessions::user_id.eq(user))
+                    .filter(sessions::ended_at.is_null())
+                    .filter(sessions::id.ne(except)),
+            )
+            .set((
+                sessions::ended_at.eq(Some(now)),
+                sessions::end_reason.eq(Some(reason.as_str())),
+            ))
+            .returning(sessions::id)
+            .get_results::<String>(conn)?)
+        })?;
+        Ok(session_ids(ended)?)
+    }
+
+    async fn active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Vec<Session>, InfraError> {
+        let user = user.to_string();
+        let now = db_time(now);
+        let cutoff = db_time(idle_cutoff);
+        let rows = with_conn!(self, |conn| {
+            Ok(sessions::table
+                .filter(sessions::user_id.eq(user))
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .filter(sessions::last_active_at.gt(cutoff))
+                .order((sessions::created_at.desc(), sessions::id.desc()))
+                .select(SessionRow::as_select())
+                .load(conn)?)
+        })?;
+        Ok(sessions_from_rows(rows)?)
+    }
+}

@@ -1,0 +1,203 @@
+//! [`UserRepository`] for [`Store`].
+
+use crate::connection::{with_conn, Dialect};
+use crate::error::StoreError;
+use crate::models::{db_time, ProfileChanges, UserRow};
+use crate::schema::users;
+use crate::Store;
+use chrono::{DateTime, Utc};
+use convosphere_domain::ports::{CreateUserError, FailedLogin, UserRepository};
+use convosphere_domain::profile::ProfileUpdate;
+use convosphere_domain::{Email, InfraError, NewUser, PasswordHash, Plan, User, UserId};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
+
+/// Whether a unique violation is the one on `users.email` (PostgreSQL names
+/// the constraint; SQLite only names the column).
+fn is_email_conflict(info: &dyn DatabaseErrorInformation) -> bool {
+    info.constraint_name() == Some("users_email_key") || info.message().contains("users.email")
+}
+
+fn to_user(row: Option<UserRow>) -> Result<Option<User>, InfraError> {
+    Ok(row.map(User::try_from).transpose()?)
+}
+
+/// `updated_at` of a change: the ports pass no time for these writes, and the
+/// column is bookkeeping that no rule reads.
+fn updated_now() -> chrono::NaiveDateTime {
+    db_time(Utc::now())
+}
+
+impl UserRepository for Store {
+    async fn create_user(&self, user: &NewUser) -> Result<User, CreateUserError> {
+        let row = UserRow::new(user);
+        let created = with_conn!(self, |conn| {
+            match diesel::insert_into(users::table)
+                .values(&row)
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+            {
+                Ok(row) => Ok(Some(row)),
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                    if is_email_conflict(info.as_ref()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(StoreError::from(e)),
+            }
+        })
+        .map_err(InfraError::from)?;
+        match created {
+            Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
+            None => Err(CreateUserError::EmailTaken),
+        }
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        let id = id.to_string();
+        let row = with_conn!(self, |conn| {
+            Ok(users::table
+                .find(id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?)
+        })?;
+        to_user(row)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError> {
+        // Stored lower-cased by `Email::parse`, so equality is case-insensitive.
+        let email = email.as_str().to_owned();
+        let row = with_conn!(self, |conn| {
+            Ok(users::table
+                .filter(users::email.eq(email))
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?)
+        })?;
+        to_user(row)
+    }
+
+    async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<Option<User>, InfraError> {
+        let id = id.to_string();
+        let changes = ProfileChanges::new(update, Utc::now());
+        let row = with_conn!(self, |conn| {
+            Ok(diesel::update(users::table.find(id))
+                .set(&changes)
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .optional()?)
+        })?;
+        to_user(row)
+    }
+
+    async fn set_email_verified(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        let id = id.to_string();
+        let now = updated_now();
+        let row = with_conn!(self, |conn| {
+            Ok(diesel::update(users::table.find(id))
+                .set((users::email_verified.eq(true), users::updated_at.eq(now)))
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .optional()?)
+        })?;
+        to_user(row)
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash) -> Result<(), InfraError> {
+        let id = id.to_string();
+        let hash = hash.as_str().to_owned();
+        let now = updated_now();
+        with_conn!(self, |conn| {
+            diesel::update(users::table.find(id))
+                .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn record_failed_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        threshold: u32,
+        locked_until: DateTime<Utc>,
+    ) -> Result<FailedLogin, InfraError> {
+        let id = id.to_string();
+        let now = db_time(now);
+        let locked_until = db_time(locked_until);
+        let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
+        let locked = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                // Read-modify-write under the user's lock: parallel failures
+                // are counted one after the other, so exactly one reaches the
+                // threshold and the rest find the account locked.
+                let Some(user) = conn.lock_user(&id)? else {
+                    return Ok(false);
+                };
+                if user.locked_until.is_some_and(|until| until > now) {
+                    return Ok(false);
+                }
+                let count = user.failed_logins.saturating_add(1);
+                let target = users::table.find(&id);
+                if count >= threshold {
+                    diesel::update(target)
+                        .set((
+                            users::failed_logins.eq(0),
+                            users::locked_until.eq(Some(locked_until)),
+                            users::updated_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                    Ok(true)
+                } else {
+                    diesel::update(target)
+                        .set((users::failed_logins.eq(count), users::updated_at.eq(now)))
+                        .execute(conn)?;
+                    Ok(false)
+                }
+            })
+        })?;
+        Ok(FailedLogin { locked })
+    }
+
+    async fn clear_failed_logins(&self, id: UserId) -> Result<(), InfraError> {
+        let id = id.to_string();
+        let now = updated_now();
+        with_conn!(self, |conn| {
+            diesel::update(users::table.find(id))
+                .set((
+                    users::failed_logins.eq(0),
+                    users::locked_until.eq(None::<chrono::NaiveDateTime>),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn set_plan(&self, id: UserId, plan: Plan) -> Result<(), InfraError> {
+        let id = id.to_string();
+        let now = updated_now();
+        with_conn!(self, |conn| {
+            diesel::update(users::table.find(id))
+                .set((users::plan.eq(plan.as_str()), users::updated_at.eq(now)))
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn set_suspended(&self, id: UserId, suspended: bool) -> Result<(), InfraError> {
+        let id = id.to_string();
+        let now = updated_now();
+        with_conn!(self, |conn| {
+            diesel::update(users::table.find(id))
+                .set((users::suspended.eq(suspended), users::updated_at.eq(now)))
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,486 @@
+//! Sessions: refresh rotation and reuse, the cap, activity, ending.
+
+use crate::support::{in_parallel, minutes, session, t0, token, user, TestDb};
+use chrono::Duration;
+use convosphere_domain::ports::{OneTimeTokenRepository, RefreshOutcome, SessionRepository};
+use convosphere_domain::TokenKind;
+use convosphere_domain::{EndReason, SessionId, UserId};
+use convosphere_store::Purged;
+
+on_both_backends!(
+    a_session_is_stored_as_given,
+    a_refresh_token_rotates_and_its_replacement_works,
+    a_reused_refresh_token_ends_the_session,
+    parallel_rotations_of_one_refresh_token_give_one_success,
+    an_ended_idle_or_expired_session_does_not_rotate,
+    the_session_cap_holds_under_six_parallel_logins,
+    the_oldest_sessions_are_evicted_first,
+    active_sessions_leave_out_idle_expired_and_ended_ones,
+    a_session_is_ended_only_by_its_owner,
+    ending_every_session_can_spare_the_current_one,
+    touching_a_session_only_moves_it_forward,
+    sessions_and_tokens_long_over_are_purged,
+);
+
+const CAP: u32 = 5;
+
+fn idle_cutoff(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    now - Duration::hours(24)
+}
+
+async fn a_session_is_stored_as_given(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened = session(ada, t0());
+    let ended = db
+        .store
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+    assert!(ended.is_empty());
+    assert_eq!(db.store.session(opened.id).await.unwrap(), Some(opened));
+    let unknown = SessionId::from_uuid(uuid::Uuid::from_u128(7));
+    assert_eq!(db.store.session(unknown).await.unwrap(), None);
+}
+
+async fn a_refresh_token_rotates_and_its_replacement_works(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened = session(ada, t0());
+    let (first, second, third) = (token(), token(), token());
+    db.store
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+
+    let now = t0() + minutes(20);
+    let outcome = db
+        .store
+        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
+        .await
+        .unwrap();
+    let RefreshOutcome::Rotated(rotated) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(rotated.id, opened.id);
+    assert_eq!(rotated.last_active_at, now);
+    assert_eq!(db.store.session(opened.id).await.unwrap(), Some(rotated));
+
+    let later = now + minutes(20);
+    let outcome = db
+        .store
+        .rotate_refresh_token(&second, &third, later, idle_cutoff(later))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Rotated(ref s) if s.last_active_at == later),
+        "{outcome:?}"
+    );
+    let outcome = db
+        .store
+        .rotate_refresh_token(&token(), &token(), later, idle_cutoff(later))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Unknown);
+}
+
+async fn a_reused_refresh_token_ends_the_session(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened = session(ada, t0());
+    let (first, second) = (token(), token());
+    db.store
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+    let now = t0() + minutes(1);
+    let outcome = db
+        .store
+        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Rotated(_)));
+
+    let outcome = db
+        .store
+        .rotate_refresh_token(&first, &token(), now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Reused);
+    let stored = db.store.session(opened.id).await.unwrap().unwrap();
+    assert_eq!(stored.ended_at, Some(now));
+    assert_eq!(stored.end_reason, Some(EndReason::RefreshReuse));
+    // The newest token of that session is dead too.
+    let outcome = db
+        .store
+        .rotate_refresh_token(&second, &token(), now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Expired);
+}
+
+async fn parallel_rotations_of_one_refresh_token_give_one_success(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened = session(ada, t0());
+    let presented = token();
+    db.store
+        .create_session(&opened, &presented, CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+
+    let now = t0() + minutes(5);
+    let outcomes = in_parallel(8, |_| {
+        let store = db.store.clone();
+        async move {
+            store
+                .rotate_refresh_token(&presented, &token(), now, idle_cutoff(now))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let rotated = outcomes
+        .iter()
+        .filter(|o| matches!(o, RefreshOutcome::Rotated(_)))
+        .count();
+    let reused = outcomes.iter().filter(|o| **o == RefreshOutcome::Reused).count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    assert!(reused >= 1, "{outcomes:?}");
+    // The others came after the session had ended.
+    assert!(
+        outcomes.iter().all(|o| !matches!(o, RefreshOutcome::Unknown)),
+        "{outcomes:?}"
+    );
+    let stored = db.store.session(opened.id).await.unwrap().unwrap();
+    assert_eq!(stored.end_reason, Some(EndReason::RefreshReuse));
+}
+
+async fn an_ended_idle_or_expired_session_does_not_rotate(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened = session(ada, t0());
+    let presented = token();
+    db.store
+        .create_session(&opened, &presented, CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+
+    // Idle: last used more than the idle timeout ago.
+    let idle = t0() + Duration::hours(25);
+    let outcome = db
+        .store
+        .rotate_refresh_token(&presented, &token(), idle, idle_cutoff(idle))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Expired);
+    // Past its absolute end, even if recently active by the given cutoff.
+    let past_end = opened.expires_at;
+    let outcome = db
+        .store
+        .rotate_refresh_token(&presented, &token(), past_end, opened.created_at)
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Expired);
+    // Nothing was changed: the token still works while the session is alive.
+    assert_eq!(db.store.session(opened.id).await.unwrap(), Some(opened.clone()));
+    let now = t0() + minutes(1);
+    db.store
+        .end_session(ada, opened.id, now, EndReason::Logout)
+        .await
+        .unwrap();
+    let outcome = db
+        .store
+        .rotate_refresh_token(&presented, &token(), now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Expired);
+    let stored = db.store.session(opened.id).await.unwrap().unwrap();
+    assert_eq!(stored.end_reason, Some(EndReason::Logout));
+}
+
+async fn the_session_cap_holds_under_six_parallel_logins(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened: Vec<_> = (0..6).map(|i| session(ada, t0() + Duration::milliseconds(i))).collect();
+    let evicted = in_parallel(6, |i| {
+        let (store, opened) = (db.store.clone(), opened[i].clone());
+        async move {
+            let now = opened.created_at;
+            store
+                .create_session(&opened, &token(), CAP, idle_cutoff(now))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let evicted: Vec<SessionId> = evicted.into_iter().flatten().collect();
+    // Whatever order they ran in, the sixth to commit found six and ended the oldest.
+    assert_eq!(evicted, [opened[0].id]);
+
+    let now = t0() + minutes(1);
+    let active = db.store.active_sessions(ada, now, idle_cutoff(now)).await.unwrap();
+    assert_eq!(active.len(), CAP as usize);
+    let ended = db.store.session(opened[0].id).await.unwrap().unwrap();
+    assert_eq!(ended.end_reason, Some(EndReason::Evicted));
+}
+
+async fn the_oldest_sessions_are_evicted_first(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let grace = user(&db.store, "grace@example.com").await;
+    // Two opened in the same microsecond: the id breaks the tie.
+    let mut twins = [session(ada, t0()), session(ada, t0())];
+    twins.sort_by_key(|s| s.id);
+    for s in &twins {
+        db.store
+            .create_session(s, &token(), 2, idle_cutoff(t0()))
+            .await
+            .unwrap();
+    }
+    db.store
+        .create_session(&session(grace, t0()), &token(), 2, idle_cutoff(t0()))
+        .await
+        .unwrap();
+
+    let third = session(ada, t0() + minutes(1));
+    let ended = db
+        .store
+        .create_session(&third, &token(), 2, idle_cutoff(third.created_at))
+        .await
+        .unwrap();
+    assert_eq!(ended, [twins[0].id]);
+    let stored = db.store.session(twins[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.ended_at, Some(third.created_at));
+
+    // A lower cap ends as many as needed; other users are not counted.
+    let fourth = session(ada, t0() + minutes(2));
+    let mut ended = db
+        .store
+        .create_session(&fourth, &token(), 1, idle_cutoff(fourth.created_at))
+        .await
+        .unwrap();
+    ended.sort();
+    let mut expected = vec![twins[1].id, third.id];
+    expected.sort();
+    assert_eq!(ended, expected);
+    let now = fourth.created_at;
+    let active = db.store.active_sessions(grace, now, idle_cutoff(now)).await.unwrap();
+    assert_eq!(active.len(), 1);
+}
+
+async fn active_sessions_leave_out_idle_expired_and_ended_ones(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let start = t0();
+    let mut oldest = session(ada, start);
+    oldest.expires_at = start + Duration::hours(30);
+    let idle = session(ada, start + minutes(1));
+    let ended = session(ada, start + minutes(2));
+    let mut recent = session(ada, start + minutes(3));
+    recent.last_active_at = start + Duration::hours(20);
+    let newest = session(ada, start + minutes(4));
+    for s in [&oldest, &idle, &ended, &recent, &newest] {
+        db.store
+            .create_session(s, &token(), 10, idle_cutoff(s.created_at))
+            .await
+            .unwrap();
+    }
+    db.store
+        .touch_session(oldest.id, start + Duration::hours(20))
+        .await
+        .unwrap();
+    db.store
+        .touch_session(newest.id, start + Duration::hours(20))
+        .await
+        .unwrap();
+    db.store
+        .end_session(ada, ended.id, start + minutes(5), EndReason::Logout)
+        .await
+        .unwrap();
+
+    let ids = |list: Vec<convosphere_domain::Session>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let now = start + Duration::hours(26);
+    let active = db.store.active_sessions(ada, now, idle_cutoff(now)).await.unwrap();
+    // `idle` was last used 26 h ago; the others within the day; newest first.
+    assert_eq!(ids(active), [newest.id, recent.id, oldest.id]);
+
+    let now = start + Duration::hours(30);
+    let active = db.store.active_sessions(ada, now, idle_cutoff(now)).await.unwrap();
+    // `oldest` reached its absolute end.
+    assert_eq!(ids(active), [newest.id, recent.id]);
+}
+
+async fn a_session_is_ended_only_by_its_owner(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let mallory = user(&db.store, "mallory@example.com").await;
+    let opened = session(ada, t0());
+    db.store
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+
+    let now = t0() + minutes(3);
+    assert!(!db
+        .store
+        .end_session(mallory, opened.id, now, EndReason::Revoked)
+        .await
+        .unwrap());
+    assert_eq!(db.store.session(opened.id).await.unwrap().unwrap().ended_at, None);
+
+    assert!(db
+        .store
+        .end_session(ada, opened.id, now, EndReason::Revoked)
+        .await
+        .unwrap());
+    let stored = db.store.session(opened.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.ended_at, stored.end_reason),
+        (Some(now), Some(EndReason::Revoked))
+    );
+    // Already ended: nothing to do, and the first reason stays.
+    assert!(!db
+        .store
+        .end_session(ada, opened.id, now, EndReason::Logout)
+        .await
+        .unwrap());
+    assert_eq!(db.store.session(opened.id).await.unwrap(), Some(stored));
+    let unknown = SessionId::from_uuid(uuid::Uuid::from_u128(7));
+    assert!(!db
+        .store
+        .end_session(ada, unknown, now, EndReason::Logout)
+        .await
+        .unwrap());
+}
+
+async fn ending_every_session_can_spare_the_current_one(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let grace = user(&db.store, "grace@example.com").await;
+    let mine: Vec<_> = (0..3).map(|i| session(ada, t0() + minutes(i))).collect();
+    for s in &mine {
+        db.store
+            .create_session(s, &token(), CAP, idle_cutoff(s.created_at))
+            .await
+            .unwrap();
+    }
+    let theirs = session(grace, t0());
+    db.store
+        .create_session(&theirs, &token(), CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+
+    let now = t0() + minutes(10);
+    let mut ended = db
+        .store
+        .end_user_sessions(ada, Some(mine[1].id), now, EndReason::PasswordChanged)
+        .await
+        .unwrap();
+    ended.sort();
+    let mut expected = vec![mine[0].id, mine[2].id];
+    expected.sort();
+    assert_eq!(ended, expected);
+    let active = db.store.active_sessions(ada, now, idle_cutoff(now)).await.unwrap();
+    assert_eq!(active.iter().map(|s| s.id).collect::<Vec<_>>(), [mine[1].id]);
+    let stored = db.store.session(mine[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.end_reason, Some(EndReason::PasswordChanged));
+
+    let ended = db
+        .store
+        .end_user_sessions(ada, None, now, EndReason::PasswordReset)
+        .await
+        .unwrap();
+    assert_eq!(ended, [mine[1].id]);
+    assert!(db
+        .store
+        .active_sessions(ada, now, idle_cutoff(now))
+        .await
+        .unwrap()
+        .is_empty());
+    // Another user's session is untouched.
+    assert_eq!(
+        db.store.active_sessions(grace, now, idle_cutoff(now)).await.unwrap(),
+        [theirs]
+    );
+    let nobody = UserId::from_uuid(uuid::Uuid::from_u128(7));
+    assert!(db
+        .store
+        .end_user_sessions(nobody, None, now, EndReason::Suspended)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn touching_a_session_only_moves_it_forward(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let opened = session(ada, t0());
+    db.store
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+    let later = t0() + minutes(30);
+    db.store.touch_session(opened.id, later).await.unwrap();
+    db.store.touch_session(opened.id, t0() + minutes(10)).await.unwrap();
+    assert_eq!(
+        db.store.session(opened.id).await.unwrap().unwrap().last_active_at,
+        later
+    );
+}
+
+async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let (ended, expired, alive) = (
+        session(ada, t0()),
+        session(ada, t0()),
+        session(ada, t0() + Duration::days(2)),
+    );
+    let (ended_refresh, alive_refresh) = (token(), token());
+    db.store
+        .create_session(&ended, &ended_refresh, CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+    db.store
+        .create_session(&expired, &token(), CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+    let now = alive.created_at;
+    db.store
+        .create_session(&alive, &alive_refresh, CAP, idle_cutoff(now))
+        .await
+        .unwrap();
+    db.store
+        .end_session(ada, ended.id, t0() + minutes(1), EndReason::Logout)
+        .await
+        .unwrap();
+    let (old_link, new_link) = (token(), token());
+    db.store
+        .issue_token(ada, TokenKind::EmailVerification, &old_link, t0() + minutes(60))
+        .await
+        .unwrap();
+    db.store
+        .issue_token(ada, TokenKind::PasswordReset, &new_link, t0() + Duration::days(9))
+        .await
+        .unwrap();
+
+    let purged = db.store.purge_expired(t0() + Duration::days(8)).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            sessions: 2,
+            one_time_tokens: 1
+        }
+    );
+    assert_eq!(db.store.session(ended.id).await.unwrap(), None);
+    assert_eq!(db.store.session(expired.id).await.unwrap(), None);
+    // Refresh tokens went with their sessions; the live session keeps its own.
+    let outcome = db
+        .store
+        .rotate_refresh_token(&ended_refresh, &token(), now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Unknown);
+    let outcome = db
+        .store
+        .rotate_refresh_token(&alive_refresh, &token(), now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+    assert_eq!(
+        db.store
+            .peek_token(TokenKind::PasswordReset, &new_link, now)
+            .await
+            .unwrap(),
+        Some(ada)
+    );
+}
