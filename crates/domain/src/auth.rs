@@ -769,5 +769,7 @@ where
     }
 }
 
+pub mod keys;
+
 #[cfg(test)]
 mod tests;

@@ -354,3 +354,77 @@ pub trait RateLimiter: Send + Sync {
     /// Counts one request for `key` against `per_minute`.
     fn check(&self, key: &str, per_minute: u32) -> impl Future<Output = Result<RateLimitDecision, InfraError>> + Send;
 }
+
+/// Stored API keys.
+pub trait ApiKeyRepository: Send + Sync {
+    /// Stores a new key.
+    fn create_api_key(&self, key: &crate::api_key::ApiKey) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// The key with this public id, whoever owns it, whatever its status.
+    fn api_key_by_public_id(
+        &self,
+        public_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::api_key::ApiKey>, InfraError>> + Send;
+
+    /// One key of `user`.
+    fn api_key(
+        &self,
+        user: UserId,
+        id: crate::api_key::ApiKeyId,
+    ) -> impl Future<Output = Result<Option<crate::api_key::ApiKey>, InfraError>> + Send;
+
+    /// Every key of `user`, newest first.
+    fn api_keys(&self, user: UserId) -> impl Future<Output = Result<Vec<crate::api_key::ApiKey>, InfraError>> + Send;
+
+    /// Revokes a key of `user`; `false` if it is not theirs or already revoked.
+    fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: crate::api_key::ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Revokes `old` and stores `replacement`, in one transaction; `false`
+    /// (and nothing stored) if `old` is not theirs or already revoked. Of
+    /// parallel rotations of one key, exactly one succeeds.
+    fn rotate_api_key(
+        &self,
+        user: UserId,
+        old: crate::api_key::ApiKeyId,
+        replacement: &crate::api_key::ApiKey,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Records when keys were last used (a batch, written every few seconds).
+    fn record_api_key_use(
+        &self,
+        uses: &[(crate::api_key::ApiKeyId, DateTime<Utc>)],
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// Something a cache of credentials must forget: every instance learns of
+/// it within a second through an [`InvalidationFeed`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Invalidation {
+    /// A session ended (logout, revocation, eviction, reuse, password change or reset, suspension).
+    Session(SessionId),
+    /// An account changed plan, or was suspended or reinstated.
+    User(UserId),
+    /// An API key was revoked or rotated away (by its public id).
+    ApiKey(String),
+}
+
+/// A durable, ordered log of [`Invalidation`]s, written by storage in the
+/// same transaction as the change itself, so that every instance (and a
+/// change made by the command line) reaches every cache.
+pub trait InvalidationFeed: Send + Sync {
+    /// The invalidations after `cursor` (0 at first), oldest first, with
+    /// the cursor to pass next time.
+    fn invalidations_since(
+        &self,
+        cursor: i64,
+    ) -> impl Future<Output = Result<(i64, Vec<Invalidation>), InfraError>> + Send;
+
+    /// The newest cursor (where a fresh cache starts).
+    fn latest_invalidation(&self) -> impl Future<Output = Result<i64, InfraError>> + Send;
+}

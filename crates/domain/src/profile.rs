@@ -11,23 +11,21 @@ pub const MAX_PHONE_CHARS: usize = 32;
 
 /// Checks a required display name; returns it trimmed.
 pub fn parse_name(raw: &str, errors: &mut Vec<FieldError>) -> String {
-    let name = raw.trim();
-    if name.is_empty() {
-        errors.push(FieldError::new("name", "required", "a name is required"));
-    } else if name.chars().count() > MAX_NAME_CHARS {
-        errors.push(FieldError::new(
-            "name",
-            "too_long",
-            "the name must have at most 100 characters",
-        ));
-    } else if name.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "name",
-            "invalid",
-            "the name must not contain control characters",
-        ));
+    parse_required_text("name", raw, MAX_NAME_CHARS, errors)
+}
+
+/// Checks a required one-line text field (1 to `max` characters, no control
+/// characters); returns it trimmed.
+pub fn parse_required_text(field: &'static str, raw: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
+    let value = raw.trim();
+    if value.is_empty() {
+        errors.push(FieldError::new(field, "required", format!("a {field} is required")));
+    } else if value.chars().count() > max {
+        errors.push(FieldError::new(field, "too_long", format!("the {field} must have at most {max} characters")));
+    } else if value.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, "invalid", format!("the {field} must not contain control characters")));
     }
-    name.to_owned()
+    value.to_owned()
 }
 
 /// Checks an optional free-text field; empty means absent.

@@ -91,6 +91,7 @@ struct State {
     refresh: HashMap<TokenHash, (SessionId, bool)>,
     /// token hash → (kind, user, expires, used)
     tokens: HashMap<TokenHash, (TokenKind, UserId, DateTime<Utc>, bool)>,
+    keys: Vec<crate::api_key::ApiKey>,
 }
 
 #[derive(Default)]
@@ -857,4 +858,223 @@ fn profile_updates_apply_only_what_was_sent() {
     assert_eq!(updated.company, None);
     assert_eq!(updated.phone.as_deref(), Some("+44 20 7946 0958"));
     assert_eq!(updated.email, user.email);
+}
+
+use crate::api_key::{ApiKey, ApiKeyId};
+use keys::{ApiKeyAuthError, CreateApiKeyError, RotateApiKeyError};
+use secrecy::ExposeSecret;
+
+impl ApiKeyRepository for &MemoryStore {
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), InfraError> {
+        self.0.lock().unwrap().keys.push(key.clone());
+        Ok(())
+    }
+    async fn api_key_by_public_id(&self, public_id: &str) -> Result<Option<ApiKey>, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .keys
+            .iter()
+            .find(|k| k.public_id == public_id)
+            .cloned())
+    }
+    async fn api_key(&self, user: UserId, id: ApiKeyId) -> Result<Option<ApiKey>, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .keys
+            .iter()
+            .find(|k| k.id == id && k.user_id == user)
+            .cloned())
+    }
+    async fn api_keys(&self, user: UserId) -> Result<Vec<ApiKey>, InfraError> {
+        let mut keys: Vec<ApiKey> = self
+            .0
+            .lock()
+            .unwrap()
+            .keys
+            .iter()
+            .filter(|k| k.user_id == user)
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.id));
+        Ok(keys)
+    }
+    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        match state
+            .keys
+            .iter_mut()
+            .find(|k| k.id == id && k.user_id == user && k.revoked_at.is_none())
+        {
+            Some(key) => {
+                key.revoked_at = Some(now);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+    async fn rotate_api_key(
+        &self,
+        user: UserId,
+        old: ApiKeyId,
+        new: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        if !self.revoke_api_key(user, old, now).await? {
+            return Ok(false);
+        }
+        self.create_api_key(new).await?;
+        Ok(true)
+    }
+    async fn record_api_key_use(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), InfraError> {
+        let mut state = self.0.lock().unwrap();
+        for (id, at) in uses {
+            if let Some(key) = state.keys.iter_mut().find(|k| k.id == *id) {
+                key.last_used_at = Some(*at);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn scopes(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn an_api_key_is_shown_once_and_authenticates_with_its_scopes() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let created = block_on(auth.create_api_key(
+        user.id,
+        " Production API Key ",
+        &scopes(&["agents:read", "chat:write"]),
+        None,
+    ))
+    .unwrap();
+    let key = created.key.expose_secret();
+    assert_eq!(key.len(), 50);
+    assert_eq!(created.record.prefix(), &key[..11]);
+    assert_eq!(created.record.name, "Production API Key");
+    let principal = block_on(auth.authenticate_api_key(key)).unwrap();
+    assert_eq!(principal.user.id, user.id);
+    assert!(principal.key.scopes.contains(crate::Scope::ChatWrite));
+    assert!(!principal.key.scopes.contains(crate::Scope::ChatRead));
+    // Nothing of the secret is stored but its hash.
+    let stored = format!("{:?}", world.store.0.lock().unwrap().keys);
+    assert!(!stored.contains(&key[12..44]));
+}
+
+#[test]
+fn api_key_input_is_checked() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let past = world.clock.now() - Duration::seconds(1);
+    let err =
+        block_on(auth.create_api_key(user.id, "", &scopes(&["agents:read", "agents:admin"]), Some(past))).unwrap_err();
+    let CreateApiKeyError::Invalid(errors) = err else {
+        panic!("{err:?}")
+    };
+    let codes: Vec<_> = errors.iter().map(|e| (e.field, e.code)).collect();
+    assert_eq!(
+        codes,
+        [
+            ("name", "required"),
+            ("scopes", "unknown_scope"),
+            ("expires_at", "in_the_past")
+        ]
+    );
+    assert!(matches!(
+        block_on(auth.create_api_key(user.id, "k", &[], None)),
+        Err(CreateApiKeyError::Invalid(_))
+    ));
+    assert!(matches!(
+        block_on(auth.create_api_key(user.id, &"k".repeat(101), &scopes(&["chat:read"]), None)),
+        Err(CreateApiKeyError::Invalid(_))
+    ));
+}
+
+#[test]
+fn revoked_expired_and_mistyped_keys_are_refused_distinctly() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let soon = world.clock.now() + Duration::minutes(1);
+    let expiring = block_on(auth.create_api_key(user.id, "temp", &scopes(&["chat:read"]), Some(soon))).unwrap();
+    let revoked = block_on(auth.create_api_key(user.id, "old", &scopes(&["chat:read"]), None)).unwrap();
+    block_on(auth.revoke_api_key(user.id, revoked.record.id)).unwrap();
+    assert!(matches!(
+        block_on(auth.authenticate_api_key(revoked.key.expose_secret())),
+        Err(ApiKeyAuthError::Revoked)
+    ));
+    world.advance(Duration::minutes(1));
+    assert!(matches!(
+        block_on(auth.authenticate_api_key(expiring.key.expose_secret())),
+        Err(ApiKeyAuthError::Expired)
+    ));
+    let mut typo = expiring.key.expose_secret().to_owned();
+    typo.replace_range(20..21, if &typo[20..21] == "a" { "b" } else { "a" });
+    assert!(matches!(
+        block_on(auth.authenticate_api_key(&typo)),
+        Err(ApiKeyAuthError::Invalid)
+    ));
+    // A well-formed key with a valid checksum but an unknown secret.
+    let forged = crate::api_key::GeneratedApiKey::generate(&CountingRng(AtomicU64::new(99)));
+    assert!(matches!(
+        block_on(auth.authenticate_api_key(forged.key.expose_secret())),
+        Err(ApiKeyAuthError::Invalid)
+    ));
+}
+
+#[test]
+fn rotation_keeps_name_and_scopes_and_revokes_the_old_key() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let old = block_on(auth.create_api_key(user.id, "ci", &scopes(&["webhooks:read"]), None)).unwrap();
+    world.advance(Duration::seconds(1));
+    let new = block_on(auth.rotate_api_key(user.id, old.record.id, None)).unwrap();
+    assert_ne!(new.record.id, old.record.id);
+    assert_eq!((new.record.name.as_str(), new.record.scopes), ("ci", old.record.scopes));
+    assert!(matches!(
+        block_on(auth.authenticate_api_key(old.key.expose_secret())),
+        Err(ApiKeyAuthError::Revoked)
+    ));
+    block_on(auth.authenticate_api_key(new.key.expose_secret())).unwrap();
+    assert!(matches!(
+        block_on(auth.rotate_api_key(user.id, old.record.id, None)),
+        Err(RotateApiKeyError::NotFound)
+    ));
+    let listed = block_on(auth.api_keys(user.id)).unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.id).collect::<Vec<_>>(),
+        [new.record.id, old.record.id]
+    );
+}
+
+#[test]
+fn keys_of_another_user_are_not_found_and_a_suspended_owner_s_keys_are_refused() {
+    let world = World::new();
+    let auth = world.auth();
+    let ada = world.verified_user(&auth, "ada@example.com");
+    let bob = world.verified_user(&auth, "bob@example.com");
+    let key = block_on(auth.create_api_key(ada.id, "k", &scopes(&["chat:read"]), None)).unwrap();
+    assert!(matches!(
+        block_on(auth.api_key(bob.id, key.record.id)),
+        Err(NotFoundError::NotFound)
+    ));
+    assert!(matches!(
+        block_on(auth.revoke_api_key(bob.id, key.record.id)),
+        Err(NotFoundError::NotFound)
+    ));
+    block_on(auth.admin_lock("ada@example.com")).unwrap();
+    assert!(matches!(
+        block_on(auth.authenticate_api_key(key.key.expose_secret())),
+        Err(ApiKeyAuthError::Locked)
+    ));
 }

@@ -1,0 +1,228 @@
+//! API key use cases: create, list, get, revoke, rotate, authenticate.
+
+use super::{Auth, NotFoundError};
+use crate::api_key::{ApiKey, ApiKeyFormatError, ApiKeyId, ApiKeyStatus, GeneratedApiKey, PresentedApiKey};
+use crate::ports::{ApiKeyRepository, Mailer, PasswordHasher, Store, TokenSigner};
+use crate::{FieldError, InfraError, Scope, ScopeSet, User, UserId};
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+/// The most characters a key's name may have.
+pub const MAX_KEY_NAME_CHARS: usize = 100;
+
+/// A key just made: the record and the key text, shown once.
+#[derive(Debug)]
+pub struct CreatedApiKey {
+    /// The stored record.
+    pub record: ApiKey,
+    /// The whole key; it is not stored and cannot be shown again.
+    pub key: SecretString,
+}
+
+/// Outcomes of [`Auth::create_api_key`].
+#[derive(Debug, thiserror::Error)]
+pub enum CreateApiKeyError {
+    /// Invalid name, scopes or expiry.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::rotate_api_key`].
+#[derive(Debug, thiserror::Error)]
+pub enum RotateApiKeyError {
+    /// No such key of this user, or it is revoked already.
+    #[error("not found")]
+    NotFound,
+    /// The new expiry is not in the future.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Why an API key is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyAuthError {
+    /// Malformed, bad checksum, unknown or wrong secret.
+    #[error("the API key is invalid")]
+    Invalid,
+    /// Past its expiry.
+    #[error("the API key has expired")]
+    Expired,
+    /// Revoked or rotated away.
+    #[error("the API key has been revoked")]
+    Revoked,
+    /// Its owner is suspended.
+    #[error("the account is locked")]
+    Locked,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// A caller authenticated by an API key.
+#[derive(Debug, Clone)]
+pub struct KeyPrincipal {
+    /// The key's owner.
+    pub user: User,
+    /// The key.
+    pub key: ApiKey,
+}
+
+/// Checks a key's name, scopes and expiry; every problem at once.
+pub fn parse_key_input(
+    name: &str,
+    scopes: &[String],
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(String, ScopeSet), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let name = crate::profile::parse_required_text("name", name, MAX_KEY_NAME_CHARS, &mut errors);
+    let mut set = ScopeSet::EMPTY;
+    for scope in scopes {
+        match scope.parse::<Scope>() {
+            Ok(scope) => set.insert(scope),
+            Err(e) => errors.push(FieldError::new("scopes", "unknown_scope", e.to_string())),
+        }
+    }
+    if scopes.is_empty() {
+        errors.push(FieldError::new("scopes", "required", "choose at least one scope"));
+    }
+    if expires_at.is_some_and(|at| at <= now) {
+        errors.push(FieldError::new(
+            "expires_at",
+            "in_the_past",
+            "the expiry must lie in the future",
+        ));
+    }
+    if errors.is_empty() {
+        Ok((name, set))
+    } else {
+        Err(errors)
+    }
+}
+
+impl<S, H, T, M> Auth<S, H, T, M>
+where
+    S: Store + ApiKeyRepository,
+    H: PasswordHasher,
+    T: TokenSigner,
+    M: Mailer,
+{
+    fn new_key(
+        &self,
+        user: UserId,
+        name: String,
+        scopes: ScopeSet,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> CreatedApiKey {
+        let now = self.clock.now();
+        let generated = GeneratedApiKey::generate(&*self.rng);
+        CreatedApiKey {
+            record: ApiKey {
+                id: ApiKeyId::generate(now, &*self.rng),
+                user_id: user,
+                name,
+                public_id: generated.public_id,
+                secret_hash: generated.secret_hash,
+                scopes,
+                created_at: now,
+                expires_at,
+                last_used_at: None,
+                revoked_at: None,
+            },
+            key: generated.key,
+        }
+    }
+
+    /// Creates a key for `user`. The key text is in the answer and nowhere else.
+    pub async fn create_api_key(
+        &self,
+        user: UserId,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<CreatedApiKey, CreateApiKeyError> {
+        let (name, scopes) =
+            parse_key_input(name, scopes, expires_at, self.clock.now()).map_err(CreateApiKeyError::Invalid)?;
+        let created = self.new_key(user, name, scopes, expires_at);
+        self.store.create_api_key(&created.record).await?;
+        Ok(created)
+    }
+
+    /// The keys of `user`, newest first.
+    pub async fn api_keys(&self, user: UserId) -> Result<Vec<ApiKey>, InfraError> {
+        self.store.api_keys(user).await
+    }
+
+    /// One key of `user`.
+    pub async fn api_key(&self, user: UserId, id: ApiKeyId) -> Result<ApiKey, NotFoundError> {
+        self.store.api_key(user, id).await?.ok_or(NotFoundError::NotFound)
+    }
+
+    /// Revokes a key of `user` at once (a revoked key stays revoked).
+    pub async fn revoke_api_key(&self, user: UserId, id: ApiKeyId) -> Result<(), NotFoundError> {
+        self.store.api_key(user, id).await?.ok_or(NotFoundError::NotFound)?;
+        self.store.revoke_api_key(user, id, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Replaces a key with a new one of the same name and scopes; the old
+    /// key is revoked at once. A revoked key cannot be rotated.
+    pub async fn rotate_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<CreatedApiKey, RotateApiKeyError> {
+        let now = self.clock.now();
+        let old = self.store.api_key(user, id).await?.ok_or(RotateApiKeyError::NotFound)?;
+        if old.revoked_at.is_some() {
+            return Err(RotateApiKeyError::NotFound);
+        }
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(RotateApiKeyError::Invalid(vec![FieldError::new(
+                "expires_at",
+                "in_the_past",
+                "the expiry must lie in the future",
+            )]));
+        }
+        let created = self.new_key(user, old.name, old.scopes, expires_at);
+        if !self.store.rotate_api_key(user, id, &created.record, now).await? {
+            return Err(RotateApiKeyError::NotFound);
+        }
+        Ok(created)
+    }
+
+    /// Checks an API key: format and checksum first (no storage touched
+    /// for a typo), then the stored hash in constant time, then status and owner.
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<KeyPrincipal, ApiKeyAuthError> {
+        let presented = PresentedApiKey::parse(key).map_err(|e| match e {
+            ApiKeyFormatError::Malformed | ApiKeyFormatError::BadChecksum => ApiKeyAuthError::Invalid,
+        })?;
+        let record = self
+            .store
+            .api_key_by_public_id(presented.public_id())
+            .await?
+            .filter(|record| presented.matches(&record.secret_hash))
+            .ok_or(ApiKeyAuthError::Invalid)?;
+        match record.status(self.clock.now()) {
+            ApiKeyStatus::Active => {}
+            ApiKeyStatus::Revoked => return Err(ApiKeyAuthError::Revoked),
+            ApiKeyStatus::Expired => return Err(ApiKeyAuthError::Expired),
+        }
+        let user = self
+            .store
+            .user_by_id(record.user_id)
+            .await?
+            .ok_or(ApiKeyAuthError::Invalid)?;
+        if user.suspended {
+            return Err(ApiKeyAuthError::Locked);
+        }
+        Ok(KeyPrincipal { user, key: record })
+    }
+}
