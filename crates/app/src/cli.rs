@@ -1,0 +1,56 @@
+//! The command line of contract §1.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Convosphere Auth: the identity and access service of Convosphere AI.
+#[derive(Debug, Parser)]
+#[command(name = "convosphere-auth", version, about)]
+pub struct Cli {
+    /// A TOML file of settings (keys as the AUTH_ variables, lower-case, without AUTH_);
+    /// environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate the database if needed, then serve HTTP until SIGTERM/SIGINT.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Operator commands on one account.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Operator commands on one account.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Change the plan: free, starter, business or pro.
+    SetPlan {
+        /// The account's e-mail address.
+        email: String,
+        /// The new plan.
+        plan: String,
+    },
+    /// Suspend the account: logins refused, sessions ended, API keys refused.
+    Lock {
+        /// The account's e-mail address.
+        email: String,
+    },
+    /// Lift a suspension or a failed-login lockout.
+    Unlock {
+        /// The account's e-mail address.
+        email: String,
+    },
+    /// Mark the e-mail address verified.
+    VerifyEmail {
+        /// The account's e-mail address.
+        email: String,
+    },
+}

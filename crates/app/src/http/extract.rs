@@ -1,0 +1,153 @@
+//! Extractors: who is calling, from where, with what body.
+
+use super::problem::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use convosphere_domain::auth::Principal;
+use futures_util::future::{ready, LocalBoxFuture, Ready};
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The JSON body limits and error mapping for every endpoint.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(super::MAX_BODY_BYTES)
+        .error_handler(|err, _req| json_error(&err).into())
+}
+
+fn json_error(err: &JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {} bytes", super::MAX_BODY_BYTES),
+        ),
+        JsonPayloadError::ContentType => {
+            ApiError::invalid_request("the body must be JSON (Content-Type: application/json)")
+        }
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::invalid_request(format!("a field has the wrong type: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::invalid_request(format!("the body is not valid JSON: {e}")),
+        _ => ApiError::invalid_request("the body could not be read"),
+    }
+}
+
+/// The shared state, from a request.
+pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(&convosphere_domain::InfraError::new("application state missing")))
+}
+
+/// The client's IP and user agent.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The peer address, or the first untrusted `X-Forwarded-For` hop
+    /// when the peer is a trusted proxy.
+    pub ip: IpAddr,
+    /// `User-Agent`, at most 256 characters.
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// Reads the client's identity from a request.
+    pub fn of(req: &HttpRequest, trusted_proxies: &[IpNet]) -> Self {
+        let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        Self {
+            ip: client_ip(
+                peer,
+                req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+                trusted_proxies,
+            ),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(256).collect()),
+        }
+    }
+}
+
+/// The client IP: the peer, unless it is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not a trusted proxy.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for hop in forwarded_for.unwrap_or_default().rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+impl FromRequest for ClientInfo {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state(req).map(|s| ClientInfo::of(req, &s.config.trusted_proxies)))
+    }
+}
+
+/// The bearer credential of a request, or `missing_credentials`.
+pub fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let missing = || ApiError::unauthorized("missing_credentials", "send Authorization: Bearer <credential>");
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let value = value.to_str().map_err(|_| missing())?;
+    let (scheme, credential) = value.split_once(' ').ok_or_else(missing)?;
+    let credential = credential.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() || credential.contains(' ') {
+        return Err(missing());
+    }
+    Ok(credential.to_owned())
+}
+
+/// A logged-in user, authenticated by an access token whose session is active.
+pub struct UserSession(pub Principal);
+
+impl FromRequest for UserSession {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(req);
+        let credential = bearer(req);
+        Box::pin(async move {
+            let state = state?;
+            let credential = credential?;
+            let principal = state.auth.authenticate(&credential).await?;
+            Ok(UserSession(principal))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        let xff = Some("203.0.113.5, 10.9.9.9");
+        assert_eq!(client_ip(proxy, xff, &trusted).to_string(), "203.0.113.5");
+        assert_eq!(client_ip(stranger, xff, &trusted), stranger);
+        assert_eq!(
+            client_ip(proxy, Some("1.2.3.4, 5.6.7.8"), &trusted).to_string(),
+            "5.6.7.8"
+        );
+        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, None, &[]), proxy);
+    }
+}

@@ -1,0 +1,66 @@
+//! The HTTP layer: routes, extractors, middleware, problem+json.
+
+pub mod dto;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use crate::config::Config;
+use crate::state::{open_store, AppState, StartError};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::net::SocketAddr;
+
+/// The largest request body accepted (64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A running server.
+pub struct Started {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The server future; await it to serve until SIGTERM/SIGINT.
+    pub server: Server,
+    /// The shared state (to drain mail after the server stops).
+    pub state: web::Data<AppState>,
+}
+
+/// The mail adapter's configuration from the service's.
+pub fn mail_config(config: &Config) -> convosphere_mail::MailConfig {
+    convosphere_mail::MailConfig {
+        from: config.mail_from.clone(),
+        transport: match &config.smtp_url {
+            Some(url) => convosphere_mail::Transport::Smtp(url.clone()),
+            None => convosphere_mail::Transport::Outbox(config.data_dir.join("outbox")),
+        },
+        email_verify_ttl: config.email_verify_ttl,
+        password_reset_ttl: config.password_reset_ttl,
+        ..convosphere_mail::MailConfig::default()
+    }
+}
+
+/// Migrates the database, builds the adapters and binds the listener.
+pub async fn start(config: Config) -> Result<Started, StartError> {
+    let store = open_store(&config).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartError(format!("AUTH_DATABASE_URL: migration failed: {e}")))?;
+    let bind = config.bind;
+    let state = web::Data::new(AppState::build(config, store).await?);
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
+    })
+    .bind(bind)
+    .map_err(|e| StartError(format!("AUTH_BIND: cannot listen on {bind}: {e}")))?;
+    let addr = server.addrs().first().copied().unwrap_or(bind);
+    let server = server.shutdown_timeout(30).run();
+    tracing::info!(%addr, "listening");
+    Ok(Started { addr, server, state })
+}

@@ -1,0 +1,309 @@
+//! Handlers: extract, call one use case, map the outcome.
+
+use super::dto::*;
+use super::extract::{json_config, ClientInfo, UserSession};
+use super::middleware::ip_limit;
+use super::problem::{ApiError, Problem};
+use crate::state::AppState;
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse};
+use convosphere_domain::auth::{LoginRequest, Redacted, SignupRequest};
+use convosphere_domain::profile::ProfileUpdate;
+use convosphere_domain::{FieldError, ScopeSet, SessionId};
+
+type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let limited = |path: &str| web::resource(path).wrap(from_fn(ip_limit));
+    cfg.app_data(json_config())
+        .service(limited("/v1/auth/signup").route(web::post().to(signup)))
+        .service(limited("/v1/auth/verify-email").route(web::post().to(verify_email)))
+        .service(limited("/v1/auth/verify-email/resend").route(web::post().to(resend_verification)))
+        .service(limited("/v1/auth/login").route(web::post().to(login)))
+        .service(limited("/v1/auth/refresh").route(web::post().to(refresh)))
+        .service(limited("/v1/auth/password/forgot").route(web::post().to(forgot_password)))
+        .service(limited("/v1/auth/password/reset").route(web::post().to(reset_password)))
+        .service(web::resource("/v1/auth/logout").route(web::post().to(logout)))
+        .service(web::resource("/v1/auth/password/change").route(web::post().to(change_password)))
+        .service(
+            web::resource("/v1/me")
+                .route(web::get().to(me))
+                .route(web::patch().to(update_profile)),
+        )
+        .service(web::resource("/v1/sessions").route(web::get().to(list_sessions)))
+        .service(web::resource("/v1/sessions/{id}").route(web::delete().to(revoke_session)))
+        .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks)))
+        .service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi)));
+}
+
+/// The default service: `not_found` as problem+json.
+pub async fn not_found() -> Result {
+    Err(ApiError::not_found())
+}
+
+/// A required string field, or a `required` field error.
+fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => v,
+        _ => {
+            errors.push(FieldError::new(field, "required", format!("{field} is required")));
+            String::new()
+        }
+    }
+}
+
+fn no_errors(errors: Vec<FieldError>) -> Result<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+fn accepted() -> HttpResponse {
+    HttpResponse::Accepted().json(StatusBody { status: "accepted" })
+}
+
+/// Sign up; a verification link is e-mailed.
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "accounts", request_body = SignupBody,
+    responses((status = 202, body = StatusBody), (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupBody>) -> Result {
+    let body = body.into_inner();
+    state
+        .auth
+        .signup(SignupRequest {
+            name: body.name.unwrap_or_default(),
+            email: body.email.unwrap_or_default(),
+            password: Redacted(body.password.unwrap_or_default()),
+            company: body.company,
+            country: body.country,
+            phone: body.phone,
+        })
+        .await?;
+    Ok(HttpResponse::Accepted().json(StatusBody {
+        status: "verification_sent",
+    }))
+}
+
+/// Verify an e-mail address with the token of the e-mailed link.
+#[utoipa::path(post, path = "/v1/auth/verify-email", tag = "accounts", request_body = TokenBody,
+    responses((status = 200, body = UserEnvelope), (status = 400, body = Problem)))]
+pub async fn verify_email(state: web::Data<AppState>, body: web::Json<TokenBody>) -> Result {
+    let mut errors = Vec::new();
+    let token = required(body.into_inner().token, "token", &mut errors);
+    no_errors(errors)?;
+    let user = state.auth.verify_email(&token).await?;
+    Ok(HttpResponse::Ok().json(UserEnvelope {
+        user: UserBody::from(&user),
+    }))
+}
+
+fn email_field(body: EmailBody) -> Result<String> {
+    let mut errors = Vec::new();
+    let email = required(body.email, "email", &mut errors);
+    no_errors(errors)?;
+    Ok(email)
+}
+
+/// Send a new verification link (if the address has an unverified account).
+#[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "accounts", request_body = EmailBody,
+    responses((status = 202, body = StatusBody)))]
+pub async fn resend_verification(state: web::Data<AppState>, body: web::Json<EmailBody>) -> Result {
+    state.auth.resend_verification(&email_field(body.into_inner())?).await?;
+    Ok(accepted())
+}
+
+/// Log in with e-mail and password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "accounts", request_body = LoginBody,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: web::Json<LoginBody>) -> Result {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let email = required(body.email, "email", &mut errors);
+    let password = required(body.password, "password", &mut errors);
+    no_errors(errors)?;
+    let outcome = state
+        .auth
+        .login(LoginRequest {
+            email,
+            password: Redacted(password),
+            ip: Some(client.ip.to_string()),
+            user_agent: client.user_agent,
+        })
+        .await
+        .map_err(ApiError::from);
+    let label = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
+    state.metrics.logins.with_label_values(&[label]).inc();
+    Ok(HttpResponse::Ok().json(TokenPair::from(outcome?)))
+}
+
+/// Trade a refresh token for a new pair; the old refresh token is dead.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "accounts", request_body = RefreshBody,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem)))]
+pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshBody>) -> Result {
+    let mut errors = Vec::new();
+    let token = required(body.into_inner().refresh_token, "refresh_token", &mut errors);
+    no_errors(errors)?;
+    let tokens = state.auth.refresh(&token).await?;
+    Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
+}
+
+/// E-mail a password reset link (if the address has an account).
+#[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "accounts", request_body = EmailBody,
+    responses((status = 202, body = StatusBody)))]
+pub async fn forgot_password(state: web::Data<AppState>, body: web::Json<EmailBody>) -> Result {
+    state.auth.forgot_password(&email_field(body.into_inner())?).await?;
+    Ok(accepted())
+}
+
+/// Set a new password with the token of the e-mailed link; every session ends.
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "accounts", request_body = ResetBody,
+    responses((status = 204), (status = 400, body = Problem), (status = 422, body = Problem)))]
+pub async fn reset_password(state: web::Data<AppState>, body: web::Json<ResetBody>) -> Result {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let token = required(body.token, "token", &mut errors);
+    let password = required(body.password, "password", &mut errors);
+    no_errors(errors)?;
+    state.auth.reset_password(&token, &password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// End this session.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "me", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn logout(state: web::Data<AppState>, user: UserSession) -> Result {
+    state.auth.logout(user.0.user.id, user.0.session_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Change the password; every other session ends.
+#[utoipa::path(post, path = "/v1/auth/password/change", tag = "me", security(("bearer" = [])),
+    request_body = ChangePasswordBody,
+    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    user: UserSession,
+    body: web::Json<ChangePasswordBody>,
+) -> Result {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let current = required(body.current_password, "current_password", &mut errors);
+    let new = required(body.new_password, "new_password", &mut errors);
+    no_errors(errors)?;
+    state.auth.change_password(&user.0, &current, &new).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller: account and credential.
+#[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = MeBody), (status = 401, body = Problem)))]
+pub async fn me(user: UserSession) -> Result {
+    let principal = user.0;
+    Ok(HttpResponse::Ok().json(MeBody {
+        user: UserBody::from(&principal.user),
+        principal: PrincipalBody {
+            kind: "user",
+            scopes: ScopeSet::all().to_strings(),
+            session_id: Some(principal.session_id.to_string()),
+            api_key_id: None,
+        },
+    }))
+}
+
+/// Change name, company, country or phone (`null` clears an optional field).
+#[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfileBody,
+    responses((status = 200, body = UserBody), (status = 422, body = Problem)))]
+pub async fn update_profile(state: web::Data<AppState>, user: UserSession, body: web::Json<ProfileBody>) -> Result {
+    let body = body.into_inner();
+    let name = match &body.name {
+        Patch::Absent => None,
+        Patch::Null => Some(""),
+        Patch::Value(v) => Some(v.as_str()),
+    };
+    let update = ProfileUpdate::parse(
+        name,
+        body.company.as_update(),
+        body.country.as_update(),
+        body.phone.as_update(),
+    )
+    .map_err(ApiError::validation)?;
+    let updated = state.auth.update_profile(user.0.user.id, update).await?;
+    Ok(HttpResponse::Ok().json(UserBody::from(&updated)))
+}
+
+/// The active sessions, newest first.
+#[utoipa::path(get, path = "/v1/sessions", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = SessionList), (status = 401, body = Problem)))]
+pub async fn list_sessions(state: web::Data<AppState>, user: UserSession) -> Result {
+    let sessions = state.auth.sessions(user.0.user.id).await?;
+    let idle = state.auth.config().session_idle_timeout;
+    Ok(HttpResponse::Ok().json(SessionList {
+        sessions: sessions
+            .iter()
+            .map(|s| SessionBody::new(s, idle, user.0.session_id))
+            .collect(),
+    }))
+}
+
+/// End one of your sessions.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn revoke_session(state: web::Data<AppState>, user: UserSession, id: web::Path<String>) -> Result {
+    let id: SessionId = id.parse().map_err(|_| ApiError::not_found())?;
+    state.auth.revoke_session(user.0.user.id, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The public keys that verify access tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "service", responses((status = 200)))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("cache-control", "public, max-age=300"))
+        .body(state.jwks.clone())
+}
+
+/// The process runs.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = StatusBody)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(StatusBody { status: "ok" })
+}
+
+/// The database answers.
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    responses((status = 200, body = StatusBody), (status = 503, body = Problem)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result {
+    state.auth.store().ping().await.map_err(|cause| {
+        tracing::warn!(error = %cause, "not ready: the database does not answer");
+        ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer",
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(StatusBody { status: "ready" }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.update_mail_metrics();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(super::openapi::document())
+}

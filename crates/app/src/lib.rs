@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod state;
+
+pub use config::Config;
+pub use http::{start, Started};
+pub use state::{AppState, StartError};

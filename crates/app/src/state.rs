@@ -1,0 +1,119 @@
+//! Wiring: configuration in, adapters built, use cases ready.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use convosphere_crypto::{Argon2Hasher, JwtSigner, OsRng, SystemClock};
+use convosphere_domain::{Auth, AuthConfig};
+use convosphere_mail::MailService;
+use convosphere_ratelimit::MemoryRateLimiter;
+use convosphere_store::Store;
+use std::sync::Arc;
+
+/// The use cases, wired to the production adapters.
+pub type AppAuth = Auth<Store, Argon2Hasher, JwtSigner, MailService>;
+
+/// Why the service could not start: one line for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl From<crate::config::ConfigError> for StartError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self(e.0)
+    }
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The use cases.
+    pub auth: AppAuth,
+    /// The configuration.
+    pub config: Config,
+    /// The per-IP limiter of the unauthenticated endpoints.
+    pub ip_limiter: MemoryRateLimiter,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The JWKS document, rendered once.
+    pub jwks: String,
+    mail: MailService,
+}
+
+fn chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Opens the database named by the configuration (and creates the data
+/// directory for the embedded defaults).
+pub async fn open_store(config: &Config) -> Result<Store, StartError> {
+    if config.database_url.starts_with("sqlite://") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError(format!(
+                "AUTH_DATA_DIR: cannot create {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+    }
+    Store::connect(&config.database_url)
+        .await
+        .map_err(|e| StartError(format!("AUTH_DATABASE_URL: {e}")))
+}
+
+impl AppState {
+    /// Builds every adapter; the database must be migrated already.
+    pub async fn build(config: Config, store: Store) -> Result<Self, StartError> {
+        let signing_key = convosphere_crypto::load_or_generate_signing_key(&config.jwt_key_file)
+            .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
+        convosphere_crypto::load_or_generate_secret_key(&config.secret_key_file)
+            .map_err(|e| StartError(format!("AUTH_SECRET_KEY_FILE: {e}")))?;
+        let signer = JwtSigner::new(&signing_key, &config.public_url)
+            .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
+        let jwks = signer.jwks().to_string();
+        let hasher = Argon2Hasher::owasp().map_err(|e| StartError(format!("password hasher: {e}")))?;
+        let mail = MailService::start(crate::http::mail_config(&config))
+            .map_err(|e| StartError(format!("AUTH_SMTP_URL: {e}")))?;
+        let auth_config = AuthConfig {
+            public_url: config.public_url.clone(),
+            access_token_ttl: chrono(config.access_token_ttl),
+            refresh_token_ttl: chrono(config.refresh_token_ttl),
+            session_idle_timeout: chrono(config.session_idle_timeout),
+            max_sessions: config.max_sessions,
+            email_verify_ttl: chrono(config.email_verify_ttl),
+            password_reset_ttl: chrono(config.password_reset_ttl),
+            lockout_threshold: config.lockout_threshold,
+            lockout_duration: chrono(config.lockout_duration),
+        };
+        let auth = Auth::new(
+            store,
+            hasher,
+            signer,
+            mail.clone(),
+            Arc::new(SystemClock),
+            Arc::new(OsRng),
+            auth_config,
+        );
+        Ok(Self {
+            auth,
+            ip_limiter: MemoryRateLimiter::new(),
+            metrics: Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?,
+            jwks,
+            config,
+            mail,
+        })
+    }
+
+    /// Refreshes the mail gauges from the mail service's counters.
+    pub fn update_mail_metrics(&self) {
+        let stats = self.mail.stats();
+        self.metrics
+            .mail_sent
+            .set(i64::try_from(stats.sent).unwrap_or(i64::MAX));
+        self.metrics
+            .mail_failed
+            .set(i64::try_from(stats.failed).unwrap_or(i64::MAX));
+    }
+
+    /// Lets queued mail go out before the process exits.
+    pub async fn shutdown(&self) {
+        self.mail.shutdown(std::time::Duration::from_secs(10)).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box tests of the HTTP API and the binary: one test binary, modules inside.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod harness;
+mod accounts;
+mod cli;
+mod races;
+mod service;
+mod sessions;

@@ -1,0 +1,32 @@
+# Convosphere Auth — `just` lists the recipes.
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", "/var/tmp/convosphere-target")
+
+default:
+    @just --list
+
+# Run the service (SQLite and a mail outbox under ./data).
+run:
+    cargo run --release
+
+# Run every test (PostgreSQL tests run when TEST_DATABASE_URL is set).
+test:
+    cargo test --workspace
+
+# The tests against the local PostgreSQL too.
+test-postgres:
+    TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --workspace
+
+# Benchmarks: criterion for in-process code, a load generator against the release binary.
+bench:
+    cargo bench -p convosphere-crypto -- --warm-up-time 1 --measurement-time 3
+    bash bench/http.sh
+
+# Format and lint.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# What CI runs.
+pre-pr:
+    bash .ci/run
