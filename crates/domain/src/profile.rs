@@ -21,9 +21,17 @@ pub fn parse_required_text(field: &'static str, raw: &str, max: usize, errors: &
     if value.is_empty() {
         errors.push(FieldError::new(field, "required", format!("a {field} is required")));
     } else if value.chars().count() > max {
-        errors.push(FieldError::new(field, "too_long", format!("the {field} must have at most {max} characters")));
+        errors.push(FieldError::new(
+            field,
+            "too_long",
+            format!("the {field} must have at most {max} characters"),
+        ));
     } else if value.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, "invalid", format!("the {field} must not contain control characters")));
+        errors.push(FieldError::new(
+            field,
+            "invalid",
+            format!("the {field} must not contain control characters"),
+        ));
     }
     value.to_owned()
 }
