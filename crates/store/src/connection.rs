@@ -2,8 +2,8 @@
 //! the helper that runs one query body on either backend off the async runtime.
 
 use crate::error::StoreError;
-use crate::models::UserRow;
-use crate::schema::users;
+use crate::models::{NewInvalidation, UserRow};
+use crate::schema::{invalidations, users};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -154,6 +154,25 @@ pub(crate) trait Dialect: Connection + Sized {
     /// every other writer. `None` if there is no such user.
     fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError>;
 
+    /// Appends rows to the invalidation feed. Call it inside a
+    /// [`write_transaction`](Self::write_transaction), as its **last**
+    /// statement, so that the rows commit with the change they announce.
+    ///
+    /// The feed is read by id (`id > cursor`), so ids must become visible
+    /// in increasing order. SQLite runs writers one at a time, which gives
+    /// that for free. On PostgreSQL a sequence value is taken at insert time
+    /// but seen at commit, so two appenders could commit out of order and a
+    /// reader could move its cursor past a row not yet committed, losing it.
+    /// PostgreSQL appenders therefore first take the transaction-level
+    /// advisory lock [`INVALIDATION_LOCK_KEY`](crate::INVALIDATION_LOCK_KEY):
+    /// they take turns from taking their ids to their commit, and since
+    /// PostgreSQL makes a commit visible before it releases the
+    /// transaction's locks, a row is visible before the next id is handed
+    /// out. Holding the lock only for the final insert and the commit keeps
+    /// the turns short, and a holder waits for nothing else, so it cannot
+    /// take part in a deadlock. Nothing is done for no rows.
+    fn append_invalidations(&mut self, rows: &[NewInvalidation]) -> Result<(), StoreError>;
+
     /// Applies the pending migrations of this backend's history, one caller
     /// at a time; returns how many ran.
     fn migrate(&mut self) -> Result<usize, StoreError>;
@@ -177,6 +196,13 @@ impl Dialect for SqliteConnection {
             .select(UserRow::as_select())
             .first(self)
             .optional()?)
+    }
+
+    fn append_invalidations(&mut self, rows: &[NewInvalidation]) -> Result<(), StoreError> {
+        if !rows.is_empty() {
+            diesel::insert_into(invalidations::table).values(rows).execute(self)?;
+        }
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<usize, StoreError> {
@@ -211,6 +237,17 @@ impl Dialect for PgConnection {
             .for_no_key_update()
             .first(self)
             .optional()?)
+    }
+
+    fn append_invalidations(&mut self, rows: &[NewInvalidation]) -> Result<(), StoreError> {
+        if !rows.is_empty() {
+            // Held until this transaction ends: see the trait's docs.
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(crate::INVALIDATION_LOCK_KEY)
+                .execute(self)?;
+            diesel::insert_into(invalidations::table).values(rows).execute(self)?;
+        }
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<usize, StoreError> {

@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod api_keys;
 mod connection;
 mod error;
+mod invalidations;
 mod models;
 mod schema;
 mod sessions;
@@ -15,6 +17,14 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use invalidations::INVALIDATIONS_PER_READ;
+
+/// The PostgreSQL advisory lock (`pg_advisory_xact_lock`) that every
+/// transaction appending to `invalidations` takes just before its insert,
+/// so that the feed's ids become visible in increasing order (see the crate
+/// docs). Whoever appends by hand must take it too:
+/// `BEGIN; SELECT pg_advisory_xact_lock(<this>); INSERT INTO invalidations …; COMMIT;`
+pub const INVALIDATION_LOCK_KEY: i64 = 0x636f_6e76_696e_7661; // "convinva"
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +51,19 @@ impl fmt::Display for Backend {
     }
 }
 
-/// The storage adapter: users, sessions with their refresh tokens, and
-/// one-time tokens, in SQLite or PostgreSQL.
+/// The storage adapter: users, sessions with their refresh tokens, one-time
+/// tokens, API keys and the invalidation feed, in SQLite or PostgreSQL.
 ///
-/// It implements the domain's [`UserRepository`], [`SessionRepository`] and
-/// [`OneTimeTokenRepository`] (hence its `Store` port). Cloning is cheap: the
-/// clones share one connection pool.
+/// It implements the domain's [`UserRepository`], [`SessionRepository`],
+/// [`OneTimeTokenRepository`] (hence its `Store` port), [`ApiKeyRepository`]
+/// and [`InvalidationFeed`]. Cloning is cheap: the clones share one
+/// connection pool.
 ///
 /// [`UserRepository`]: convosphere_domain::ports::UserRepository
 /// [`SessionRepository`]: convosphere_domain::ports::SessionRepository
 /// [`OneTimeTokenRepository`]: convosphere_domain::ports::OneTimeTokenRepository
+/// [`ApiKeyRepository`]: convosphere_domain::ports::ApiKeyRepository
+/// [`InvalidationFeed`]: convosphere_domain::ports::InvalidationFeed
 #[derive(Clone)]
 pub struct Store {
     pools: Arc<Pools>,
@@ -93,10 +106,13 @@ impl Store {
     }
 
     /// Deletes what no rule reads any more: sessions that ended or expired
-    /// before `before` (with their refresh tokens), and one-time tokens that
-    /// expired before it. Meant for a periodic job, with `before` well in the
-    /// past (a day or more): a session's row is what makes a still-unexpired
-    /// access token of it answer `session_expired` rather than `invalid_token`.
+    /// before `before` (with their refresh tokens), one-time tokens that
+    /// expired before it, and invalidations written before it. Meant for a
+    /// periodic job, with `before` well in the past (a day or more): a
+    /// session's row is what makes a still-unexpired access token of it
+    /// answer `session_expired` rather than `invalid_token`, and a feed reader
+    /// whose cursor is older than `before` misses what was purged (readers
+    /// poll every second or so; one that could not read empties its caches).
     pub async fn purge_expired(&self, before: DateTime<Utc>) -> Result<Purged, StoreError> {
         let before = models::db_time(before);
         with_conn!(self, |conn| {
@@ -113,9 +129,15 @@ impl Store {
                     schema::one_time_tokens::table.filter(schema::one_time_tokens::expires_at.lt(before)),
                 )
                 .execute(conn)?;
+                // Deleting takes no turn with the appenders: it only removes
+                // rows far behind every reader's cursor.
+                let invalidations =
+                    diesel::delete(schema::invalidations::table.filter(schema::invalidations::created_at.lt(before)))
+                        .execute(conn)?;
                 Ok(Purged {
                     sessions,
                     one_time_tokens,
+                    invalidations,
                 })
             })
         })
@@ -141,6 +163,8 @@ pub struct Purged {
     pub sessions: usize,
     /// One-time e-mail tokens.
     pub one_time_tokens: usize,
+    /// Rows of the invalidation feed.
+    pub invalidations: usize,
 }
 
 impl fmt::Debug for Store {

@@ -1,8 +1,10 @@
 //! Rows as stored, and their conversions to and from domain values.
 
 use crate::error::StoreError;
-use crate::schema::{one_time_tokens, refresh_tokens, sessions, users};
+use crate::schema::{api_keys, invalidations, one_time_tokens, refresh_tokens, sessions, users};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
+use convosphere_domain::ports::Invalidation;
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::{Email, EndReason, NewUser, PasswordHash, Session, SessionId, User, UserId};
 use diesel::prelude::*;
@@ -208,4 +210,186 @@ pub(crate) struct NewOneTimeToken {
     pub kind: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+}
+
+/// Lower-case hex of 32 bytes, as stored.
+fn to_hex(bytes: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+/// The 32 bytes of 64 hex digits.
+fn from_hex(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    fn nibble(digit: u8) -> Option<u8> {
+        char::from(digit).to_digit(16).and_then(|n| u8::try_from(n).ok())
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// A row of `api_keys`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub(crate) struct ApiKeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub public_id: String,
+    pub secret_hash: String,
+    pub scopes: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+impl ApiKeyRow {
+    pub fn new(key: &ApiKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            user_id: key.user_id.to_string(),
+            name: key.name.clone(),
+            public_id: key.public_id.clone(),
+            secret_hash: to_hex(&key.secret_hash.0),
+            scopes: key.scopes.to_string(),
+            created_at: db_time(key.created_at),
+            expires_at: key.expires_at.map(db_time),
+            last_used_at: key.last_used_at.map(db_time),
+            revoked_at: key.revoked_at.map(db_time),
+        }
+    }
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRow) -> Result<Self, Self::Error> {
+        Ok(ApiKey {
+            id: ApiKeyId::from_uuid(parse_uuid(&row.id)?),
+            user_id: user_id(&row.user_id)?,
+            secret_hash: SecretHash(
+                from_hex(&row.secret_hash)
+                    .ok_or_else(|| StoreError::corrupt(format_args!("secret hash of API key {}", row.id)))?,
+            ),
+            scopes: row
+                .scopes
+                .parse()
+                .map_err(|e| StoreError::corrupt(format_args!("scopes of API key {}: {e}", row.id)))?,
+            name: row.name,
+            public_id: row.public_id,
+            created_at: utc(row.created_at),
+            expires_at: row.expires_at.map(utc),
+            last_used_at: row.last_used_at.map(utc),
+            revoked_at: row.revoked_at.map(utc),
+        })
+    }
+}
+
+/// Converts rows, failing on the first unreadable one.
+pub(crate) fn api_keys_from_rows(rows: Vec<ApiKeyRow>) -> Result<Vec<ApiKey>, StoreError> {
+    rows.into_iter().map(ApiKey::try_from).collect()
+}
+
+/// `invalidations.kind` of [`Invalidation::Session`].
+const SESSION: &str = "session";
+/// `invalidations.kind` of [`Invalidation::User`].
+const USER: &str = "user";
+/// `invalidations.kind` of [`Invalidation::ApiKey`].
+const API_KEY: &str = "api_key";
+
+/// A new row of `invalidations` (the id comes from the database).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = invalidations)]
+pub(crate) struct NewInvalidation {
+    kind: &'static str,
+    subject: String,
+    created_at: NaiveDateTime,
+}
+
+impl NewInvalidation {
+    /// Stamped with the writer's clock: the column only serves purging, and
+    /// some changes (plan, suspension) are given no time by their port.
+    fn new(kind: &'static str, subject: String) -> Self {
+        Self {
+            kind,
+            subject,
+            created_at: db_time(Utc::now()),
+        }
+    }
+
+    /// A session ended; `id` as stored.
+    pub fn session(id: String) -> Self {
+        Self::new(SESSION, id)
+    }
+
+    /// One row per ended session.
+    pub fn sessions(ids: &[String]) -> Vec<Self> {
+        ids.iter().cloned().map(Self::session).collect()
+    }
+
+    /// An account's plan or suspension changed; `id` as stored.
+    pub fn user(id: String) -> Self {
+        Self::new(USER, id)
+    }
+
+    /// An API key stopped working, by its public id.
+    pub fn api_key(public_id: String) -> Self {
+        Self::new(API_KEY, public_id)
+    }
+}
+
+/// A row of `invalidations`, as the feed reads it.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = invalidations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub(crate) struct InvalidationRow {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+}
+
+impl TryFrom<InvalidationRow> for Invalidation {
+    type Error = StoreError;
+
+    fn try_from(row: InvalidationRow) -> Result<Self, Self::Error> {
+        Ok(match row.kind.as_str() {
+            SESSION => Invalidation::Session(session_id(&row.subject)?),
+            USER => Invalidation::User(user_id(&row.subject)?),
+            API_KEY => Invalidation::ApiKey(row.subject),
+            other => {
+                return Err(StoreError::corrupt(format_args!(
+                    "invalidation {} has the unknown kind {other:?}",
+                    row.id
+                )))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_garbage() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        let text = to_hex(&bytes);
+        assert_eq!(text.len(), 64);
+        assert_eq!(text, text.to_lowercase());
+        assert_eq!(from_hex(&text), Some(bytes));
+        assert_eq!(from_hex(&text.to_uppercase()), Some(bytes));
+        assert_eq!(from_hex(&text[..62]), None);
+        assert_eq!(from_hex(&format!("{}zz", &text[..62])), None);
+        assert_eq!(from_hex(&format!("{}é", &text[..62])), None);
+        assert_eq!(from_hex(&format!("+f{}", &text[2..])), None);
+    }
 }

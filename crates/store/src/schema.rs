@@ -97,8 +97,56 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// API keys; only a hash of the secret is kept.
+    api_keys (id) {
+        /// UUID, as text.
+        id -> Text,
+        /// Owner.
+        user_id -> Text,
+        /// A name for people.
+        name -> Text,
+        /// The 8 characters after `cs_`; unique (`api_keys_public_id_key`).
+        public_id -> Text,
+        /// Lower-case hex SHA-256 of the secret part.
+        secret_hash -> Text,
+        /// Space-separated scopes (`ScopeSet`'s `Display`).
+        scopes -> Text,
+        /// Creation time (UTC).
+        created_at -> Timestamp,
+        /// When it stops working (UTC).
+        expires_at -> Nullable<Timestamp>,
+        /// Last use (UTC), written in batches.
+        last_used_at -> Nullable<Timestamp>,
+        /// When it was revoked or rotated away (UTC).
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// The invalidation feed: what caches must forget, in commit order.
+    invalidations (id) {
+        /// `BIGSERIAL` / `INTEGER PRIMARY KEY AUTOINCREMENT`: the feed's cursor.
+        id -> BigInt,
+        /// `session`, `user` or `api_key`.
+        kind -> Text,
+        /// A session id, a user id, or an API key's public id.
+        subject -> Text,
+        /// When the row was written (UTC, the writer's clock), for purging.
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
+diesel::joinable!(api_keys -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, one_time_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    refresh_tokens,
+    one_time_tokens,
+    api_keys,
+    invalidations
+);

@@ -1,7 +1,7 @@
 //! [`SessionRepository`] for [`Store`].
 
 use crate::connection::{with_conn, Dialect};
-use crate::models::{db_time, session_ids, sessions_from_rows, NewRefreshToken, SessionRow};
+use crate::models::{db_time, session_ids, sessions_from_rows, NewInvalidation, NewRefreshToken, SessionRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::Store;
 use chrono::{DateTime, Utc};
@@ -60,6 +60,7 @@ impl SessionRepository for Store {
                         ))
                         .execute(conn)?;
                 }
+                conn.append_invalidations(&NewInvalidation::sessions(&beyond_cap))?;
                 Ok(beyond_cap)
             })
         })?;
@@ -117,6 +118,7 @@ impl SessionRepository for Store {
                             sessions::end_reason.eq(Some(EndReason::RefreshReuse.as_str())),
                         ))
                         .execute(conn)?;
+                    conn.append_invalidations(&[NewInvalidation::session(session_id)])?;
                     return Ok(Rotation::Reused);
                 }
                 diesel::insert_into(refresh_tokens::table)
@@ -181,19 +183,26 @@ impl SessionRepository for Store {
         let id = id.to_string();
         let now = db_time(now);
         let ended = with_conn!(self, |conn| {
-            Ok(diesel::update(
-                sessions::table
-                    .filter(sessions::id.eq(id))
-                    .filter(sessions::user_id.eq(user))
-                    .filter(sessions::ended_at.is_null()),
-            )
-            .set((
-                sessions::ended_at.eq(Some(now)),
-                sessions::end_reason.eq(Some(reason.as_str())),
-            ))
-            .execute(conn)?)
+            conn.write_transaction(|conn| {
+                let ended = diesel::update(
+                    sessions::table
+                        .filter(sessions::id.eq(&id))
+                        .filter(sessions::user_id.eq(user))
+                        .filter(sessions::ended_at.is_null()),
+                )
+                .set((
+                    sessions::ended_at.eq(Some(now)),
+                    sessions::end_reason.eq(Some(reason.as_str())),
+                ))
+                .execute(conn)?
+                    == 1;
+                if ended {
+                    conn.append_invalidations(&[NewInvalidation::session(id)])?;
+                }
+                Ok(ended)
+            })
         })?;
-        Ok(ended == 1)
+        Ok(ended)
     }
 
     async fn end_user_sessions(
@@ -208,18 +217,22 @@ impl SessionRepository for Store {
         let except = except.map_or_else(|| uuid::Uuid::nil().to_string(), |id| id.to_string());
         let now = db_time(now);
         let ended = with_conn!(self, |conn| {
-            Ok(diesel::update(
-                sessions::table
-                    .filter(sessions::user_id.eq(user))
-                    .filter(sessions::ended_at.is_null())
-                    .filter(sessions::id.ne(except)),
-            )
-            .set((
-                sessions::ended_at.eq(Some(now)),
-                sessions::end_reason.eq(Some(reason.as_str())),
-            ))
-            .returning(sessions::id)
-            .get_results::<String>(conn)?)
+            conn.write_transaction(|conn| {
+                let ended = diesel::update(
+                    sessions::table
+                        .filter(sessions::user_id.eq(user))
+                        .filter(sessions::ended_at.is_null())
+                        .filter(sessions::id.ne(except)),
+                )
+                .set((
+                    sessions::ended_at.eq(Some(now)),
+                    sessions::end_reason.eq(Some(reason.as_str())),
+                ))
+                .returning(sessions::id)
+                .get_results::<String>(conn)?;
+                conn.append_invalidations(&NewInvalidation::sessions(&ended))?;
+                Ok(ended)
+            })
         })?;
         Ok(session_ids(ended)?)
     }

@@ -2,7 +2,7 @@
 
 use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
-use crate::models::{db_time, ProfileChanges, UserRow};
+use crate::models::{db_time, NewInvalidation, ProfileChanges, UserRow};
 use crate::schema::users;
 use crate::Store;
 use chrono::{DateTime, Utc};
@@ -181,10 +181,16 @@ impl UserRepository for Store {
         let id = id.to_string();
         let now = updated_now();
         with_conn!(self, |conn| {
-            diesel::update(users::table.find(id))
-                .set((users::plan.eq(plan.as_str()), users::updated_at.eq(now)))
-                .execute(conn)?;
-            Ok(())
+            conn.write_transaction(|conn| {
+                // Only a real change is written and announced to the caches.
+                let changed = diesel::update(users::table.find(&id).filter(users::plan.ne(plan.as_str())))
+                    .set((users::plan.eq(plan.as_str()), users::updated_at.eq(now)))
+                    .execute(conn)?;
+                if changed == 1 {
+                    conn.append_invalidations(&[NewInvalidation::user(id)])?;
+                }
+                Ok(())
+            })
         })?;
         Ok(())
     }
@@ -193,10 +199,16 @@ impl UserRepository for Store {
         let id = id.to_string();
         let now = updated_now();
         with_conn!(self, |conn| {
-            diesel::update(users::table.find(id))
-                .set((users::suspended.eq(suspended), users::updated_at.eq(now)))
-                .execute(conn)?;
-            Ok(())
+            conn.write_transaction(|conn| {
+                // Only a real change is written and announced to the caches.
+                let changed = diesel::update(users::table.find(&id).filter(users::suspended.ne(suspended)))
+                    .set((users::suspended.eq(suspended), users::updated_at.eq(now)))
+                    .execute(conn)?;
+                if changed == 1 {
+                    conn.append_invalidations(&[NewInvalidation::user(id)])?;
+                }
+                Ok(())
+            })
         })?;
         Ok(())
     }

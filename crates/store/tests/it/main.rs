@@ -6,7 +6,9 @@
 #[macro_use]
 mod support;
 
+mod api_keys;
 mod connect;
+mod invalidations;
 mod sessions;
 mod tokens;
 mod users;

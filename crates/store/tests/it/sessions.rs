@@ -458,7 +458,9 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
         purged,
         Purged {
             sessions: 2,
-            one_time_tokens: 1
+            one_time_tokens: 1,
+            // The end of `ended`, written (by the wall clock) long before.
+            invalidations: 1,
         }
     );
     assert_eq!(db.store.session(ended.id).await.unwrap(), None);

@@ -1,6 +1,7 @@
 //! The per-test databases, and values to store.
 
 use chrono::{DateTime, Duration, Utc};
+use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
 use convosphere_domain::{Email, NewUser, PasswordHash, Plan, Session, SessionId, TokenHash, UserId};
 use convosphere_store::Store;
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -163,6 +164,27 @@ pub fn session(user: UserId, at: DateTime<Utc>) -> Session {
         end_reason: None,
         ip: Some("203.0.113.7".into()),
         user_agent: Some("integration test".into()),
+    }
+}
+
+/// An active API key of `user` created at `at`, with a random public id
+/// and secret hash, two scopes and no expiry.
+pub fn api_key(user: UserId, at: DateTime<Utc>) -> ApiKey {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let public_id = (0..8)
+        .map(|_| char::from(BASE62[rand::random::<usize>() % BASE62.len()]))
+        .collect();
+    ApiKey {
+        id: ApiKeyId::from_uuid(random_uuid()),
+        user_id: user,
+        name: "CI deploys".into(),
+        public_id,
+        secret_hash: SecretHash(rand::random()),
+        scopes: "agents:read chat:write".parse().unwrap(),
+        created_at: at,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
     }
 }
 

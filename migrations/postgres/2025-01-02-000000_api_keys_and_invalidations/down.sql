@@ -1,0 +1,2 @@
+DROP TABLE invalidations;
+DROP TABLE api_keys;

@@ -1,0 +1,34 @@
+-- API keys, and the invalidation feed that tells every instance's caches
+-- what to forget. The SQLite history declares the same columns with the
+-- same types (the auto-increment id is spelled differently, but both are
+-- 64-bit integers to diesel: `BigInt`).
+
+CREATE TABLE api_keys (
+    id              TEXT      NOT NULL PRIMARY KEY,
+    user_id         TEXT      NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name            TEXT      NOT NULL,
+    -- The 8 base62 characters after `cs_`, by which a presented key is found.
+    public_id       TEXT      NOT NULL,
+    -- Lower-case hex SHA-256 of the secret part.
+    secret_hash     TEXT      NOT NULL,
+    -- Space-separated, in the documented order (`ScopeSet`'s Display).
+    scopes          TEXT      NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    expires_at      TIMESTAMP,
+    last_used_at    TIMESTAMP,
+    revoked_at      TIMESTAMP,
+    CONSTRAINT api_keys_public_id_key UNIQUE (public_id)
+);
+-- A user's keys, newest first.
+CREATE INDEX api_keys_user_id_created_at_idx ON api_keys (user_id, created_at);
+
+-- Appended in the same transaction as each change that caches must learn
+-- of; read by id. Writers take an advisory lock before appending, so that
+-- ids become visible in increasing order (see crates/store/README.md).
+CREATE TABLE invalidations (
+    id              BIGSERIAL NOT NULL PRIMARY KEY,
+    kind            TEXT      NOT NULL CHECK (kind IN ('session', 'user', 'api_key')),
+    -- A session id, a user id, or an API key's public id.
+    subject         TEXT      NOT NULL,
+    created_at      TIMESTAMP NOT NULL
+);
