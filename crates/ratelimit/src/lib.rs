@@ -1,5 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+mod decision;
+mod redis_limiter;
+
+pub use redis_limiter::{RedisLimiterError, RedisOptions, RedisRateLimiter, DEFAULT_REDIS_PREFIX};
+
 use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
 use convosphere_domain::InfraError;
 use governor::clock::{Clock, DefaultClock, Reference};
@@ -11,7 +16,6 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 /// Idle keys are swept after this many checks unless told otherwise.
 pub const DEFAULT_HOUSEKEEPING_EVERY: u64 = 1024;
@@ -89,13 +93,7 @@ where
     /// refuses everything.
     pub fn decide(&self, key: &str, per_minute: u32) -> RateLimitDecision {
         let Some(limit) = NonZeroU32::new(per_minute) else {
-            return RateLimitDecision {
-                allowed: false,
-                limit: 0,
-                remaining: 0,
-                reset_after: Duration::from_secs(60),
-                retry_after: Some(Duration::from_secs(60)),
-            };
+            return decision::zero_budget();
         };
         let limiter = self.limiter(limit);
         let outcome = limiter.check_key(&key.to_owned());
@@ -104,33 +102,9 @@ where
             self.retain_recent();
         }
 
-        let period = Quota::per_minute(limit).replenish_interval();
         match outcome {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity().min(limit.get());
-                RateLimitDecision {
-                    allowed: true,
-                    limit: limit.get(),
-                    remaining,
-                    // governor shows whole remaining cells, not GCRA's
-                    // theoretical arrival time, so this is the time to refill
-                    // the spent cells: never sooner than the bucket is really
-                    // full, at most one period later.
-                    reset_after: period.saturating_mul(limit.get() - remaining),
-                    retry_after: None,
-                }
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                RateLimitDecision {
-                    allowed: false,
-                    limit: limit.get(),
-                    remaining: 0,
-                    // The next cell comes after `wait`, the other limit - 1 one period apart.
-                    reset_after: wait.saturating_add(period.saturating_mul(limit.get() - 1)),
-                    retry_after: Some(wait),
-                }
-            }
+            Ok(snapshot) => decision::allowed(limit, snapshot.remaining_burst_capacity()),
+            Err(not_until) => decision::refused(limit, not_until.wait_time_from(self.clock.now())),
         }
     }
 

@@ -1,6 +1,9 @@
-//! Integration tests of the in-memory rate limiter, on a clock the tests drive.
+//! Integration tests of the in-memory rate limiter, on a clock the tests drive,
+//! and of the Redis one (in `redis_limiter`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod redis_limiter;
 
 use convosphere_domain::ports::RateLimiter;
 use convosphere_ratelimit::MemoryRateLimiter;
