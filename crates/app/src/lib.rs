@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod state;
+pub mod usage;
 
 pub use config::Config;
 pub use http::{start, Started};

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub mail_sent: IntGauge,
     /// Mails given up after every retry.
     pub mail_failed: IntGauge,
+    /// Rate-limit checks answered without Redis (fail-open).
+    pub rate_limiter_failures: IntGauge,
 }
 
 impl Metrics {
@@ -44,6 +46,11 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let rate_limiter_failures = IntGauge::new(
+            "rate_limiter_failures_total",
+            "Rate-limit checks answered without Redis (allowed)",
+        )?;
+        registry.register(Box::new(rate_limiter_failures.clone()))?;
         registry.register(Box::new(mail_sent.clone()))?;
         registry.register(Box::new(mail_failed.clone()))?;
         Ok(Self {
@@ -54,6 +61,7 @@ impl Metrics {
             rate_limited,
             mail_sent,
             mail_failed,
+            rate_limiter_failures,
         })
     }
 

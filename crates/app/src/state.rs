@@ -1,16 +1,19 @@
 //! Wiring: configuration in, adapters built, use cases ready.
 
+use crate::cache::{CachedSigner, CachedStore};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::usage::UsageRecorder;
 use convosphere_crypto::{Argon2Hasher, JwtSigner, OsRng, SystemClock};
 use convosphere_domain::{Auth, AuthConfig};
 use convosphere_mail::MailService;
-use convosphere_ratelimit::MemoryRateLimiter;
+use convosphere_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use convosphere_store::Store;
 use std::sync::Arc;
 
-/// The use cases, wired to the production adapters.
-pub type AppAuth = Auth<Store, Argon2Hasher, JwtSigner, MailService>;
+/// The use cases, wired to the production adapters (storage and token
+/// verification behind their caches).
+pub type AppAuth = Auth<CachedStore<Store>, Argon2Hasher, CachedSigner<JwtSigner>, MailService>;
 
 /// Why the service could not start: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +32,13 @@ pub struct AppState {
     pub auth: AppAuth,
     /// The configuration.
     pub config: Config,
-    /// The per-IP limiter of the unauthenticated endpoints.
+    /// The per-IP limiter of the unauthenticated endpoints (always in
+    /// memory: it guards one instance's password hashing).
     pub ip_limiter: MemoryRateLimiter,
+    /// The per-account plan limiter (memory or Redis).
+    pub limiter: Limiter,
+    /// API key uses waiting to be written.
+    pub usage: UsageRecorder,
     /// Metrics.
     pub metrics: Metrics,
     /// The JWKS document, rendered once.
@@ -68,6 +76,7 @@ impl AppState {
         let signer = JwtSigner::new(&signing_key, &config.public_url)
             .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
         let jwks = signer.jwks().to_string();
+        let signer = CachedSigner::new(signer, config.access_token_ttl);
         let hasher = Argon2Hasher::owasp().map_err(|e| StartError(format!("password hasher: {e}")))?;
         let mail = MailService::start(crate::http::mail_config(&config))
             .map_err(|e| StartError(format!("AUTH_SMTP_URL: {e}")))?;
@@ -82,8 +91,9 @@ impl AppState {
             lockout_threshold: config.lockout_threshold,
             lockout_duration: chrono(config.lockout_duration),
         };
+        let limiter = Limiter::from_config(&config).await?;
         let auth = Auth::new(
-            store,
+            CachedStore::new(store),
             hasher,
             signer,
             mail.clone(),
@@ -94,6 +104,8 @@ impl AppState {
         Ok(Self {
             auth,
             ip_limiter: MemoryRateLimiter::new(),
+            limiter,
+            usage: UsageRecorder::default(),
             metrics: Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?,
             jwks,
             config,
@@ -102,7 +114,10 @@ impl AppState {
     }
 
     /// Refreshes the mail gauges from the mail service's counters.
-    pub fn update_mail_metrics(&self) {
+    pub fn update_gauges(&self) {
+        self.metrics
+            .rate_limiter_failures
+            .set(i64::try_from(self.limiter.failures()).unwrap_or(i64::MAX));
         let stats = self.mail.stats();
         self.metrics
             .mail_sent
@@ -112,8 +127,53 @@ impl AppState {
             .set(i64::try_from(stats.failed).unwrap_or(i64::MAX));
     }
 
-    /// Lets queued mail go out before the process exits.
+    /// Writes pending API key uses and lets queued mail go out before the process exits.
     pub async fn shutdown(&self) {
+        self.usage.flush(self.auth.store()).await;
         self.mail.shutdown(std::time::Duration::from_secs(10)).await;
+    }
+}
+
+/// The plan limiter: in memory for one instance, in Redis for many.
+pub enum Limiter {
+    /// governor, in this process.
+    Memory(MemoryRateLimiter),
+    /// GCRA in Redis, shared by every instance; fails open (see the ratelimit crate).
+    Redis(RedisRateLimiter),
+}
+
+impl Limiter {
+    /// Checks answered without Redis (always 0 in memory).
+    pub fn failures(&self) -> u64 {
+        match self {
+            Limiter::Memory(_) => 0,
+            Limiter::Redis(limiter) => limiter.failures(),
+        }
+    }
+
+    async fn from_config(config: &Config) -> Result<Self, StartError> {
+        match config.rate_limit_backend {
+            crate::config::RateLimitBackend::Memory => Ok(Self::Memory(MemoryRateLimiter::new())),
+            crate::config::RateLimitBackend::Redis => {
+                let url = config.redis_url.as_deref().unwrap_or_default();
+                RedisRateLimiter::connect(url)
+                    .await
+                    .map(Self::Redis)
+                    .map_err(|e| StartError(format!("AUTH_REDIS_URL: {e}")))
+            }
+        }
+    }
+}
+
+impl convosphere_domain::ports::RateLimiter for Limiter {
+    async fn check(
+        &self,
+        key: &str,
+        per_minute: u32,
+    ) -> Result<convosphere_domain::ports::RateLimitDecision, convosphere_domain::InfraError> {
+        match self {
+            Limiter::Memory(limiter) => limiter.check(key, per_minute).await,
+            Limiter::Redis(limiter) => limiter.check(key, per_minute).await,
+        }
     }
 }

@@ -6,8 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use convosphere_domain::auth::Principal;
-use futures_util::future::{ready, LocalBoxFuture, Ready};
+use futures_util::future::{ready, Ready};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -110,25 +109,6 @@ pub fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
         return Err(missing());
     }
     Ok(credential.to_owned())
-}
-
-/// A logged-in user, authenticated by an access token whose session is active.
-pub struct UserSession(pub Principal);
-
-impl FromRequest for UserSession {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = state(req);
-        let credential = bearer(req);
-        Box::pin(async move {
-            let state = state?;
-            let credential = credential?;
-            let principal = state.auth.authenticate(&credential).await?;
-            Ok(UserSession(principal))
-        })
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError};
+use actix_web::{Error, HttpMessage, ResponseError};
+use convosphere_domain::ports::RateLimitDecision;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -59,6 +60,15 @@ pub async fn observe(
         response
             .headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), value);
+    }
+    // The plan limiter's decision, kept by the authentication extractor.
+    let decision = response.request().extensions().get::<RateLimitDecision>().copied();
+    if let Some(decision) = decision {
+        for (name, value) in rate_limit_headers(&decision) {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(HeaderName::from_static(name), value);
+            }
+        }
     }
     let elapsed = started.elapsed();
     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());

@@ -1,7 +1,9 @@
 //! The HTTP layer: routes, extractors, middleware, problem+json.
 
+pub mod auth;
 pub mod dto;
 pub mod extract;
+pub mod keys;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
@@ -49,6 +51,14 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         .map_err(|e| StartError(format!("AUTH_DATABASE_URL: migration failed: {e}")))?;
     let bind = config.bind;
     let state = web::Data::new(AppState::build(config, store).await?);
+    crate::cache::spawn_invalidation_poller(state.auth.store().clone());
+    let flusher = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::usage::FLUSH_INTERVAL).await;
+            flusher.usage.flush(flusher.auth.store()).await;
+        }
+    });
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()

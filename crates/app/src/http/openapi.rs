@@ -2,7 +2,7 @@
 
 use super::dto::*;
 use super::problem::{FieldProblem, Problem};
-use super::routes;
+use super::{keys, routes};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -13,12 +13,13 @@ use utoipa::{Modify, OpenApi};
         routes::signup, routes::verify_email, routes::resend_verification, routes::login, routes::refresh,
         routes::forgot_password, routes::reset_password, routes::logout, routes::change_password, routes::me,
         routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
-        routes::readyz, routes::metrics, routes::openapi,
+        routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
+        keys::rotate, keys::authz,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
         RefreshBody, ResetBody, ChangePasswordBody, ProfileBody, StatusBody, SessionBody, SessionList,
-        PrincipalBody, MeBody,
+        PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
     )),
     modifiers(&BearerAuth),
 )]

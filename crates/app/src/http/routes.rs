@@ -1,7 +1,8 @@
 //! Handlers: extract, call one use case, map the outcome.
 
+use super::auth::{Caller, UserSession};
 use super::dto::*;
-use super::extract::{json_config, ClientInfo, UserSession};
+use super::extract::{json_config, ClientInfo};
 use super::middleware::ip_limit;
 use super::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -9,9 +10,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::auth::{LoginRequest, Redacted, SignupRequest};
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{FieldError, ScopeSet, SessionId};
+use convosphere_domain::{FieldError, SessionId};
 
-type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
+pub(crate) type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,6 +34,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/sessions").route(web::get().to(list_sessions)))
         .service(web::resource("/v1/sessions/{id}").route(web::delete().to(revoke_session)))
+        .service(
+            web::resource("/v1/api-keys")
+                .route(web::post().to(super::keys::create))
+                .route(web::get().to(super::keys::list)),
+        )
+        .service(
+            web::resource("/v1/api-keys/{id}")
+                .route(web::get().to(super::keys::get))
+                .route(web::delete().to(super::keys::revoke)),
+        )
+        .service(web::resource("/v1/api-keys/{id}/rotate").route(web::post().to(super::keys::rotate)))
+        .service(web::resource("/v1/authz").route(web::get().to(super::keys::authz)))
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks)))
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
@@ -46,7 +59,7 @@ pub async fn not_found() -> Result {
 }
 
 /// A required string field, or a `required` field error.
-fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
+pub(crate) fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
     match value {
         Some(v) if !v.is_empty() => v,
         _ => {
@@ -56,7 +69,7 @@ fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldEr
     }
 }
 
-fn no_errors(errors: Vec<FieldError>) -> Result<()> {
+pub(crate) fn no_errors(errors: Vec<FieldError>) -> Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
@@ -200,18 +213,23 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The caller: account and credential.
+/// The caller: account and credential (a user access token or an API key).
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
     responses((status = 200, body = MeBody), (status = 401, body = Problem)))]
-pub async fn me(user: UserSession) -> Result {
-    let principal = user.0;
+pub async fn me(caller: Caller) -> Result {
     Ok(HttpResponse::Ok().json(MeBody {
-        user: UserBody::from(&principal.user),
+        user: UserBody::from(caller.user()),
         principal: PrincipalBody {
-            kind: "user",
-            scopes: ScopeSet::all().to_strings(),
-            session_id: Some(principal.session_id.to_string()),
-            api_key_id: None,
+            kind: caller.kind(),
+            scopes: caller.scopes().to_strings(),
+            session_id: match &caller {
+                Caller::User(principal) => Some(principal.session_id.to_string()),
+                Caller::Key(_) => None,
+            },
+            api_key_id: match &caller {
+                Caller::Key(principal) => Some(principal.key.id.to_string()),
+                Caller::User(_) => None,
+            },
         },
     }))
 }
@@ -280,7 +298,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses((status = 200, body = StatusBody), (status = 503, body = Problem)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result {
-    state.auth.store().ping().await.map_err(|cause| {
+    state.auth.store().inner().ping().await.map_err(|cause| {
         tracing::warn!(error = %cause, "not ready: the database does not answer");
         ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -294,7 +312,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.update_mail_metrics();
+    state.update_gauges();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -1,0 +1,445 @@
+//! Caches that keep the hot path (`/v1/authz`, every authenticated request)
+//! off the database and off the signature check in the steady state, while
+//! revocation still takes effect at once.
+//!
+//! - [`CachedSigner`] remembers a verified access token (by the SHA-256 of
+//!   the whole token) until its `exp`: an EdDSA verify costs ~65 µs, a hash
+//!   lookup well under 1 µs.
+//! - [`CachedStore`] decorates the storage adapter: sessions, users and API
+//!   keys read by authentication are cached (bounded, with a short TTL);
+//!   every write through it forgets what it changed, on this instance at once.
+//! - Other instances, and the command line, reach the caches through the
+//!   durable [`InvalidationFeed`] that storage writes in the same transaction
+//!   as the change: [`spawn_invalidation_poller`] reads it every 250 ms, so
+//!   every instance honours a revocation within one second. If the feed cannot
+//!   be read, the caches are emptied (the next request asks the database).
+
+use chrono::{DateTime, Utc};
+use convosphere_domain::api_key::{ApiKey, ApiKeyId};
+use convosphere_domain::ports::{
+    AccessClaims, ApiKeyRepository, CreateUserError, FailedLogin, Invalidation, InvalidationFeed,
+    OneTimeTokenRepository, RefreshOutcome, SessionRepository, TokenSigner, TokenVerifyError, UserRepository,
+};
+use convosphere_domain::profile::ProfileUpdate;
+use convosphere_domain::{
+    Email, EndReason, InfraError, NewUser, PasswordHash, Plan, Session, SessionId, TokenHash, TokenKind, User, UserId,
+};
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many entries each cache holds at most.
+pub const CACHE_CAPACITY: u64 = 100_000;
+/// How often the invalidation feed is read.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The caches of credentials' state.
+pub struct Caches {
+    sessions: Cache<SessionId, Session>,
+    users: Cache<UserId, User>,
+    keys: Cache<String, Option<ApiKey>>,
+}
+
+impl Caches {
+    fn new() -> Self {
+        Self {
+            // A session's `last_active_at` may be touched by another instance:
+            // re-read it every minute (the idle timeout is hours).
+            sessions: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            // Profile fields changed on another instance show within 5 s;
+            // plan changes and suspensions come through the feed at once.
+            users: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(5))
+                .build(),
+            keys: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    fn apply(&self, invalidation: &Invalidation) {
+        match invalidation {
+            Invalidation::Session(id) => self.sessions.invalidate(id),
+            Invalidation::User(id) => self.users.invalidate(id),
+            Invalidation::ApiKey(public_id) => self.keys.invalidate(public_id),
+        }
+    }
+
+    fn clear(&self) {
+        self.sessions.invalidate_all();
+        self.users.invalidate_all();
+        self.keys.invalidate_all();
+    }
+}
+
+/// The storage adapter with cached reads for authentication.
+#[derive(Clone)]
+pub struct CachedStore<S> {
+    inner: S,
+    caches: Arc<Caches>,
+}
+
+impl<S> CachedStore<S> {
+    /// Wraps a store.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            caches: Arc::new(Caches::new()),
+        }
+    }
+
+    /// The store underneath (for readiness checks and housekeeping).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn forget_user(&self, id: UserId) {
+        self.caches.users.invalidate(&id);
+    }
+}
+
+impl<S: UserRepository> UserRepository for CachedStore<S> {
+    async fn create_user(&self, user: &NewUser) -> Result<User, CreateUserError> {
+        self.inner.create_user(user).await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        if let Some(user) = self.caches.users.get(&id) {
+            return Ok(Some(user));
+        }
+        let user = self.inner.user_by_id(id).await?;
+        if let Some(user) = &user {
+            self.caches.users.insert(id, user.clone());
+        }
+        Ok(user)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError> {
+        self.inner.user_by_email(email).await
+    }
+
+    async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<Option<User>, InfraError> {
+        let result = self.inner.update_profile(id, update).await;
+        self.forget_user(id);
+        result
+    }
+
+    async fn set_email_verified(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        let result = self.inner.set_email_verified(id).await;
+        self.forget_user(id);
+        result
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash) -> Result<(), InfraError> {
+        let result = self.inner.set_password_hash(id, hash).await;
+        self.forget_user(id);
+        result
+    }
+
+    async fn record_failed_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        threshold: u32,
+        locked_until: DateTime<Utc>,
+    ) -> Result<FailedLogin, InfraError> {
+        let result = self.inner.record_failed_login(id, now, threshold, locked_until).await;
+        self.forget_user(id);
+        result
+    }
+
+    async fn clear_failed_logins(&self, id: UserId) -> Result<(), InfraError> {
+        let result = self.inner.clear_failed_logins(id).await;
+        self.forget_user(id);
+        result
+    }
+
+    async fn set_plan(&self, id: UserId, plan: Plan) -> Result<(), InfraError> {
+        let result = self.inner.set_plan(id, plan).await;
+        self.forget_user(id);
+        result
+    }
+
+    async fn set_suspended(&self, id: UserId, suspended: bool) -> Result<(), InfraError> {
+        let result = self.inner.set_suspended(id, suspended).await;
+        self.forget_user(id);
+        result
+    }
+}
+
+impl<S: SessionRepository> SessionRepository for CachedStore<S> {
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh: &TokenHash,
+        max_active: u32,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let ended = self
+            .inner
+            .create_session(session, refresh, max_active, idle_cutoff)
+            .await?;
+        for id in &ended {
+            self.caches.sessions.invalidate(id);
+        }
+        Ok(ended)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &TokenHash,
+        replacement: &TokenHash,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<RefreshOutcome, InfraError> {
+        let outcome = self
+            .inner
+            .rotate_refresh_token(presented, replacement, now, idle_cutoff)
+            .await?;
+        match &outcome {
+            RefreshOutcome::Rotated(session) => self.caches.sessions.insert(session.id, session.clone()),
+            // A reuse ended a session we cannot name here: forget them all (rare).
+            RefreshOutcome::Reused => self.caches.sessions.invalidate_all(),
+            RefreshOutcome::Expired | RefreshOutcome::Unknown => {}
+        }
+        Ok(outcome)
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
+        if let Some(session) = self.caches.sessions.get(&id) {
+            return Ok(Some(session));
+        }
+        let session = self.inner.session(id).await?;
+        if let Some(session) = &session {
+            self.caches.sessions.insert(id, session.clone());
+        }
+        Ok(session)
+    }
+
+    async fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.inner.touch_session(id, now).await?;
+        if let Some(mut session) = self.caches.sessions.get(&id) {
+            session.last_active_at = now;
+            self.caches.sessions.insert(id, session);
+        }
+        Ok(())
+    }
+
+    async fn end_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: DateTime<Utc>,
+        reason: EndReason,
+    ) -> Result<bool, InfraError> {
+        let result = self.inner.end_session(user, id, now, reason).await;
+        self.caches.sessions.invalidate(&id);
+        result
+    }
+
+    async fn end_user_sessions(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+        reason: EndReason,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let ended = self.inner.end_user_sessions(user, except, now, reason).await?;
+        for id in &ended {
+            self.caches.sessions.invalidate(id);
+        }
+        Ok(ended)
+    }
+
+    async fn active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Vec<Session>, InfraError> {
+        self.inner.active_sessions(user, now, idle_cutoff).await
+    }
+}
+
+impl<S: OneTimeTokenRepository> OneTimeTokenRepository for CachedStore<S> {
+    async fn issue_token(
+        &self,
+        user: UserId,
+        kind: TokenKind,
+        hash: &TokenHash,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.inner.issue_token(user, kind, hash, expires_at).await
+    }
+
+    async fn peek_token(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>, InfraError> {
+        self.inner.peek_token(kind, hash, now).await
+    }
+
+    async fn consume_token(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>, InfraError> {
+        self.inner.consume_token(kind, hash, now).await
+    }
+}
+
+impl<S: ApiKeyRepository> ApiKeyRepository for CachedStore<S> {
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), InfraError> {
+        self.inner.create_api_key(key).await?;
+        // A cached "unknown" for this public id must not outlive its creation.
+        self.caches.keys.invalidate(&key.public_id);
+        Ok(())
+    }
+
+    async fn api_key_by_public_id(&self, public_id: &str) -> Result<Option<ApiKey>, InfraError> {
+        if let Some(key) = self.caches.keys.get(public_id) {
+            return Ok(key);
+        }
+        let key = self.inner.api_key_by_public_id(public_id).await?;
+        self.caches.keys.insert(public_id.to_owned(), key.clone());
+        Ok(key)
+    }
+
+    async fn api_key(&self, user: UserId, id: ApiKeyId) -> Result<Option<ApiKey>, InfraError> {
+        self.inner.api_key(user, id).await
+    }
+
+    async fn api_keys(&self, user: UserId) -> Result<Vec<ApiKey>, InfraError> {
+        self.inner.api_keys(user).await
+    }
+
+    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let revoked = self.inner.revoke_api_key(user, id, now).await;
+        self.caches.keys.invalidate_all();
+        revoked
+    }
+
+    async fn rotate_api_key(
+        &self,
+        user: UserId,
+        old: ApiKeyId,
+        replacement: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let rotated = self.inner.rotate_api_key(user, old, replacement, now).await;
+        self.caches.keys.invalidate_all();
+        rotated
+    }
+
+    async fn record_api_key_use(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), InfraError> {
+        self.inner.record_api_key_use(uses).await
+    }
+}
+
+impl<S: InvalidationFeed> InvalidationFeed for CachedStore<S> {
+    async fn invalidations_since(&self, cursor: i64) -> Result<(i64, Vec<Invalidation>), InfraError> {
+        self.inner.invalidations_since(cursor).await
+    }
+
+    async fn latest_invalidation(&self) -> Result<i64, InfraError> {
+        self.inner.latest_invalidation().await
+    }
+}
+
+/// Reads the invalidation feed every [`POLL_INTERVAL`] and applies it to
+/// the caches, until the returned handle is aborted.
+pub fn spawn_invalidation_poller<S>(store: CachedStore<S>) -> tokio::task::JoinHandle<()>
+where
+    S: InvalidationFeed + Clone + 'static,
+{
+    tokio::spawn(async move {
+        let mut cursor = None;
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            let result = match cursor {
+                None => store
+                    .inner
+                    .latest_invalidation()
+                    .await
+                    .map(|latest| (latest, Vec::new())),
+                Some(cursor) => store.inner.invalidations_since(cursor).await,
+            };
+            match result {
+                Ok((next, invalidations)) => {
+                    if failing {
+                        // What changed while the feed was unreadable is unknown.
+                        store.caches.clear();
+                        tracing::info!("the invalidation feed answers again");
+                        failing = false;
+                    }
+                    for invalidation in &invalidations {
+                        store.caches.apply(invalidation);
+                    }
+                    cursor = Some(next);
+                }
+                Err(error) => {
+                    store.caches.clear();
+                    if !failing {
+                        tracing::warn!(%error, "cannot read the invalidation feed; caches emptied");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    })
+}
+
+/// A token signer that remembers verified tokens until they expire.
+pub struct CachedSigner<T> {
+    inner: T,
+    verified: Cache<[u8; 32], AccessClaims>,
+}
+
+impl<T> CachedSigner<T> {
+    /// Wraps a signer; entries live at most `max_ttl` (the access token lifetime).
+    pub fn new(inner: T, max_ttl: Duration) -> Self {
+        Self {
+            inner,
+            verified: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(max_ttl)
+                .build(),
+        }
+    }
+
+    /// The signer underneath.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: TokenSigner> TokenSigner for CachedSigner<T> {
+    fn sign(&self, claims: &AccessClaims) -> Result<String, InfraError> {
+        self.inner.sign(claims)
+    }
+
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenVerifyError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&key) {
+            // No leeway: the cache never outlives `exp`.
+            return if now >= claims.expires_at {
+                Err(TokenVerifyError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.inner.verify(token, now)?;
+        self.verified.insert(key, claims.clone());
+        Ok(claims)
+    }
+}

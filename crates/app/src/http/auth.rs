@@ -1,0 +1,132 @@
+//! Authentication as extractors: who is calling, with which credential,
+//! and whether their plan's budget allows one more request.
+
+use super::extract::{bearer, state};
+use super::middleware::rate_limit_headers;
+use super::problem::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use convosphere_domain::auth::keys::{ApiKeyAuthError, KeyPrincipal};
+use convosphere_domain::auth::Principal;
+use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
+use convosphere_domain::{ScopeSet, User};
+use futures_util::future::LocalBoxFuture;
+
+/// The caller of an endpoint that takes any credential.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A user access token (holds every scope).
+    User(Principal),
+    /// An API key (holds its own scopes).
+    Key(KeyPrincipal),
+}
+
+impl Caller {
+    /// The account.
+    pub fn user(&self) -> &User {
+        match self {
+            Caller::User(principal) => &principal.user,
+            Caller::Key(principal) => &principal.user,
+        }
+    }
+
+    /// The scopes the credential holds.
+    pub fn scopes(&self) -> ScopeSet {
+        match self {
+            Caller::User(_) => ScopeSet::all(),
+            Caller::Key(principal) => principal.key.scopes,
+        }
+    }
+
+    /// `user` or `api_key`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Caller::User(_) => "user",
+            Caller::Key(_) => "api_key",
+        }
+    }
+}
+
+impl From<ApiKeyAuthError> for ApiError {
+    fn from(e: ApiKeyAuthError) -> Self {
+        match e {
+            ApiKeyAuthError::Invalid => ApiError::unauthorized("invalid_api_key", "the API key is invalid"),
+            ApiKeyAuthError::Expired => ApiError::unauthorized("api_key_expired", "the API key has expired"),
+            ApiKeyAuthError::Revoked => ApiError::unauthorized("api_key_revoked", "the API key has been revoked"),
+            ApiKeyAuthError::Locked => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account_locked",
+                "this account is locked; contact support",
+            ),
+            ApiKeyAuthError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+/// Checks a bearer credential: an API key (`cs_…`) or an access token.
+pub async fn authenticate(state: &AppState, credential: &str) -> Result<Caller, ApiError> {
+    if credential.starts_with("cs_") {
+        let principal = state.auth.authenticate_api_key(credential).await?;
+        state.usage.record(principal.key.id);
+        Ok(Caller::Key(principal))
+    } else {
+        Ok(Caller::User(state.auth.authenticate(credential).await?))
+    }
+}
+
+/// Counts one request against the account's plan budget. The decision is
+/// kept in the request so that the answer carries `RateLimit-*` headers.
+pub async fn charge(state: &AppState, req: &HttpRequest, user: &User) -> Result<RateLimitDecision, ApiError> {
+    let budget = state.config.rate_limits.per_minute(user.plan);
+    let decision = state.limiter.check(&format!("acct:{}", user.id), budget).await?;
+    req.extensions_mut().insert(decision);
+    if !decision.allowed {
+        state.metrics.rate_limited.with_label_values(&["plan"]).inc();
+        let retry = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil() as u64);
+        return Err(ApiError::rate_limited(retry, rate_limit_headers(&decision)));
+    }
+    Ok(decision)
+}
+
+async fn caller(req: HttpRequest) -> Result<(web::Data<AppState>, Caller), ApiError> {
+    let state = state(&req)?;
+    let credential = bearer(&req)?;
+    let caller = authenticate(&state, &credential).await?;
+    charge(&state, &req, caller.user()).await?;
+    Ok((state, caller))
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { caller(req).await.map(|(_, caller)| caller) })
+    }
+}
+
+/// A logged-in user: an access token whose session is active. An API key
+/// is refused with `user_token_required`.
+pub struct UserSession(pub Principal);
+
+impl FromRequest for UserSession {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match caller(req).await?.1 {
+                Caller::User(principal) => Ok(UserSession(principal)),
+                Caller::Key(_) => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "user_token_required",
+                    "only a logged-in user may do this; API keys cannot",
+                )),
+            }
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! API keys and the gateway check.
+
+use super::auth::{Caller, UserSession};
+use super::dto::{ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
+use super::problem::{ApiError, Problem};
+use super::routes::{no_errors, required, Result};
+use crate::state::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use convosphere_domain::api_key::ApiKeyId;
+use convosphere_domain::auth::keys::{CreateApiKeyError, CreatedApiKey, RotateApiKeyError};
+use convosphere_domain::{FieldError, Scope, ScopeSet};
+use secrecy::ExposeSecret;
+
+/// Reads an optional RFC 3339 time.
+fn parse_expiry(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    let raw = raw?;
+    match DateTime::parse_from_rfc3339(&raw) {
+        Ok(at) => Some(at.with_timezone(&Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(
+                "expires_at",
+                "invalid_time",
+                "expected an RFC 3339 time",
+            ));
+            None
+        }
+    }
+}
+
+fn key_id(raw: &str) -> Result<ApiKeyId> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+fn created(created: CreatedApiKey) -> HttpResponse {
+    let mut body = ApiKeyBody::new(&created.record, Utc::now());
+    body.key = Some(created.key.expose_secret().to_owned());
+    HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(body)
+}
+
+impl From<CreateApiKeyError> for ApiError {
+    fn from(e: CreateApiKeyError) -> Self {
+        match e {
+            CreateApiKeyError::Invalid(errors) => ApiError::validation(errors),
+            CreateApiKeyError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<RotateApiKeyError> for ApiError {
+    fn from(e: RotateApiKeyError) -> Self {
+        match e {
+            RotateApiKeyError::NotFound => ApiError::not_found(),
+            RotateApiKeyError::Invalid(errors) => ApiError::validation(errors),
+            RotateApiKeyError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+/// Create an API key. The answer holds the key; it is shown only this once.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", security(("bearer" = [])),
+    request_body = CreateApiKeyBody,
+    responses((status = 201, body = ApiKeyBody), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(state: web::Data<AppState>, user: UserSession, body: web::Json<CreateApiKeyBody>) -> Result {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let name = required(body.name, "name", &mut errors);
+    let scopes = body.scopes.unwrap_or_default();
+    let expires_at = parse_expiry(body.expires_at, &mut errors);
+    no_errors(errors)?;
+    let key = state
+        .auth
+        .create_api_key(user.0.user.id, &name, &scopes, expires_at)
+        .await?;
+    Ok(created(key))
+}
+
+/// Every API key, newest first, without the keys themselves.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", security(("bearer" = [])),
+    responses((status = 200, body = ApiKeyList)))]
+pub async fn list(state: web::Data<AppState>, user: UserSession) -> Result {
+    let now = Utc::now();
+    let keys = state.auth.api_keys(user.0.user.id).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyList {
+        api_keys: keys.iter().map(|key| ApiKeyBody::new(key, now)).collect(),
+    }))
+}
+
+/// One API key.
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 200, body = ApiKeyBody), (status = 404, body = Problem)))]
+pub async fn get(state: web::Data<AppState>, user: UserSession, id: web::Path<String>) -> Result {
+    let key = state.auth.api_key(user.0.user.id, key_id(&id)?).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyBody::new(&key, Utc::now())))
+}
+
+/// Revoke an API key, at once.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn revoke(state: web::Data<AppState>, user: UserSession, id: web::Path<String>) -> Result {
+    state.auth.revoke_api_key(user.0.user.id, key_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replace an API key with a new one of the same name and scopes; the old one is revoked at once.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "api keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id")), request_body = RotateApiKeyBody,
+    responses((status = 201, body = ApiKeyBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn rotate(
+    state: web::Data<AppState>,
+    user: UserSession,
+    id: web::Path<String>,
+    body: Option<web::Json<RotateApiKeyBody>>,
+) -> Result {
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let mut errors = Vec::new();
+    let expires_at = parse_expiry(body.expires_at, &mut errors);
+    no_errors(errors)?;
+    let key = state
+        .auth
+        .rotate_api_key(user.0.user.id, key_id(&id)?, expires_at)
+        .await?;
+    Ok(created(key))
+}
+
+/// The scopes named by `scope=` parameters.
+fn required_scopes(query: &str) -> Result<ScopeSet> {
+    let mut set = ScopeSet::EMPTY;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "scope" {
+            for scope in value.split_whitespace() {
+                let scope: Scope = scope.parse().map_err(|e| ApiError::invalid_request(format!("{e}")))?;
+                set.insert(scope);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// The gateway check: is the credential valid, does it hold the scopes,
+/// is the account within its plan's rate limit?
+#[utoipa::path(get, path = "/v1/authz", tag = "gateway", security(("bearer" = [])),
+    params(("scope" = Option<Vec<String>>, Query, description = "A scope the request needs; repeatable")),
+    responses((status = 200, body = AuthzBody), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn authz(req: HttpRequest, caller: Caller) -> Result {
+    let required = required_scopes(req.query_string())?;
+    let held = caller.scopes();
+    if let Some(missing) = held.first_missing(required) {
+        return Err(ApiError::insufficient_scope(missing.as_str()));
+    }
+    let user = caller.user();
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-auth-user-id", user.id.to_string()))
+        .insert_header(("x-auth-scopes", held.to_string()))
+        .insert_header(("x-auth-plan", user.plan.as_str()))
+        .json(AuthzBody {
+            user_id: user.id.to_string(),
+            principal: caller.kind(),
+            scopes: held.to_strings(),
+            plan: user.plan.as_str(),
+        }))
+}
