@@ -2,7 +2,6 @@
 //! and whether their plan's budget allows one more request.
 
 use super::extract::{bearer, state};
-use super::middleware::rate_limit_headers;
 use super::problem::ApiError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
@@ -84,8 +83,7 @@ pub async fn charge(state: &AppState, req: &HttpRequest, user: &User) -> Result<
     req.extensions_mut().insert(decision);
     if !decision.allowed {
         state.metrics.rate_limited.with_label_values(&["plan"]).inc();
-        let retry = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil() as u64);
-        return Err(ApiError::rate_limited(retry, rate_limit_headers(&decision)));
+        return Err(ApiError::rate_limited(&decision));
     }
     Ok(decision)
 }

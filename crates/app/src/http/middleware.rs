@@ -61,7 +61,7 @@ pub async fn observe(
             .headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), value);
     }
-    // The plan limiter's decision, kept by the authentication extractor.
+    // The limiter's decision, kept by `ip_limit` or the authentication extractor.
     let decision = response.request().extensions().get::<RateLimitDecision>().copied();
     if let Some(decision) = decision {
         for (name, value) in rate_limit_headers(&decision) {
@@ -123,18 +123,12 @@ pub async fn ip_limit(
                 .map_into_right_body())
         }
     };
-    let headers = rate_limit_headers(&decision);
     if !decision.allowed {
         state.metrics.rate_limited.with_label_values(&["ip"]).inc();
-        let retry = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil() as u64);
-        let error = ApiError::rate_limited(retry, headers);
+        let error = ApiError::rate_limited(&decision);
         return Ok(req.into_response(error.error_response()).map_into_right_body());
     }
-    let mut response = next.call(req).await?;
-    for (name, value) in headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(HeaderName::from_static(name), value);
-        }
-    }
-    Ok(response.map_into_left_body())
+    // `observe` adds the `RateLimit-*` headers from this decision.
+    req.extensions_mut().insert(decision);
+    Ok(next.call(req).await?.map_into_left_body())
 }

@@ -133,8 +133,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
-    /// 429 `rate_limited` with `Retry-After`.
-    pub fn rate_limited(retry_after_secs: u64, headers: [(&'static str, String); 3]) -> Self {
+    /// 429 `rate_limited` with `Retry-After` and the `RateLimit-*` headers of a refusal.
+    pub fn rate_limited(decision: &convosphere_domain::ports::RateLimitDecision) -> Self {
+        let retry_after_secs = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil() as u64);
+        let headers = super::middleware::rate_limit_headers(decision);
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
