@@ -17,12 +17,14 @@
 use chrono::{DateTime, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId};
 use convosphere_domain::ports::{
-    AccessClaims, ApiKeyRepository, CreateUserError, FailedLogin, Invalidation, InvalidationFeed,
-    OneTimeTokenRepository, RefreshOutcome, SessionRepository, TokenSigner, TokenVerifyError, UserRepository,
+    AccessClaims, ApiKeyRepository, CreateUserError, EventRepository, FailedLogin, Invalidation, InvalidationFeed,
+    MfaRepository, OneTimeTokenRepository, RefreshOutcome, SessionRepository, TokenSigner, TokenVerifyError,
+    TotpEnrolment, UserRepository,
 };
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::{
-    Email, EndReason, InfraError, NewUser, PasswordHash, Plan, Session, SessionId, TokenHash, TokenKind, User, UserId,
+    Email, EndReason, EventId, InfraError, NewUser, PasswordHash, Plan, SecurityEvent, Session, SessionId, TokenHash,
+    TokenKind, User, UserId,
 };
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -294,6 +296,61 @@ impl<S: OneTimeTokenRepository> OneTimeTokenRepository for CachedStore<S> {
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>, InfraError> {
         self.inner.consume_token(kind, hash, now).await
+    }
+}
+
+impl<S: MfaRepository> MfaRepository for CachedStore<S> {
+    async fn begin_totp(&self, user: UserId, sealed_secret: &str, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        self.inner.begin_totp(user, sealed_secret, now).await
+    }
+
+    async fn totp(&self, user: UserId) -> Result<Option<TotpEnrolment>, InfraError> {
+        self.inner.totp(user).await
+    }
+
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_codes: &[TokenHash],
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let result = self.inner.confirm_totp(user, step, recovery_codes, now).await;
+        self.forget_user(user);
+        result
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, InfraError> {
+        self.inner.use_totp_step(user, step).await
+    }
+
+    async fn use_recovery_code(&self, user: UserId, code: &TokenHash, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        self.inner.use_recovery_code(user, code, now).await
+    }
+
+    async fn recovery_codes_left(&self, user: UserId) -> Result<u32, InfraError> {
+        self.inner.recovery_codes_left(user).await
+    }
+
+    async fn disable_totp(&self, user: UserId) -> Result<(), InfraError> {
+        let result = self.inner.disable_totp(user).await;
+        self.forget_user(user);
+        result
+    }
+}
+
+impl<S: EventRepository> EventRepository for CachedStore<S> {
+    async fn record_event(&self, event: &SecurityEvent) -> Result<(), InfraError> {
+        self.inner.record_event(event).await
+    }
+
+    async fn events(
+        &self,
+        user: UserId,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<SecurityEvent>, InfraError> {
+        self.inner.events(user, before, limit).await
     }
 }
 

@@ -53,4 +53,36 @@ pub enum UserCommand {
         /// The account's e-mail address.
         email: String,
     },
+    /// Print the account's security events, newest first.
+    Events {
+        /// The account's e-mail address.
+        email: String,
+        /// How many events at most.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// The events as lines for people: time, type, IP, user agent, details.
+pub fn event_lines(events: &[convosphere_domain::SecurityEvent]) -> String {
+    if events.is_empty() {
+        return "no events".into();
+    }
+    events
+        .iter()
+        .map(|e| {
+            let details: Vec<String> = e.details.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            format!(
+                "{}  {:<18} {:<15} {:?} {}",
+                e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                e.kind.as_str(),
+                e.ip.as_deref().unwrap_or("-"),
+                e.user_agent.as_deref().unwrap_or("-"),
+                details.join(" ")
+            )
+            .trim_end()
+            .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -92,6 +92,8 @@ pub struct Config {
     pub lockout_threshold: u32,
     /// `AUTH_LOCKOUT_DURATION`
     pub lockout_duration: Duration,
+    /// `AUTH_AUDIT_RETENTION`: how long security events are kept.
+    pub audit_retention: Duration,
     /// `AUTH_RATE_LIMIT_{FREE,STARTER,BUSINESS,PRO}`
     pub rate_limits: PlanLimits,
     /// `AUTH_IP_RATE_LIMIT`
@@ -155,6 +157,7 @@ const KNOWN: &[&str] = &[
     "AUTH_OAUTH_FACEBOOK_API_URL",
     "AUTH_OAUTH_REDIRECT_ALLOWLIST",
     "AUTH_LOG_FORMAT",
+    "AUTH_AUDIT_RETENTION",
 ];
 
 /// Raw values by variable name, before parsing.
@@ -348,6 +351,7 @@ impl Config {
             password_reset_ttl: src.duration("AUTH_PASSWORD_RESET_TTL", "1h")?,
             lockout_threshold: src.number("AUTH_LOCKOUT_THRESHOLD", 10)?,
             lockout_duration: src.duration("AUTH_LOCKOUT_DURATION", "15m")?,
+            audit_retention: src.duration("AUTH_AUDIT_RETENTION", "365d")?,
             rate_limits: PlanLimits {
                 free: src.number("AUTH_RATE_LIMIT_FREE", defaults.free)?,
                 starter: src.number("AUTH_RATE_LIMIT_STARTER", defaults.starter)?,

@@ -77,6 +77,10 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                     .admin_verify_email(&email)
                     .await
                     .map(|u| format!("{} is verified", u.email)),
+                UserCommand::Events { email, limit } => auth
+                    .admin_events(&email, limit)
+                    .await
+                    .map(|events| convosphere_auth::cli::event_lines(&events)),
             }
             .map_err(|e| StartError(e.to_string()))?;
             state.shutdown().await;

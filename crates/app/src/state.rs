@@ -4,8 +4,8 @@ use crate::cache::{CachedSigner, CachedStore};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::usage::UsageRecorder;
-use convosphere_crypto::{Argon2Hasher, JwtSigner, OsRng, SystemClock};
-use convosphere_domain::{Auth, AuthConfig};
+use convosphere_crypto::{Argon2Hasher, JwtSigner, OsRng, Sealer, SystemClock};
+use convosphere_domain::{Auth, AuthConfig, Runtime};
 use convosphere_mail::MailService;
 use convosphere_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use convosphere_store::Store;
@@ -71,7 +71,7 @@ impl AppState {
     pub async fn build(config: Config, store: Store) -> Result<Self, StartError> {
         let signing_key = convosphere_crypto::load_or_generate_signing_key(&config.jwt_key_file)
             .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
-        convosphere_crypto::load_or_generate_secret_key(&config.secret_key_file)
+        let secret_key = convosphere_crypto::load_or_generate_secret_key(&config.secret_key_file)
             .map_err(|e| StartError(format!("AUTH_SECRET_KEY_FILE: {e}")))?;
         let signer = JwtSigner::new(&signing_key, &config.public_url)
             .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
@@ -90,6 +90,7 @@ impl AppState {
             password_reset_ttl: chrono(config.password_reset_ttl),
             lockout_threshold: config.lockout_threshold,
             lockout_duration: chrono(config.lockout_duration),
+            mfa_issuer: "Convosphere AI".into(),
         };
         let limiter = Limiter::from_config(&config).await?;
         let auth = Auth::new(
@@ -97,8 +98,11 @@ impl AppState {
             hasher,
             signer,
             mail.clone(),
-            Arc::new(SystemClock),
-            Arc::new(OsRng),
+            Runtime {
+                clock: Arc::new(SystemClock),
+                rng: Arc::new(OsRng),
+                secrets: Arc::new(Sealer::new(&secret_key)),
+            },
             auth_config,
         );
         Ok(Self {

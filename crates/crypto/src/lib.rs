@@ -3,6 +3,7 @@
 mod jwt;
 mod keys;
 mod password;
+mod seal;
 mod system;
 
 pub use jwt::{JwtSigner, JwtVerifier, ALGORITHM, AUDIENCE, CLIENT_ID, TOKEN_TYPE};
@@ -10,6 +11,7 @@ pub use keys::{load_or_generate_secret_key, load_or_generate_signing_key, KeyErr
 pub use password::{
     Argon2Hasher, HasherError, MAX_VERIFY_M_COST, OUTPUT_LEN, OWASP_M_COST, OWASP_P_COST, OWASP_T_COST, SALT_LEN,
 };
+pub use seal::Sealer;
 pub use system::{OsRng, SystemClock};
 
 /// Re-exported so that callers can build [`Argon2Hasher`] parameters

@@ -1,9 +1,11 @@
 //! The e-mail/password use cases: signup, verification, login, sessions,
 //! password reset and change, profile, and the operator's commands.
 
+use crate::event::{ClientContext, EventId, EventKind, EventPage, SecurityEvent};
+use crate::mfa::{RecoveryCode, TotpSecret};
 use crate::ports::{
-    AccessClaims, Clock, CreateUserError, Mail, Mailer, PasswordHasher, RefreshOutcome, Rng, Store, TokenSigner,
-    TokenVerifyError,
+    AccessClaims, Clock, CreateUserError, Mail, Mailer, PasswordHasher, RefreshOutcome, Rng, SecretBox, Store,
+    TokenSigner, TokenVerifyError,
 };
 use crate::profile::{parse_name, parse_optional_text, parse_phone, ProfileUpdate};
 use crate::{
@@ -11,6 +13,7 @@ use crate::{
     TokenKind, User, UserId,
 };
 use chrono::{DateTime, Duration, Utc};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// The policies of the use cases (from the service's configuration).
@@ -34,6 +37,8 @@ pub struct AuthConfig {
     pub lockout_threshold: u32,
     /// How long a lockout lasts.
     pub lockout_duration: Duration,
+    /// The issuer named in authenticator apps (`otpauth://` URIs).
+    pub mfa_issuer: String,
 }
 
 impl Default for AuthConfig {
@@ -48,6 +53,7 @@ impl Default for AuthConfig {
             password_reset_ttl: Duration::hours(1),
             lockout_threshold: 10,
             lockout_duration: Duration::minutes(15),
+            mfa_issuer: "Convosphere AI".into(),
         }
     }
 }
@@ -70,6 +76,8 @@ pub struct SignupRequest {
     pub country: Option<String>,
     /// Optional phone.
     pub phone: Option<String>,
+    /// Where the request came from (for the audit trail).
+    pub client: ClientContext,
 }
 
 /// A login attempt.
@@ -79,10 +87,12 @@ pub struct LoginRequest {
     pub email: String,
     /// Password as typed.
     pub password: Redacted,
-    /// Client IP, for the session list.
-    pub ip: Option<String>,
-    /// Client `User-Agent`, for the session list.
-    pub user_agent: Option<String>,
+    /// The current TOTP code, when 2FA is on.
+    pub totp_code: Option<Redacted>,
+    /// A recovery code instead of the TOTP code.
+    pub recovery_code: Option<Redacted>,
+    /// Where the request came from (the session list, the audit trail).
+    pub client: ClientContext,
 }
 
 /// A string that `Debug` prints as `***` (a password in a request).
@@ -164,6 +174,12 @@ pub enum LoginError {
     /// Suspended, or right password during a failed-login lockout.
     #[error("the account is locked")]
     Locked,
+    /// Right password, 2FA on, and no code given.
+    #[error("a two-factor code is required")]
+    MfaRequired,
+    /// Right password, wrong (or already used) TOTP or recovery code.
+    #[error("the two-factor code is wrong")]
+    InvalidMfaCode,
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -270,11 +286,22 @@ pub enum AdminError {
     Internal(#[from] InfraError),
 }
 
+/// The ports every use case shares, as trait objects: the time, randomness
+/// and the encryption of secrets at rest. Tests drive the first two.
+#[derive(Clone)]
+pub struct Runtime {
+    /// The current time.
+    pub clock: Arc<dyn Clock>,
+    /// Cryptographically secure randomness.
+    pub rng: Arc<dyn Rng>,
+    /// Encrypts TOTP secrets at rest.
+    pub secrets: Arc<dyn SecretBox>,
+}
+
 /// The auth use cases, generic over their ports.
 ///
-/// `S` stores users, sessions and one-time tokens; `H` hashes passwords;
-/// `T` signs access tokens; `M` sends mail. Clock and randomness are
-/// shared trait objects so that tests can drive them.
+/// `S` stores users, sessions, one-time tokens, 2FA and the audit trail;
+/// `H` hashes passwords; `T` signs access tokens; `M` sends mail.
 pub struct Auth<S, H, T, M> {
     store: S,
     hasher: H,
@@ -282,7 +309,11 @@ pub struct Auth<S, H, T, M> {
     mailer: M,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
+    secrets: Arc<dyn SecretBox>,
     config: AuthConfig,
+    /// The millisecond of the last event id: ids of one instance's events
+    /// increase even within one millisecond, so their order is their cursor.
+    last_event_ms: AtomicI64,
 }
 
 impl<S, H, T, M> Auth<S, H, T, M>
@@ -293,23 +324,17 @@ where
     M: Mailer,
 {
     /// Wires the use cases to their adapters.
-    pub fn new(
-        store: S,
-        hasher: H,
-        signer: T,
-        mailer: M,
-        clock: Arc<dyn Clock>,
-        rng: Arc<dyn Rng>,
-        config: AuthConfig,
-    ) -> Self {
+    pub fn new(store: S, hasher: H, signer: T, mailer: M, runtime: Runtime, config: AuthConfig) -> Self {
         Self {
             store,
             hasher,
             signer,
             mailer,
-            clock,
-            rng,
+            clock: runtime.clock,
+            rng: runtime.rng,
+            secrets: runtime.secrets,
             config,
+            last_event_ms: AtomicI64::new(0),
         }
     }
 
@@ -326,6 +351,52 @@ where
     /// The token signer.
     pub fn signer(&self) -> &T {
         &self.signer
+    }
+
+    /// Appends an event to the user's audit trail.
+    async fn record(
+        &self,
+        user: UserId,
+        kind: EventKind,
+        client: &ClientContext,
+        details: &[(&str, &str)],
+    ) -> Result<(), InfraError> {
+        let now = self.clock.now();
+        let millis = now.timestamp_millis();
+        let previous = self
+            .last_event_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(last.max(millis - 1) + 1)
+            })
+            .unwrap_or(millis - 1);
+        let id_time = DateTime::from_timestamp_millis(previous.max(millis - 1) + 1).unwrap_or(now);
+        let event = SecurityEvent {
+            id: EventId::generate(id_time, &*self.rng),
+            user_id: user,
+            kind,
+            at: now,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            details: details
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        self.store.record_event(&event).await
+    }
+
+    /// The user's security events older than `before`, newest first, at
+    /// most `limit` (1–100) of them, with the cursor of the next page.
+    pub async fn events(&self, user: UserId, before: Option<EventId>, limit: u32) -> Result<EventPage, InfraError> {
+        let limit = limit.clamp(1, 100);
+        let mut events = self.store.events(user, before, limit + 1).await?;
+        let next = if events.len() > limit as usize {
+            events.truncate(limit as usize);
+            events.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
     }
 
     fn idle_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -394,7 +465,10 @@ where
             created_at: now,
         };
         match self.store.create_user(&new_user).await {
-            Ok(user) => Ok(self.send_link(&user, TokenKind::EmailVerification).await?),
+            Ok(user) => {
+                self.record(user.id, EventKind::Signup, &request.client, &[]).await?;
+                Ok(self.send_link(&user, TokenKind::EmailVerification).await?)
+            }
             Err(CreateUserError::EmailTaken) => {
                 let existing = self.store.user_by_email(&new_user.email).await?;
                 let name = existing.map(|u| u.name).unwrap_or(new_user.name);
@@ -414,7 +488,7 @@ where
     }
 
     /// Verifies an e-mail address with the token of a verification link.
-    pub async fn verify_email(&self, token: &str) -> Result<User, LinkError> {
+    pub async fn verify_email(&self, token: &str, client: &ClientContext) -> Result<User, LinkError> {
         let hash = OpaqueToken::presented(token).hash();
         let now = self.clock.now();
         let user_id = self
@@ -422,10 +496,13 @@ where
             .consume_token(TokenKind::EmailVerification, &hash, now)
             .await?
             .ok_or(LinkError::LinkInvalid)?;
-        self.store
+        let user = self
+            .store
             .set_email_verified(user_id)
             .await?
-            .ok_or(LinkError::LinkInvalid)
+            .ok_or(LinkError::LinkInvalid)?;
+        self.record(user_id, EventKind::EmailVerified, client, &[]).await?;
+        Ok(user)
     }
 
     /// Sends a new verification link to an unverified account; does
@@ -458,10 +535,17 @@ where
             return Err(LoginError::InvalidCredentials);
         };
         let now = self.clock.now();
+        let client = &request.client;
+        let refused = |reason: &'static str| async move {
+            self.record(user.id, EventKind::LoginFailed, client, &[("reason", reason)])
+                .await
+        };
         if user.suspended {
+            refused("suspended").await?;
             return Err(LoginError::Locked);
         }
         if user.is_locked_out(now) {
+            refused("locked_out").await?;
             return Err(if password_ok {
                 LoginError::Locked
             } else {
@@ -470,24 +554,83 @@ where
         }
         if !password_ok {
             if user.password_hash.is_some() {
-                self.store
-                    .record_failed_login(
-                        user.id,
-                        now,
-                        self.config.lockout_threshold,
-                        now + self.config.lockout_duration,
-                    )
-                    .await?;
+                self.count_failure(&user, client).await?;
             }
+            refused("invalid_password").await?;
             return Err(LoginError::InvalidCredentials);
         }
+        if !user.email_verified {
+            refused("email_not_verified").await?;
+            return Err(LoginError::EmailNotVerified);
+        }
+        if user.mfa_enabled {
+            let used = match (&request.totp_code, &request.recovery_code) {
+                (None, None) => return Err(LoginError::MfaRequired),
+                (Some(code), _) => self.use_totp_code(user.id, &code.0, now).await?.then_some("totp"),
+                (None, Some(code)) => self
+                    .store
+                    .use_recovery_code(user.id, &RecoveryCode::hash_of(&code.0), now)
+                    .await?
+                    .then_some("recovery_code"),
+            };
+            match used {
+                None => {
+                    // Wrong codes count toward the lockout like wrong passwords.
+                    self.count_failure(&user, client).await?;
+                    refused("invalid_mfa_code").await?;
+                    return Err(LoginError::InvalidMfaCode);
+                }
+                Some("recovery_code") => {
+                    let left = self.store.recovery_codes_left(user.id).await?.to_string();
+                    self.record(user.id, EventKind::RecoveryCodeUsed, client, &[("left", &left)])
+                        .await?;
+                }
+                Some(_) => {}
+            }
+        }
+        // Cleared only now: a right password must not reset the count of
+        // wrong second factors.
         if user.failed_logins > 0 {
             self.store.clear_failed_logins(user.id).await?;
         }
-        if !user.email_verified {
-            return Err(LoginError::EmailNotVerified);
+        let method = if user.mfa_enabled { "password+totp" } else { "password" };
+        self.record(user.id, EventKind::LoginSucceeded, client, &[("method", method)])
+            .await?;
+        Ok(self
+            .open_session(user, request.client.ip.clone(), request.client.user_agent.clone())
+            .await?)
+    }
+
+    /// Counts one failed password or code check; records a lockout it causes.
+    async fn count_failure(&self, user: &User, client: &ClientContext) -> Result<(), InfraError> {
+        let now = self.clock.now();
+        let outcome = self
+            .store
+            .record_failed_login(
+                user.id,
+                now,
+                self.config.lockout_threshold,
+                now + self.config.lockout_duration,
+            )
+            .await?;
+        if outcome.locked {
+            let until = (now + self.config.lockout_duration).to_rfc3339();
+            self.record(user.id, EventKind::LockedOut, client, &[("until", &until)])
+                .await?;
         }
-        Ok(self.open_session(user, request.ip, request.user_agent).await?)
+        Ok(())
+    }
+
+    /// Checks a TOTP code of a user with 2FA on; `true` once per code.
+    async fn use_totp_code(&self, user: UserId, code: &str, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let Some(enrolment) = self.store.totp(user).await?.filter(|e| e.confirmed) else {
+            return Ok(false);
+        };
+        let secret = TotpSecret::from_bytes(self.secrets.open(&enrolment.sealed_secret)?);
+        match secret.matching_step(code, now) {
+            Some(step) => self.store.use_totp_step(user, step).await,
+            None => Ok(false),
+        }
     }
 
     /// Opens a session for an authenticated user (password or OAuth),
@@ -608,10 +751,21 @@ where
     }
 
     /// Ends the caller's session.
-    pub async fn logout(&self, user: UserId, session: SessionId) -> Result<(), InfraError> {
-        self.store
+    pub async fn logout(&self, user: UserId, session: SessionId, client: &ClientContext) -> Result<(), InfraError> {
+        if self
+            .store
             .end_session(user, session, self.clock.now(), EndReason::Logout)
+            .await?
+        {
+            let id = session.to_string();
+            self.record(
+                user,
+                EventKind::SessionEnded,
+                client,
+                &[("reason", "logout"), ("session_id", &id)],
+            )
             .await?;
+        }
         Ok(())
     }
 
@@ -629,7 +783,12 @@ where
     /// before the link is used, so a refused password leaves the link valid.
     /// Ends every session, lifts a failed-login lockout, and marks the
     /// e-mail verified (the link proved it).
-    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), ResetPasswordError> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        client: &ClientContext,
+    ) -> Result<(), ResetPasswordError> {
         let now = self.clock.now();
         let hash = OpaqueToken::presented(token).hash();
         let user_id = self
@@ -656,7 +815,15 @@ where
         if !user.email_verified {
             self.store.set_email_verified(user_id).await?;
         }
+        self.record(user_id, EventKind::PasswordReset, client, &[]).await?;
         Ok(())
+    }
+
+    /// Whether `password` is the user's (an account without one matches nothing).
+    async fn password_matches(&self, user: &User, password: &str) -> Result<bool, InfraError> {
+        self.hasher
+            .verify(&Password::candidate(password), user.password_hash.as_ref())
+            .await
     }
 
     /// Changes the password of a logged-in user; every other session ends.
@@ -665,13 +832,10 @@ where
         principal: &Principal,
         current: &str,
         new_password: &str,
+        client: &ClientContext,
     ) -> Result<(), ChangePasswordError> {
         let user = &principal.user;
-        let ok = self
-            .hasher
-            .verify(&Password::candidate(current), user.password_hash.as_ref())
-            .await?;
-        if !ok {
+        if !self.password_matches(user, current).await? {
             return Err(ChangePasswordError::InvalidCredentials);
         }
         let password = Password::new_for(new_password, &[user.email.as_str(), &user.name])
@@ -682,6 +846,7 @@ where
         self.store
             .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::PasswordChanged)
             .await?;
+        self.record(user.id, EventKind::PasswordChanged, client, &[]).await?;
         self.mailer
             .send(Mail::PasswordChanged {
                 to: user.email.clone(),
@@ -707,7 +872,12 @@ where
     }
 
     /// Ends one of the user's sessions; `NotFound` for another user's or an ended one.
-    pub async fn revoke_session(&self, user: UserId, session: SessionId) -> Result<(), NotFoundError> {
+    pub async fn revoke_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        client: &ClientContext,
+    ) -> Result<(), NotFoundError> {
         let now = self.clock.now();
         let active = self
             .store
@@ -717,6 +887,14 @@ where
         if !active || !self.store.end_session(user, session, now, EndReason::Revoked).await? {
             return Err(NotFoundError::NotFound);
         }
+        let id = session.to_string();
+        self.record(
+            user,
+            EventKind::SessionEnded,
+            client,
+            &[("reason", "revoked"), ("session_id", &id)],
+        )
+        .await?;
         Ok(())
     }
 
@@ -730,6 +908,11 @@ where
     pub async fn admin_set_plan(&self, email: &str, plan: Plan) -> Result<User, AdminError> {
         let user = self.user_by_email_or_unknown(email).await?;
         self.store.set_plan(user.id, plan).await?;
+        if plan != user.plan {
+            let details = [("from", user.plan.as_str()), ("to", plan.as_str())];
+            self.record(user.id, EventKind::PlanChanged, &ClientContext::operator(), &details)
+                .await?;
+        }
         Ok(User { plan, ..user })
     }
 
@@ -739,6 +922,8 @@ where
         self.store.set_suspended(user.id, true).await?;
         self.store
             .end_user_sessions(user.id, None, self.clock.now(), EndReason::Suspended)
+            .await?;
+        self.record(user.id, EventKind::Suspended, &ClientContext::operator(), &[])
             .await?;
         Ok(User {
             suspended: true,
@@ -751,12 +936,20 @@ where
         let user = self.user_by_email_or_unknown(email).await?;
         self.store.set_suspended(user.id, false).await?;
         self.store.clear_failed_logins(user.id).await?;
+        self.record(user.id, EventKind::Unlocked, &ClientContext::operator(), &[])
+            .await?;
         Ok(User {
             suspended: false,
             failed_logins: 0,
             locked_until: None,
             ..user
         })
+    }
+
+    /// Operator: the account's security events, newest first.
+    pub async fn admin_events(&self, email: &str, limit: u32) -> Result<Vec<SecurityEvent>, AdminError> {
+        let user = self.user_by_email_or_unknown(email).await?;
+        Ok(self.store.events(user.id, None, limit).await?)
     }
 
     /// Operator: marks an e-mail address verified.
@@ -770,6 +963,7 @@ where
 }
 
 pub mod keys;
+pub mod mfa;
 
 #[cfg(test)]
 mod tests;

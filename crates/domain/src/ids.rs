@@ -59,6 +59,10 @@ id_type!(
     /// Identifies a login session (one device or browser).
     SessionId
 );
+id_type!(
+    /// Identifies a security event; time-ordered, so it is also a cursor.
+    EventId
+);
 
 /// A UUIDv7 for `now`, with randomness from the port.
 pub(crate) fn new_v7(now: DateTime<Utc>, rng: &dyn crate::ports::Rng) -> Uuid {

@@ -25,6 +25,17 @@ pub trait Rng: Send + Sync {
     fn fill_bytes(&self, dest: &mut [u8]);
 }
 
+/// Authenticated encryption of secrets kept at rest (TOTP secrets), with
+/// a key from configuration.
+pub trait SecretBox: Send + Sync {
+    /// Encrypts `plaintext`; the answer is printable and holds its own nonce.
+    fn seal(&self, plaintext: &[u8]) -> Result<String, InfraError>;
+
+    /// Decrypts what [`seal`](SecretBox::seal) made; an error if it was
+    /// tampered with or sealed under another key.
+    fn open(&self, sealed: &str) -> Result<Vec<u8>, InfraError>;
+}
+
 /// Why an account could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -199,8 +210,8 @@ pub trait OneTimeTokenRepository: Send + Sync {
 }
 
 /// Everything the auth use cases keep: one storage adapter implements it all.
-pub trait Store: UserRepository + SessionRepository + OneTimeTokenRepository {}
-impl<T: UserRepository + SessionRepository + OneTimeTokenRepository> Store for T {}
+pub trait Store: UserRepository + SessionRepository + OneTimeTokenRepository + MfaRepository + EventRepository {}
+impl<T: UserRepository + SessionRepository + OneTimeTokenRepository + MfaRepository + EventRepository> Store for T {}
 
 /// Hashes and checks passwords (argon2id in production).
 pub trait PasswordHasher: Send + Sync {
@@ -427,4 +438,73 @@ pub trait InvalidationFeed: Send + Sync {
 
     /// The newest cursor (where a fresh cache starts).
     fn latest_invalidation(&self) -> impl Future<Output = Result<i64, InfraError>> + Send;
+}
+
+/// A user's TOTP enrolment as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpEnrolment {
+    /// The secret, sealed by the [`SecretBox`].
+    pub sealed_secret: String,
+    /// Whether a code confirmed it (2FA is on).
+    pub confirmed: bool,
+    /// The last step whose code was accepted; a code is accepted once.
+    pub last_step: Option<i64>,
+}
+
+/// Stores TOTP secrets and recovery codes.
+pub trait MfaRepository: Send + Sync {
+    /// Keeps a new, unconfirmed secret, replacing an unconfirmed one.
+    /// `false` (nothing written) when 2FA is already on.
+    fn begin_totp(
+        &self,
+        user: UserId,
+        sealed_secret: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// The user's enrolment, confirmed or not.
+    fn totp(&self, user: UserId) -> impl Future<Output = Result<Option<TotpEnrolment>, InfraError>> + Send;
+
+    /// Turns 2FA on: confirms the pending secret, records `step` as used
+    /// and stores the recovery codes' hashes, atomically. `false` when no
+    /// unconfirmed secret was pending.
+    fn confirm_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_codes: &[TokenHash],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Records a confirmed secret's `step` as used if no later or equal step
+    /// was: `true` for exactly one of parallel uses of one code.
+    fn use_totp_step(&self, user: UserId, step: i64) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Marks an unused recovery code used: `true` for exactly one use.
+    fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// How many recovery codes are left unused.
+    fn recovery_codes_left(&self, user: UserId) -> impl Future<Output = Result<u32, InfraError>> + Send;
+
+    /// Turns 2FA off: forgets the secret and the recovery codes.
+    fn disable_totp(&self, user: UserId) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// Stores the audit trail.
+pub trait EventRepository: Send + Sync {
+    /// Appends one event.
+    fn record_event(&self, event: &crate::SecurityEvent) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Up to `limit` events of a user older than `before` (all if `None`), newest first.
+    fn events(
+        &self,
+        user: UserId,
+        before: Option<crate::EventId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::SecurityEvent>, InfraError>> + Send;
 }

@@ -3,7 +3,9 @@
 mod api_keys;
 mod connection;
 mod error;
+mod events;
 mod invalidations;
+mod mfa;
 mod models;
 mod schema;
 mod sessions;

@@ -137,7 +137,60 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// TOTP enrolments, one per user.
+    totp_secrets (user_id) {
+        /// Owner (UUID text).
+        user_id -> Text,
+        /// The secret sealed by the `SecretBox`.
+        sealed_secret -> Text,
+        /// Whether 2FA is on.
+        confirmed -> Bool,
+        /// The last accepted TOTP step.
+        last_step -> Nullable<BigInt>,
+        /// Setup time (UTC).
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Single-use recovery codes, by hash.
+    recovery_codes (hash) {
+        /// Lower-case hex SHA-256 of the normalized code.
+        hash -> Text,
+        /// Owner.
+        user_id -> Text,
+        /// Issue time (UTC).
+        created_at -> Timestamp,
+        /// When it was used (UTC).
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// The audit trail.
+    security_events (id) {
+        /// Time-ordered UUID text.
+        id -> Text,
+        /// The account.
+        user_id -> Text,
+        /// `EventKind::as_str`.
+        kind -> Text,
+        /// When (UTC).
+        at -> Timestamp,
+        /// Client IP.
+        ip -> Nullable<Text>,
+        /// Client `User-Agent`.
+        user_agent -> Nullable<Text>,
+        /// A JSON array of `[key, value]` string pairs.
+        details -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(totp_secrets -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(security_events -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(api_keys -> users (user_id));
@@ -148,5 +201,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     one_time_tokens,
     api_keys,
-    invalidations
+    invalidations,
+    totp_secrets,
+    recovery_codes,
+    security_events
 );

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use convosphere_domain::auth::IssuedTokens;
-use convosphere_domain::{Session, SessionId, User};
+use convosphere_domain::{SecurityEvent, Session, SessionId, User};
 use serde::{Deserialize, Serialize, Serializer};
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -389,4 +389,81 @@ pub struct AuthzBody {
     pub scopes: Vec<String>,
     /// The account's plan.
     pub plan: &'static str,
+}
+
+/// `POST /v1/me/mfa/totp`: the new secret, to enter in an authenticator app.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TotpSetupBody {
+    /// The secret in base32 (for typing it in).
+    pub secret: String,
+    /// The `otpauth://totp/…` URI (for a QR code).
+    pub otpauth_uri: String,
+}
+
+/// `POST /v1/me/mfa/totp/confirm`
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CodeBody {
+    /// The 6-digit code the app shows now.
+    pub code: Option<String>,
+}
+
+/// The recovery codes, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodesBody {
+    /// Ten codes; each logs in once instead of a TOTP code.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /v1/me/mfa/totp`
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasswordBody {
+    /// The account's password.
+    pub password: Option<String>,
+}
+
+/// One security event.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventBody {
+    /// Its id.
+    pub id: String,
+    /// What happened (`login_succeeded`, `api_key_created`, …).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// When.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: DateTime<Utc>,
+    /// From which IP.
+    pub ip: Option<String>,
+    /// With which user agent.
+    pub user_agent: Option<String>,
+    /// Non-secret particulars (a reason, a key's prefix, a plan).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&SecurityEvent> for EventBody {
+    fn from(event: &SecurityEvent) -> Self {
+        Self {
+            id: event.id.to_string(),
+            kind: event.kind.as_str(),
+            at: event.at,
+            ip: event.ip.clone(),
+            user_agent: event.user_agent.clone(),
+            details: event
+                .details
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// `GET /v1/me/events`
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    /// Newest first.
+    pub events: Vec<EventBody>,
+    /// Pass as `before` for the next (older) page; `null` on the last.
+    pub next: Option<String>,
 }

@@ -53,6 +53,14 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// As the use cases take it (for sessions and the audit trail).
+    pub fn context(&self) -> convosphere_domain::ClientContext {
+        convosphere_domain::ClientContext {
+            ip: Some(self.ip.to_string()),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
     /// Reads the client's identity from a request.
     pub fn of(req: &HttpRequest, trusted_proxies: &[IpNet]) -> Self {
         let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());

@@ -2,6 +2,7 @@
 
 use super::auth::{Caller, UserSession};
 use super::dto::{ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
+use super::extract::ClientInfo;
 use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, required, Result};
 use crate::state::AppState;
@@ -63,7 +64,12 @@ impl From<RotateApiKeyError> for ApiError {
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", security(("bearer" = [])),
     request_body = CreateApiKeyBody,
     responses((status = 201, body = ApiKeyBody), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(state: web::Data<AppState>, user: UserSession, body: web::Json<CreateApiKeyBody>) -> Result {
+pub async fn create(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    user: UserSession,
+    body: web::Json<CreateApiKeyBody>,
+) -> Result {
     let body = body.into_inner();
     let mut errors = Vec::new();
     let name = required(body.name, "name", &mut errors);
@@ -72,7 +78,7 @@ pub async fn create(state: web::Data<AppState>, user: UserSession, body: web::Js
     no_errors(errors)?;
     let key = state
         .auth
-        .create_api_key(user.0.user.id, &name, &scopes, expires_at)
+        .create_api_key(user.0.user.id, &name, &scopes, expires_at, &client.context())
         .await?;
     Ok(created(key))
 }
@@ -101,8 +107,16 @@ pub async fn get(state: web::Data<AppState>, user: UserSession, id: web::Path<St
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys", security(("bearer" = [])),
     params(("id" = String, Path, description = "The key's id")),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn revoke(state: web::Data<AppState>, user: UserSession, id: web::Path<String>) -> Result {
-    state.auth.revoke_api_key(user.0.user.id, key_id(&id)?).await?;
+pub async fn revoke(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    user: UserSession,
+    id: web::Path<String>,
+) -> Result {
+    state
+        .auth
+        .revoke_api_key(user.0.user.id, key_id(&id)?, &client.context())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -112,6 +126,7 @@ pub async fn revoke(state: web::Data<AppState>, user: UserSession, id: web::Path
     responses((status = 201, body = ApiKeyBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn rotate(
     state: web::Data<AppState>,
+    client: ClientInfo,
     user: UserSession,
     id: web::Path<String>,
     body: Option<web::Json<RotateApiKeyBody>>,
@@ -122,7 +137,7 @@ pub async fn rotate(
     no_errors(errors)?;
     let key = state
         .auth
-        .rotate_api_key(user.0.user.id, key_id(&id)?, expires_at)
+        .rotate_api_key(user.0.user.id, key_id(&id)?, expires_at, &client.context())
         .await?;
     Ok(created(key))
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod dto;
 pub mod extract;
 pub mod keys;
+pub mod mfa;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
@@ -59,6 +60,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
             flusher.usage.flush(flusher.auth.store()).await;
         }
     });
+    spawn_purger(state.clone());
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -73,4 +75,32 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     let server = server.shutdown_timeout(30).run();
     tracing::info!(%addr, "listening");
     Ok(Started { addr, server, state })
+}
+
+/// How often expired rows are deleted.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes, every hour, what no rule reads any more: sessions and one-time
+/// tokens a day past their end, old invalidations, and security events
+/// older than `AUTH_AUDIT_RETENTION`. Every instance may run it: deletes
+/// of the same rows do not conflict.
+fn spawn_purger(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PURGE_INTERVAL).await;
+            let now = chrono::Utc::now();
+            let store = state.auth.store().inner();
+            match store.purge_expired(now - chrono::Duration::days(1)).await {
+                Ok(purged) => tracing::info!(?purged, "purged expired rows"),
+                Err(error) => tracing::warn!(%error, "purging expired rows failed"),
+            }
+            let retention = chrono::Duration::from_std(state.config.audit_retention).unwrap_or(chrono::Duration::MAX);
+            if let Some(cutoff) = now.checked_sub_signed(retention) {
+                match store.purge_events(cutoff).await {
+                    Ok(events) => tracing::info!(events, "purged security events past their retention"),
+                    Err(error) => tracing::warn!(%error, "purging security events failed"),
+                }
+            }
+        }
+    });
 }

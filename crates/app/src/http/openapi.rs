@@ -2,7 +2,7 @@
 
 use super::dto::*;
 use super::problem::{FieldProblem, Problem};
-use super::{keys, routes};
+use super::{keys, mfa, routes};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -14,12 +14,13 @@ use utoipa::{Modify, OpenApi};
         routes::forgot_password, routes::reset_password, routes::logout, routes::change_password, routes::me,
         routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
-        keys::rotate, keys::authz,
+        keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
         RefreshBody, ResetBody, ChangePasswordBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
+        TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList,
     )),
     modifiers(&BearerAuth),
 )]

@@ -3,6 +3,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
 use convosphere_domain::auth::{
     AdminError, AuthenticateError, ChangePasswordError, LinkError, LoginError, NotFoundError, ProfileError,
     RefreshError, ResetPasswordError, SignupError,
@@ -198,6 +199,8 @@ impl ApiError {
             "rate_limited" => "Too many requests",
             "oauth_failed" => "OAuth login failed",
             "unavailable" => "Service unavailable",
+            "mfa_already_enabled" => "Two-factor authentication already on",
+            "mfa_not_pending" => "No two-factor setup pending",
             _ => "Internal error",
         }
     }
@@ -334,6 +337,13 @@ impl From<LoginError> for ApiError {
                 "verify your e-mail address first: check your mailbox for the link",
             ),
             LoginError::Locked => account_locked(),
+            LoginError::MfaRequired => Self::unauthorized(
+                "mfa_required",
+                "two-factor authentication is on: send totp_code (or a recovery_code)",
+            ),
+            LoginError::InvalidMfaCode => {
+                Self::unauthorized("invalid_mfa_code", "the two-factor code is wrong or was used already")
+            }
             LoginError::Internal(cause) => cause.into(),
         }
     }
@@ -408,6 +418,44 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::UnknownEmail(_) => Self::not_found(),
             AdminError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<BeginTotpError> for ApiError {
+    fn from(e: BeginTotpError) -> Self {
+        match e {
+            BeginTotpError::AlreadyEnabled => Self::new(
+                StatusCode::CONFLICT,
+                "mfa_already_enabled",
+                "two-factor authentication is already on; turn it off first to enrol another app",
+            ),
+            BeginTotpError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ConfirmTotpError> for ApiError {
+    fn from(e: ConfirmTotpError) -> Self {
+        match e {
+            ConfirmTotpError::NotPending => Self::new(
+                StatusCode::CONFLICT,
+                "mfa_not_pending",
+                "no two-factor setup is pending: start one with POST /v1/me/mfa/totp",
+            ),
+            ConfirmTotpError::InvalidCode => {
+                Self::unauthorized("invalid_mfa_code", "the code does not match the new secret")
+            }
+            ConfirmTotpError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<DisableTotpError> for ApiError {
+    fn from(e: DisableTotpError) -> Self {
+        match e {
+            DisableTotpError::InvalidCredentials => invalid_credentials(),
+            DisableTotpError::Internal(cause) => cause.into(),
         }
     }
 }

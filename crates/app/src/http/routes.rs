@@ -32,6 +32,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(me))
                 .route(web::patch().to(update_profile)),
         )
+        .service(
+            web::resource("/v1/me/mfa/totp")
+                .route(web::post().to(super::mfa::begin_totp))
+                .route(web::delete().to(super::mfa::disable_totp)),
+        )
+        .service(web::resource("/v1/me/mfa/totp/confirm").route(web::post().to(super::mfa::confirm_totp)))
+        .service(web::resource("/v1/me/events").route(web::get().to(super::mfa::events)))
         .service(web::resource("/v1/sessions").route(web::get().to(list_sessions)))
         .service(web::resource("/v1/sessions/{id}").route(web::delete().to(revoke_session)))
         .service(
@@ -84,7 +91,7 @@ fn accepted() -> HttpResponse {
 /// Sign up; a verification link is e-mailed.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "accounts", request_body = SignupBody,
     responses((status = 202, body = StatusBody), (status = 422, body = Problem), (status = 429, body = Problem)))]
-pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupBody>) -> Result {
+pub async fn signup(state: web::Data<AppState>, client: ClientInfo, body: web::Json<SignupBody>) -> Result {
     let body = body.into_inner();
     state
         .auth
@@ -95,6 +102,7 @@ pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupBody>) -> 
             company: body.company,
             country: body.country,
             phone: body.phone,
+            client: client.context(),
         })
         .await?;
     Ok(HttpResponse::Accepted().json(StatusBody {
@@ -105,11 +113,11 @@ pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupBody>) -> 
 /// Verify an e-mail address with the token of the e-mailed link.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "accounts", request_body = TokenBody,
     responses((status = 200, body = UserEnvelope), (status = 400, body = Problem)))]
-pub async fn verify_email(state: web::Data<AppState>, body: web::Json<TokenBody>) -> Result {
+pub async fn verify_email(state: web::Data<AppState>, client: ClientInfo, body: web::Json<TokenBody>) -> Result {
     let mut errors = Vec::new();
     let token = required(body.into_inner().token, "token", &mut errors);
     no_errors(errors)?;
-    let user = state.auth.verify_email(&token).await?;
+    let user = state.auth.verify_email(&token, &client.context()).await?;
     Ok(HttpResponse::Ok().json(UserEnvelope {
         user: UserBody::from(&user),
     }))
@@ -145,8 +153,9 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: web::Js
         .login(LoginRequest {
             email,
             password: Redacted(password),
-            ip: Some(client.ip.to_string()),
-            user_agent: client.user_agent,
+            totp_code: body.totp_code.filter(|c| !c.is_empty()).map(Redacted),
+            recovery_code: body.recovery_code.filter(|c| !c.is_empty()).map(Redacted),
+            client: client.context(),
         })
         .await
         .map_err(ApiError::from);
@@ -177,21 +186,24 @@ pub async fn forgot_password(state: web::Data<AppState>, body: web::Json<EmailBo
 /// Set a new password with the token of the e-mailed link; every session ends.
 #[utoipa::path(post, path = "/v1/auth/password/reset", tag = "accounts", request_body = ResetBody,
     responses((status = 204), (status = 400, body = Problem), (status = 422, body = Problem)))]
-pub async fn reset_password(state: web::Data<AppState>, body: web::Json<ResetBody>) -> Result {
+pub async fn reset_password(state: web::Data<AppState>, client: ClientInfo, body: web::Json<ResetBody>) -> Result {
     let body = body.into_inner();
     let mut errors = Vec::new();
     let token = required(body.token, "token", &mut errors);
     let password = required(body.password, "password", &mut errors);
     no_errors(errors)?;
-    state.auth.reset_password(&token, &password).await?;
+    state.auth.reset_password(&token, &password, &client.context()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// End this session.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "me", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
-pub async fn logout(state: web::Data<AppState>, user: UserSession) -> Result {
-    state.auth.logout(user.0.user.id, user.0.session_id).await?;
+pub async fn logout(state: web::Data<AppState>, client: ClientInfo, user: UserSession) -> Result {
+    state
+        .auth
+        .logout(user.0.user.id, user.0.session_id, &client.context())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -201,6 +213,7 @@ pub async fn logout(state: web::Data<AppState>, user: UserSession) -> Result {
     responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn change_password(
     state: web::Data<AppState>,
+    client: ClientInfo,
     user: UserSession,
     body: web::Json<ChangePasswordBody>,
 ) -> Result {
@@ -209,7 +222,10 @@ pub async fn change_password(
     let current = required(body.current_password, "current_password", &mut errors);
     let new = required(body.new_password, "new_password", &mut errors);
     no_errors(errors)?;
-    state.auth.change_password(&user.0, &current, &new).await?;
+    state
+        .auth
+        .change_password(&user.0, &current, &new, &client.context())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -273,9 +289,14 @@ pub async fn list_sessions(state: web::Data<AppState>, user: UserSession) -> Res
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "me", security(("bearer" = [])),
     params(("id" = String, Path, description = "The session's id")),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn revoke_session(state: web::Data<AppState>, user: UserSession, id: web::Path<String>) -> Result {
+pub async fn revoke_session(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    user: UserSession,
+    id: web::Path<String>,
+) -> Result {
     let id: SessionId = id.parse().map_err(|_| ApiError::not_found())?;
-    state.auth.revoke_session(user.0.user.id, id).await?;
+    state.auth.revoke_session(user.0.user.id, id, &client.context()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

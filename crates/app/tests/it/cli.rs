@@ -3,7 +3,7 @@
 use super::harness::*;
 use std::process::{Command, Output};
 
-fn run(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_convosphere-auth"))
         .args(args)
         .env("AUTH_DATA_DIR", data_dir)
@@ -13,7 +13,7 @@ fn run(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
         .unwrap()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

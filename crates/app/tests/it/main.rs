@@ -5,6 +5,7 @@
 mod harness;
 mod accounts;
 mod cli;
+mod mfa;
 mod races;
 mod service;
 mod sessions;

@@ -2,6 +2,7 @@
 
 use super::{Auth, NotFoundError};
 use crate::api_key::{ApiKey, ApiKeyFormatError, ApiKeyId, ApiKeyStatus, GeneratedApiKey, PresentedApiKey};
+use crate::event::{ClientContext, EventKind};
 use crate::ports::{ApiKeyRepository, Mailer, PasswordHasher, Store, TokenSigner};
 use crate::{FieldError, InfraError, Scope, ScopeSet, User, UserId};
 use chrono::{DateTime, Utc};
@@ -146,11 +147,14 @@ where
         name: &str,
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
+        client: &ClientContext,
     ) -> Result<CreatedApiKey, CreateApiKeyError> {
         let (name, scopes) =
             parse_key_input(name, scopes, expires_at, self.clock.now()).map_err(CreateApiKeyError::Invalid)?;
         let created = self.new_key(user, name, scopes, expires_at);
         self.store.create_api_key(&created.record).await?;
+        self.record_key_event(EventKind::ApiKeyCreated, &created.record, client, None)
+            .await?;
         Ok(created)
     }
 
@@ -165,10 +169,34 @@ where
     }
 
     /// Revokes a key of `user` at once (a revoked key stays revoked).
-    pub async fn revoke_api_key(&self, user: UserId, id: ApiKeyId) -> Result<(), NotFoundError> {
-        self.store.api_key(user, id).await?.ok_or(NotFoundError::NotFound)?;
-        self.store.revoke_api_key(user, id, self.clock.now()).await?;
+    pub async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        client: &ClientContext,
+    ) -> Result<(), NotFoundError> {
+        let key = self.store.api_key(user, id).await?.ok_or(NotFoundError::NotFound)?;
+        if self.store.revoke_api_key(user, id, self.clock.now()).await? {
+            self.record_key_event(EventKind::ApiKeyRevoked, &key, client, None)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// Records a key's event: its id, prefix and name (never the key).
+    async fn record_key_event(
+        &self,
+        kind: EventKind,
+        key: &ApiKey,
+        client: &ClientContext,
+        replaces: Option<ApiKeyId>,
+    ) -> Result<(), InfraError> {
+        let (id, prefix, replaces) = (key.id.to_string(), key.prefix(), replaces.map(|id| id.to_string()));
+        let mut details = vec![("api_key_id", id.as_str()), ("prefix", &prefix), ("name", &key.name)];
+        if let Some(old) = &replaces {
+            details.push(("replaces", old));
+        }
+        self.record(key.user_id, kind, client, &details).await
     }
 
     /// Replaces a key with a new one of the same name and scopes; the old
@@ -178,6 +206,7 @@ where
         user: UserId,
         id: ApiKeyId,
         expires_at: Option<DateTime<Utc>>,
+        client: &ClientContext,
     ) -> Result<CreatedApiKey, RotateApiKeyError> {
         let now = self.clock.now();
         let old = self.store.api_key(user, id).await?.ok_or(RotateApiKeyError::NotFound)?;
@@ -195,6 +224,8 @@ where
         if !self.store.rotate_api_key(user, id, &created.record, now).await? {
             return Err(RotateApiKeyError::NotFound);
         }
+        self.record_key_event(EventKind::ApiKeyRotated, &created.record, client, Some(id))
+            .await?;
         Ok(created)
     }
 

@@ -92,6 +92,10 @@ struct State {
     /// token hash → (kind, user, expires, used)
     tokens: HashMap<TokenHash, (TokenKind, UserId, DateTime<Utc>, bool)>,
     keys: Vec<crate::api_key::ApiKey>,
+    totp: HashMap<UserId, TotpEnrolment>,
+    /// recovery code hash → (user, used)
+    recovery: HashMap<TokenHash, (UserId, bool)>,
+    events: Vec<crate::SecurityEvent>,
 }
 
 #[derive(Default)]
@@ -364,6 +368,125 @@ impl OneTimeTokenRepository for &MemoryStore {
     }
 }
 
+impl MfaRepository for &MemoryStore {
+    async fn begin_totp(&self, user: UserId, sealed: &str, _now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        if state.totp.get(&user).is_some_and(|e| e.confirmed) {
+            return Ok(false);
+        }
+        let enrolment = TotpEnrolment {
+            sealed_secret: sealed.into(),
+            confirmed: false,
+            last_step: None,
+        };
+        state.totp.insert(user, enrolment);
+        Ok(true)
+    }
+    async fn totp(&self, user: UserId) -> Result<Option<TotpEnrolment>, InfraError> {
+        Ok(self.0.lock().unwrap().totp.get(&user).cloned())
+    }
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        codes: &[TokenHash],
+        _now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        match state.totp.get_mut(&user) {
+            Some(e) if !e.confirmed => {
+                e.confirmed = true;
+                e.last_step = Some(step);
+            }
+            _ => return Ok(false),
+        }
+        state.recovery.retain(|_, (u, _)| *u != user);
+        state.recovery.extend(codes.iter().map(|h| (*h, (user, false))));
+        state
+            .users
+            .iter_mut()
+            .filter(|u| u.id == user)
+            .for_each(|u| u.mfa_enabled = true);
+        Ok(true)
+    }
+    async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        match state.totp.get_mut(&user) {
+            Some(e) if e.confirmed && e.last_step.is_none_or(|last| last < step) => {
+                e.last_step = Some(step);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn use_recovery_code(&self, user: UserId, code: &TokenHash, _now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        match state.recovery.get_mut(code) {
+            Some((u, used)) if *u == user && !*used => {
+                *used = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn recovery_codes_left(&self, user: UserId) -> Result<u32, InfraError> {
+        let state = self.0.lock().unwrap();
+        Ok(state.recovery.values().filter(|(u, used)| *u == user && !used).count() as u32)
+    }
+    async fn disable_totp(&self, user: UserId) -> Result<(), InfraError> {
+        let mut state = self.0.lock().unwrap();
+        state.totp.remove(&user);
+        state.recovery.retain(|_, (u, _)| *u != user);
+        state
+            .users
+            .iter_mut()
+            .filter(|u| u.id == user)
+            .for_each(|u| u.mfa_enabled = false);
+        Ok(())
+    }
+}
+
+impl EventRepository for &MemoryStore {
+    async fn record_event(&self, event: &crate::SecurityEvent) -> Result<(), InfraError> {
+        self.0.lock().unwrap().events.push(event.clone());
+        Ok(())
+    }
+    async fn events(
+        &self,
+        user: UserId,
+        before: Option<crate::EventId>,
+        limit: u32,
+    ) -> Result<Vec<crate::SecurityEvent>, InfraError> {
+        let state = self.0.lock().unwrap();
+        let mut events: Vec<_> = state
+            .events
+            .iter()
+            .filter(|e| e.user_id == user && before.is_none_or(|b| e.id < b))
+            .cloned()
+            .collect();
+        events.sort_by_key(|e| std::cmp::Reverse(e.id));
+        events.truncate(limit as usize);
+        Ok(events)
+    }
+}
+
+/// Seals by reversing and hex-encoding: enough to show the domain never
+/// hands storage the plain secret.
+struct FakeSecretBox;
+impl SecretBox for FakeSecretBox {
+    fn seal(&self, plaintext: &[u8]) -> Result<String, InfraError> {
+        Ok(plaintext.iter().rev().map(|b| format!("{b:02x}")).collect())
+    }
+    fn open(&self, sealed: &str) -> Result<Vec<u8>, InfraError> {
+        let mut bytes: Vec<u8> = (0..sealed.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&sealed[i..i + 2], 16).unwrap())
+            .collect();
+        bytes.reverse();
+        Ok(bytes)
+    }
+}
+
 struct World {
     store: MemoryStore,
     hasher: FakeHasher,
@@ -395,8 +518,11 @@ impl World {
             &self.hasher,
             FakeSigner,
             &self.mailer,
-            self.clock.clone(),
-            Arc::new(CountingRng(AtomicU64::new(1))),
+            Runtime {
+                clock: self.clock.clone(),
+                rng: Arc::new(CountingRng(AtomicU64::new(1))),
+                secrets: Arc::new(FakeSecretBox),
+            },
             config,
         )
     }
@@ -432,7 +558,7 @@ impl World {
     /// Signs up and verifies; returns the verified user.
     fn verified_user(&self, auth: &TestAuth<'_>, email: &str) -> User {
         self.signup(auth, email);
-        block_on(auth.verify_email(&self.last_link_token())).unwrap()
+        block_on(auth.verify_email(&self.last_link_token(), &client())).unwrap()
     }
 }
 
@@ -440,9 +566,16 @@ fn login(auth: &TestAuth<'_>, email: &str, password: &str) -> Result<IssuedToken
     block_on(auth.login(LoginRequest {
         email: email.into(),
         password: password.into(),
+        client: client(),
+        ..Default::default()
+    }))
+}
+
+fn client() -> ClientContext {
+    ClientContext {
         ip: Some("203.0.113.7".into()),
         user_agent: Some("test".into()),
-    }))
+    }
 }
 
 #[test]
@@ -462,7 +595,7 @@ fn signup_sends_a_verification_link_and_verification_activates_login() {
         login(&auth, "ada@example.com", PASSWORD),
         Err(LoginError::EmailNotVerified)
     ));
-    let user = block_on(auth.verify_email(&world.last_link_token())).unwrap();
+    let user = block_on(auth.verify_email(&world.last_link_token(), &client())).unwrap();
     assert!(user.email_verified);
     assert_eq!(user.company.as_deref(), Some("Analytical Engines"));
     let tokens = login(&auth, "ADA@example.com", PASSWORD).unwrap();
@@ -479,12 +612,12 @@ fn a_verification_link_works_once_and_a_newer_one_replaces_it() {
     block_on(auth.resend_verification("ada@example.com")).unwrap();
     let second = world.last_link_token();
     assert!(matches!(
-        block_on(auth.verify_email(&first)),
+        block_on(auth.verify_email(&first, &client())),
         Err(LinkError::LinkInvalid)
     ));
-    block_on(auth.verify_email(&second)).unwrap();
+    block_on(auth.verify_email(&second, &client())).unwrap();
     assert!(matches!(
-        block_on(auth.verify_email(&second)),
+        block_on(auth.verify_email(&second, &client())),
         Err(LinkError::LinkInvalid)
     ));
 }
@@ -496,7 +629,7 @@ fn verification_links_expire() {
     world.signup(&auth, "ada@example.com");
     world.advance(Duration::hours(24));
     assert!(matches!(
-        block_on(auth.verify_email(&world.last_link_token())),
+        block_on(auth.verify_email(&world.last_link_token(), &client())),
         Err(LinkError::LinkInvalid)
     ));
 }
@@ -702,7 +835,7 @@ fn access_tokens_expire_and_die_with_their_session() {
     let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
     let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
     assert_eq!(principal.user.id, user.id);
-    block_on(auth.logout(user.id, tokens.session_id)).unwrap();
+    block_on(auth.logout(user.id, tokens.session_id, &client())).unwrap();
     assert!(matches!(
         block_on(auth.authenticate(&tokens.access_token)),
         Err(AuthenticateError::SessionExpired)
@@ -729,12 +862,12 @@ fn password_reset_ends_every_session_and_lifts_the_lockout() {
     let token = world.last_link_token();
     // A refused password leaves the link usable.
     assert!(matches!(
-        block_on(auth.reset_password(&token, "short")),
+        block_on(auth.reset_password(&token, "short", &client())),
         Err(ResetPasswordError::WeakPassword(PasswordError::TooShort))
     ));
-    block_on(auth.reset_password(&token, "a brand new passphrase")).unwrap();
+    block_on(auth.reset_password(&token, "a brand new passphrase", &client())).unwrap();
     assert!(matches!(
-        block_on(auth.reset_password(&token, "another new passphrase")),
+        block_on(auth.reset_password(&token, "another new passphrase", &client())),
         Err(ResetPasswordError::LinkInvalid)
     ));
     assert!(matches!(
@@ -765,7 +898,7 @@ fn reset_links_expire_after_an_hour() {
     block_on(auth.forgot_password("ada@example.com")).unwrap();
     world.advance(Duration::hours(1));
     assert!(matches!(
-        block_on(auth.reset_password(&world.last_link_token(), "a brand new passphrase")),
+        block_on(auth.reset_password(&world.last_link_token(), "a brand new passphrase", &client())),
         Err(ResetPasswordError::LinkInvalid)
     ));
 }
@@ -779,10 +912,10 @@ fn password_change_keeps_this_session_and_ends_the_others() {
     let other = login(&auth, "ada@example.com", PASSWORD).unwrap();
     let principal = block_on(auth.authenticate(&mine.access_token)).unwrap();
     assert!(matches!(
-        block_on(auth.change_password(&principal, "wrong password!", "a brand new passphrase")),
+        block_on(auth.change_password(&principal, "wrong password!", "a brand new passphrase", &client())),
         Err(ChangePasswordError::InvalidCredentials)
     ));
-    block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase")).unwrap();
+    block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())).unwrap();
     block_on(auth.authenticate(&mine.access_token)).unwrap();
     assert!(matches!(
         block_on(auth.authenticate(&other.access_token)),
@@ -799,12 +932,12 @@ fn a_user_cannot_revoke_another_users_session() {
     let bob = world.verified_user(&auth, "bob@example.com");
     let bobs = login(&auth, "bob@example.com", PASSWORD).unwrap();
     assert!(matches!(
-        block_on(auth.revoke_session(ada.id, bobs.session_id)),
+        block_on(auth.revoke_session(ada.id, bobs.session_id, &client())),
         Err(NotFoundError::NotFound)
     ));
-    block_on(auth.revoke_session(bob.id, bobs.session_id)).unwrap();
+    block_on(auth.revoke_session(bob.id, bobs.session_id, &client())).unwrap();
     assert!(matches!(
-        block_on(auth.revoke_session(bob.id, bobs.session_id)),
+        block_on(auth.revoke_session(bob.id, bobs.session_id, &client())),
         Err(NotFoundError::NotFound)
     ));
 }
@@ -954,6 +1087,7 @@ fn an_api_key_is_shown_once_and_authenticates_with_its_scopes() {
         " Production API Key ",
         &scopes(&["agents:read", "chat:write"]),
         None,
+        &client(),
     ))
     .unwrap();
     let key = created.key.expose_secret();
@@ -975,8 +1109,14 @@ fn api_key_input_is_checked() {
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
     let past = world.clock.now() - Duration::seconds(1);
-    let err =
-        block_on(auth.create_api_key(user.id, "", &scopes(&["agents:read", "agents:admin"]), Some(past))).unwrap_err();
+    let err = block_on(auth.create_api_key(
+        user.id,
+        "",
+        &scopes(&["agents:read", "agents:admin"]),
+        Some(past),
+        &client(),
+    ))
+    .unwrap_err();
     let CreateApiKeyError::Invalid(errors) = err else {
         panic!("{err:?}")
     };
@@ -990,11 +1130,11 @@ fn api_key_input_is_checked() {
         ]
     );
     assert!(matches!(
-        block_on(auth.create_api_key(user.id, "k", &[], None)),
+        block_on(auth.create_api_key(user.id, "k", &[], None, &client())),
         Err(CreateApiKeyError::Invalid(_))
     ));
     assert!(matches!(
-        block_on(auth.create_api_key(user.id, &"k".repeat(101), &scopes(&["chat:read"]), None)),
+        block_on(auth.create_api_key(user.id, &"k".repeat(101), &scopes(&["chat:read"]), None, &client())),
         Err(CreateApiKeyError::Invalid(_))
     ));
 }
@@ -1005,9 +1145,10 @@ fn revoked_expired_and_mistyped_keys_are_refused_distinctly() {
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
     let soon = world.clock.now() + Duration::minutes(1);
-    let expiring = block_on(auth.create_api_key(user.id, "temp", &scopes(&["chat:read"]), Some(soon))).unwrap();
-    let revoked = block_on(auth.create_api_key(user.id, "old", &scopes(&["chat:read"]), None)).unwrap();
-    block_on(auth.revoke_api_key(user.id, revoked.record.id)).unwrap();
+    let expiring =
+        block_on(auth.create_api_key(user.id, "temp", &scopes(&["chat:read"]), Some(soon), &client())).unwrap();
+    let revoked = block_on(auth.create_api_key(user.id, "old", &scopes(&["chat:read"]), None, &client())).unwrap();
+    block_on(auth.revoke_api_key(user.id, revoked.record.id, &client())).unwrap();
     assert!(matches!(
         block_on(auth.authenticate_api_key(revoked.key.expose_secret())),
         Err(ApiKeyAuthError::Revoked)
@@ -1036,9 +1177,9 @@ fn rotation_keeps_name_and_scopes_and_revokes_the_old_key() {
     let world = World::new();
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
-    let old = block_on(auth.create_api_key(user.id, "ci", &scopes(&["webhooks:read"]), None)).unwrap();
+    let old = block_on(auth.create_api_key(user.id, "ci", &scopes(&["webhooks:read"]), None, &client())).unwrap();
     world.advance(Duration::seconds(1));
-    let new = block_on(auth.rotate_api_key(user.id, old.record.id, None)).unwrap();
+    let new = block_on(auth.rotate_api_key(user.id, old.record.id, None, &client())).unwrap();
     assert_ne!(new.record.id, old.record.id);
     assert_eq!((new.record.name.as_str(), new.record.scopes), ("ci", old.record.scopes));
     assert!(matches!(
@@ -1047,7 +1188,7 @@ fn rotation_keeps_name_and_scopes_and_revokes_the_old_key() {
     ));
     block_on(auth.authenticate_api_key(new.key.expose_secret())).unwrap();
     assert!(matches!(
-        block_on(auth.rotate_api_key(user.id, old.record.id, None)),
+        block_on(auth.rotate_api_key(user.id, old.record.id, None, &client())),
         Err(RotateApiKeyError::NotFound)
     ));
     let listed = block_on(auth.api_keys(user.id)).unwrap();
@@ -1063,13 +1204,13 @@ fn keys_of_another_user_are_not_found_and_a_suspended_owner_s_keys_are_refused()
     let auth = world.auth();
     let ada = world.verified_user(&auth, "ada@example.com");
     let bob = world.verified_user(&auth, "bob@example.com");
-    let key = block_on(auth.create_api_key(ada.id, "k", &scopes(&["chat:read"]), None)).unwrap();
+    let key = block_on(auth.create_api_key(ada.id, "k", &scopes(&["chat:read"]), None, &client())).unwrap();
     assert!(matches!(
         block_on(auth.api_key(bob.id, key.record.id)),
         Err(NotFoundError::NotFound)
     ));
     assert!(matches!(
-        block_on(auth.revoke_api_key(bob.id, key.record.id)),
+        block_on(auth.revoke_api_key(bob.id, key.record.id, &client())),
         Err(NotFoundError::NotFound)
     ));
     block_on(auth.admin_lock("ada@example.com")).unwrap();
@@ -1077,4 +1218,264 @@ fn keys_of_another_user_are_not_found_and_a_suspended_owner_s_keys_are_refused()
         block_on(auth.authenticate_api_key(key.key.expose_secret())),
         Err(ApiKeyAuthError::Locked)
     ));
+}
+
+// ---- Two-factor authentication ----
+
+fn login_with(
+    auth: &TestAuth<'_>,
+    email: &str,
+    totp: Option<&str>,
+    recovery: Option<&str>,
+) -> Result<IssuedTokens, LoginError> {
+    block_on(auth.login(LoginRequest {
+        email: email.into(),
+        password: PASSWORD.into(),
+        totp_code: totp.map(Into::into),
+        recovery_code: recovery.map(Into::into),
+        client: client(),
+    }))
+}
+
+impl World {
+    fn code_now(&self, secret: &crate::mfa::TotpSecret) -> String {
+        format!("{:06}", secret.code_at_step(crate::mfa::step_of(self.clock.now())))
+    }
+
+    /// Turns 2FA on for a verified user; returns the secret and recovery codes.
+    fn enable_totp(&self, auth: &TestAuth<'_>, email: &str) -> (crate::mfa::TotpSecret, Vec<String>) {
+        let principal = block_on(auth.authenticate(&login(auth, email, PASSWORD).unwrap().access_token)).unwrap();
+        let setup = block_on(auth.begin_totp(&principal)).unwrap();
+        let codes = block_on(auth.confirm_totp(&principal, &self.code_now(&setup.secret), &client())).unwrap();
+        // The confirming code is spent; the next step's code logs in.
+        self.advance(Duration::seconds(30));
+        (setup.secret, codes.iter().map(|c| c.expose().to_owned()).collect())
+    }
+
+    fn event_kinds(&self, user: UserId) -> Vec<&'static str> {
+        let state = self.store.0.lock().unwrap();
+        state
+            .events
+            .iter()
+            .filter(|e| e.user_id == user)
+            .map(|e| e.kind.as_str())
+            .collect()
+    }
+}
+
+#[test]
+fn totp_setup_is_off_until_confirmed_with_a_right_code() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let principal =
+        block_on(auth.authenticate(&login(&auth, "ada@example.com", PASSWORD).unwrap().access_token)).unwrap();
+    let setup = block_on(auth.begin_totp(&principal)).unwrap();
+    assert!(setup
+        .otpauth_uri
+        .starts_with("otpauth://totp/Convosphere%20AI%3Aada%40example.com?secret="));
+    assert!(setup.otpauth_uri.contains(&setup.secret.to_base32()));
+    // Stored sealed, never as the plain secret.
+    let stored = world.store.0.lock().unwrap().totp[&principal.user.id]
+        .sealed_secret
+        .clone();
+    assert!(!stored.contains(&setup.secret.to_base32()));
+    // Not on yet: login needs no code.
+    login(&auth, "ada@example.com", PASSWORD).unwrap();
+    assert!(matches!(
+        block_on(auth.confirm_totp(&principal, "000000", &client())),
+        Err(crate::auth::mfa::ConfirmTotpError::InvalidCode)
+    ));
+    let codes = block_on(auth.confirm_totp(&principal, &world.code_now(&setup.secret), &client())).unwrap();
+    assert_eq!(codes.len(), 10);
+    let distinct: std::collections::HashSet<_> = codes.iter().map(|c| c.expose().to_owned()).collect();
+    assert_eq!(distinct.len(), 10);
+    assert!(matches!(
+        block_on(auth.confirm_totp(&principal, &world.code_now(&setup.secret), &client())),
+        Err(crate::auth::mfa::ConfirmTotpError::NotPending)
+    ));
+    assert!(matches!(
+        block_on(auth.begin_totp(&principal)),
+        Err(crate::auth::mfa::BeginTotpError::AlreadyEnabled)
+    ));
+}
+
+#[test]
+fn with_totp_on_login_needs_a_fresh_code_after_the_right_password() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (secret, _) = world.enable_totp(&auth, "ada@example.com");
+    assert!(matches!(
+        login(&auth, "ada@example.com", PASSWORD),
+        Err(LoginError::MfaRequired)
+    ));
+    // A wrong password never reveals that 2FA is on.
+    assert!(matches!(
+        login(&auth, "ada@example.com", "wrong password!"),
+        Err(LoginError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        login_with(&auth, "ada@example.com", Some("123456"), None),
+        Err(LoginError::InvalidMfaCode)
+    ));
+    let code = world.code_now(&secret);
+    let tokens = login_with(&auth, "ada@example.com", Some(&code), None).unwrap();
+    assert!(tokens.user.mfa_enabled);
+    // The same code works once.
+    assert!(matches!(
+        login_with(&auth, "ada@example.com", Some(&code), None),
+        Err(LoginError::InvalidMfaCode)
+    ));
+    world.advance(Duration::seconds(30));
+    login_with(&auth, "ada@example.com", Some(&world.code_now(&secret)), None).unwrap();
+}
+
+#[test]
+fn a_recovery_code_logs_in_once() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let (_, codes) = world.enable_totp(&auth, "ada@example.com");
+    login_with(&auth, "ada@example.com", None, Some(&codes[3].to_uppercase())).unwrap();
+    assert!(matches!(
+        login_with(&auth, "ada@example.com", None, Some(&codes[3])),
+        Err(LoginError::InvalidMfaCode)
+    ));
+    login_with(&auth, "ada@example.com", None, Some(&codes[4])).unwrap();
+    let events = block_on(auth.events(user.id, None, 100)).unwrap().events;
+    let used = events.iter().find(|e| e.kind == EventKind::RecoveryCodeUsed).unwrap();
+    assert_eq!(used.details, vec![("left".to_owned(), "8".to_owned())]);
+}
+
+#[test]
+fn wrong_second_factors_count_toward_the_lockout() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (secret, _) = world.enable_totp(&auth, "ada@example.com");
+    for _ in 0..10 {
+        assert!(matches!(
+            login_with(&auth, "ada@example.com", Some("000000"), None),
+            Err(LoginError::InvalidMfaCode)
+        ));
+    }
+    // Locked now, even with the right password and code.
+    assert!(matches!(
+        login_with(&auth, "ada@example.com", Some(&world.code_now(&secret)), None),
+        Err(LoginError::Locked)
+    ));
+}
+
+#[test]
+fn disabling_totp_needs_the_password_and_a_reset_keeps_it_on() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (secret, _) = world.enable_totp(&auth, "ada@example.com");
+
+    block_on(auth.forgot_password("ada@example.com")).unwrap();
+    block_on(auth.reset_password(&world.last_link_token(), "a brand new passphrase", &client())).unwrap();
+    let relogin = block_on(auth.login(LoginRequest {
+        email: "ada@example.com".into(),
+        password: "a brand new passphrase".into(),
+        totp_code: Some(world.code_now(&secret).as_str().into()),
+        client: client(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(relogin.user.mfa_enabled);
+
+    let principal = block_on(auth.authenticate(&relogin.access_token)).unwrap();
+    assert!(matches!(
+        block_on(auth.disable_totp(&principal, PASSWORD, &client())),
+        Err(crate::auth::mfa::DisableTotpError::InvalidCredentials)
+    ));
+    block_on(auth.disable_totp(&principal, "a brand new passphrase", &client())).unwrap();
+    let plain = block_on(auth.login(LoginRequest {
+        email: "ada@example.com".into(),
+        password: "a brand new passphrase".into(),
+        client: client(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(!plain.user.mfa_enabled);
+}
+
+// ---- The audit trail ----
+
+#[test]
+fn the_audit_trail_records_who_did_what_from_where() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    assert!(login(&auth, "ada@example.com", "wrong password!").is_err());
+    let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let key = block_on(auth.create_api_key(user.id, "ci", &["chat:read".to_owned()], None, &client())).unwrap();
+    block_on(auth.revoke_api_key(user.id, key.record.id, &client())).unwrap();
+    block_on(auth.logout(user.id, tokens.session_id, &client())).unwrap();
+    block_on(auth.admin_set_plan("ada@example.com", Plan::Pro)).unwrap();
+    assert_eq!(
+        world.event_kinds(user.id),
+        [
+            "signup",
+            "email_verified",
+            "login_failed",
+            "login_succeeded",
+            "api_key_created",
+            "api_key_revoked",
+            "session_ended",
+            "plan_changed"
+        ]
+    );
+    let page = block_on(auth.events(user.id, None, 100)).unwrap();
+    let newest = &page.events[0];
+    assert_eq!(newest.kind, EventKind::PlanChanged);
+    assert_eq!(newest.ip, None, "an operator's change has no client");
+    let failed = page.events.iter().find(|e| e.kind == EventKind::LoginFailed).unwrap();
+    assert_eq!(failed.ip.as_deref(), Some("203.0.113.7"));
+    assert_eq!(
+        failed.details,
+        vec![("reason".to_owned(), "invalid_password".to_owned())]
+    );
+    let created = page.events.iter().find(|e| e.kind == EventKind::ApiKeyCreated).unwrap();
+    let text = format!("{:?}", created.details);
+    assert!(text.contains(&key.record.prefix()));
+    assert!(
+        !text.contains(secrecy::ExposeSecret::expose_secret(&key.key)),
+        "no secret in events"
+    );
+}
+
+#[test]
+fn events_page_newest_first_with_a_cursor() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    for _ in 0..5 {
+        world.advance(Duration::seconds(1));
+        login(&auth, "ada@example.com", PASSWORD).unwrap();
+    }
+    // signup, email_verified, 5 logins: 7 events.
+    let first = block_on(auth.events(user.id, None, 3)).unwrap();
+    assert_eq!(first.events.len(), 3);
+    assert!(first.events.windows(2).all(|w| w[0].at >= w[1].at && w[0].id > w[1].id));
+    let second = block_on(auth.events(user.id, first.next, 3)).unwrap();
+    let third = block_on(auth.events(user.id, second.next, 3)).unwrap();
+    assert_eq!(third.events.len(), 1);
+    assert_eq!(third.next, None);
+    assert_eq!(third.events[0].kind, EventKind::Signup);
+    assert!(first.events[2].id > second.events[0].id);
+}
+
+#[test]
+fn a_lockout_is_an_event() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    for _ in 0..10 {
+        assert!(login(&auth, "ada@example.com", "wrong password!").is_err());
+    }
+    let kinds = world.event_kinds(user.id);
+    assert_eq!(kinds.iter().filter(|k| **k == "locked_out").count(), 1);
 }

@@ -9,6 +9,7 @@ mod support;
 mod api_keys;
 mod connect;
 mod invalidations;
+mod mfa_events;
 mod sessions;
 mod tokens;
 mod users;

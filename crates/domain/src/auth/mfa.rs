@@ -1,0 +1,126 @@
+//! Turning TOTP two-factor authentication on and off.
+
+use super::{Auth, Principal};
+use crate::event::{ClientContext, EventKind};
+use crate::mfa::{RecoveryCode, TotpSecret, RECOVERY_CODES};
+use crate::ports::{Mailer, PasswordHasher, Store, TokenSigner};
+use crate::InfraError;
+
+/// A TOTP secret handed to its owner to enter in an authenticator app.
+#[derive(Debug)]
+pub struct TotpSetup {
+    /// The secret (show it once, as base32 or as the QR code of the URI).
+    pub secret: TotpSecret,
+    /// The `otpauth://totp/…` URI.
+    pub otpauth_uri: String,
+}
+
+/// Outcomes of [`Auth::begin_totp`].
+#[derive(Debug, thiserror::Error)]
+pub enum BeginTotpError {
+    /// 2FA is already on: turn it off first.
+    #[error("two-factor authentication is already on")]
+    AlreadyEnabled,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::confirm_totp`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmTotpError {
+    /// No setup is pending (never begun, or 2FA already on).
+    #[error("no two-factor setup is pending")]
+    NotPending,
+    /// The code does not match the pending secret.
+    #[error("the two-factor code is wrong")]
+    InvalidCode,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of [`Auth::disable_totp`].
+#[derive(Debug, thiserror::Error)]
+pub enum DisableTotpError {
+    /// The password is wrong.
+    #[error("the password is wrong")]
+    InvalidCredentials,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+impl<S, H, T, M> Auth<S, H, T, M>
+where
+    S: Store,
+    H: PasswordHasher,
+    T: TokenSigner,
+    M: Mailer,
+{
+    /// Starts enrolling an authenticator app: a new secret, kept encrypted
+    /// and unconfirmed. 2FA is not on until [`confirm_totp`](Self::confirm_totp).
+    /// Beginning again replaces an unconfirmed secret.
+    pub async fn begin_totp(&self, principal: &Principal) -> Result<TotpSetup, BeginTotpError> {
+        let user = &principal.user;
+        if user.mfa_enabled {
+            return Err(BeginTotpError::AlreadyEnabled);
+        }
+        let secret = TotpSecret::generate(&*self.rng);
+        let sealed = self.secrets.seal(secret.expose_bytes())?;
+        if !self.store.begin_totp(user.id, &sealed, self.clock.now()).await? {
+            return Err(BeginTotpError::AlreadyEnabled);
+        }
+        let otpauth_uri = secret.otpauth_uri(&self.config.mfa_issuer, user.email.as_str());
+        Ok(TotpSetup { secret, otpauth_uri })
+    }
+
+    /// Turns 2FA on with a code from the app; answers the ten recovery codes,
+    /// shown this once. The confirming code is spent: it cannot log in.
+    pub async fn confirm_totp(
+        &self,
+        principal: &Principal,
+        code: &str,
+        client: &ClientContext,
+    ) -> Result<Vec<RecoveryCode>, ConfirmTotpError> {
+        let user = principal.user.id;
+        let enrolment = self
+            .store
+            .totp(user)
+            .await?
+            .filter(|e| !e.confirmed)
+            .ok_or(ConfirmTotpError::NotPending)?;
+        let secret = TotpSecret::from_bytes(self.secrets.open(&enrolment.sealed_secret)?);
+        let now = self.clock.now();
+        let step = secret.matching_step(code, now).ok_or(ConfirmTotpError::InvalidCode)?;
+        let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
+            .map(|_| RecoveryCode::generate(&*self.rng))
+            .collect();
+        let hashes: Vec<_> = codes.iter().map(RecoveryCode::hash).collect();
+        if !self.store.confirm_totp(user, step, &hashes, now).await? {
+            return Err(ConfirmTotpError::NotPending);
+        }
+        self.record(user, EventKind::MfaEnabled, client, &[]).await?;
+        Ok(codes)
+    }
+
+    /// Turns 2FA off, with the account's password. Turning off what is
+    /// off succeeds (and records nothing).
+    pub async fn disable_totp(
+        &self,
+        principal: &Principal,
+        password: &str,
+        client: &ClientContext,
+    ) -> Result<(), DisableTotpError> {
+        let user = &principal.user;
+        if !self.password_matches(user, password).await? {
+            return Err(DisableTotpError::InvalidCredentials);
+        }
+        let was_on = self.store.totp(user.id).await?.is_some_and(|e| e.confirmed);
+        self.store.disable_totp(user.id).await?;
+        if was_on {
+            self.record(user.id, EventKind::MfaDisabled, client, &[]).await?;
+        }
+        Ok(())
+    }
+}

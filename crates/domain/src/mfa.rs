@@ -1,0 +1,237 @@
+//! TOTP two-factor authentication (RFC 6238: HMAC-SHA-1, 6 digits, 30 s
+//! steps, one step of drift either way) and single-use recovery codes.
+//!
+//! The code arithmetic is pure, so it lives here; the secret is kept
+//! encrypted at rest by the [`SecretBox`](crate::ports::SecretBox) port.
+
+use crate::ports::Rng;
+use crate::token::TokenHash;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// Length of a TOTP step in seconds.
+pub const STEP_SECONDS: i64 = 30;
+/// Steps accepted on either side of the current one (clock drift).
+pub const DRIFT_STEPS: i64 = 1;
+/// How many recovery codes confirming 2FA hands out.
+pub const RECOVERY_CODES: usize = 10;
+
+/// A TOTP shared secret: 160 random bits (RFC 4226's recommended size).
+/// `Debug` never shows it.
+pub struct TotpSecret(SecretSlice<u8>);
+
+impl TotpSecret {
+    /// A fresh secret from the port.
+    pub fn generate(rng: &dyn Rng) -> Self {
+        let mut bytes = vec![0u8; 20];
+        rng.fill_bytes(&mut bytes);
+        Self(SecretSlice::from(bytes))
+    }
+
+    /// Wraps secret bytes (decrypted from storage).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(SecretSlice::from(bytes))
+    }
+
+    /// The raw bytes, to encrypt for storage.
+    pub fn expose_bytes(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+
+    /// Base32 without padding, as authenticator apps take it.
+    pub fn to_base32(&self) -> String {
+        data_encoding::BASE32_NOPAD.encode(self.expose_bytes())
+    }
+
+    /// The `otpauth://totp/` URI that authenticator apps scan as a QR code.
+    pub fn otpauth_uri(&self, issuer: &str, account: &str) -> String {
+        let label = format!("{issuer}:{account}");
+        format!(
+            "otpauth://totp/{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period={STEP_SECONDS}",
+            percent_encode(&label),
+            self.to_base32(),
+            percent_encode(issuer)
+        )
+    }
+
+    /// The 6-digit code of one time step.
+    pub fn code_at_step(&self, step: i64) -> u32 {
+        // A key of any length is valid for HMAC, so this cannot fail.
+        let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(self.expose_bytes()) else {
+            return u32::MAX;
+        };
+        mac.update(&step.to_be_bytes());
+        let digest = mac.finalize().into_bytes();
+        let offset = usize::from(digest[19] & 0x0f);
+        let binary = u32::from_be_bytes([
+            digest[offset],
+            digest[offset + 1],
+            digest[offset + 2],
+            digest[offset + 3],
+        ]) & 0x7fff_ffff;
+        binary % 1_000_000
+    }
+
+    /// The step a code typed at `now` matches, if any (the current one or
+    /// one either side). Every candidate is compared, in constant time.
+    pub fn matching_step(&self, code: &str, now: DateTime<Utc>) -> Option<i64> {
+        let code = code.trim().replace(' ', "");
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let current = step_of(now);
+        let mut found = None;
+        for step in current - DRIFT_STEPS..=current + DRIFT_STEPS {
+            let expected = format!("{:06}", self.code_at_step(step));
+            if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && found.is_none() {
+                found = Some(step);
+            }
+        }
+        found
+    }
+}
+
+impl fmt::Debug for TotpSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TotpSecret(***)")
+    }
+}
+
+/// The TOTP step of a time.
+pub fn step_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(STEP_SECONDS)
+}
+
+fn percent_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// A recovery code as shown to its owner once: `xxxxx-xxxxx`, 50 random bits
+/// in lower-case base32 (no 0/1/8/9 to misread). Only its hash is stored.
+pub struct RecoveryCode(String);
+
+impl RecoveryCode {
+    /// A fresh code.
+    pub fn generate(rng: &dyn Rng) -> Self {
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut bytes = [0u8; 10];
+        rng.fill_bytes(&mut bytes);
+        let chars: Vec<char> = bytes
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
+            .collect();
+        let (left, right) = chars.split_at(5);
+        Self(format!(
+            "{}-{}",
+            left.iter().collect::<String>(),
+            right.iter().collect::<String>()
+        ))
+    }
+
+    /// The code, to show once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The stored hash of a code as typed: case, spaces and the dash do not matter.
+    pub fn hash_of(typed: &str) -> TokenHash {
+        let normalized: String = typed
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        TokenHash(Sha256::digest(normalized.as_bytes()).into())
+    }
+
+    /// The hash of this code.
+    pub fn hash(&self) -> TokenHash {
+        Self::hash_of(&self.0)
+    }
+}
+
+impl fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryCode(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// RFC 6238 appendix B's SHA-1 secret.
+    fn rfc_secret() -> TotpSecret {
+        TotpSecret::from_bytes(b"12345678901234567890".to_vec())
+    }
+
+    #[test]
+    fn codes_match_the_rfc_6238_test_vectors() {
+        // (time, 8-digit code) from RFC 6238 B; 6 digits are its last six.
+        for (time, code) in [
+            (59, 94_287_082u32),
+            (1_111_111_109, 7_081_804),
+            (1_111_111_111, 14_050_471),
+            (1_234_567_890, 89_005_924),
+            (2_000_000_000, 69_279_037),
+        ] {
+            let at = Utc.timestamp_opt(time, 0).unwrap();
+            assert_eq!(rfc_secret().code_at_step(step_of(at)), code % 1_000_000, "at {time}");
+        }
+    }
+
+    #[test]
+    fn a_code_matches_its_step_and_one_either_side_only() {
+        let secret = rfc_secret();
+        let now = Utc.timestamp_opt(1_234_567_890, 0).unwrap();
+        let step = step_of(now);
+        for (offset, accepted) in [(-2, false), (-1, true), (0, true), (1, true), (2, false)] {
+            let code = format!("{:06}", secret.code_at_step(step + offset));
+            assert_eq!(secret.matching_step(&code, now).is_some(), accepted, "offset {offset}");
+        }
+        let code = format!("{:06}", secret.code_at_step(step));
+        assert_eq!(secret.matching_step(&code, now), Some(step));
+        assert_eq!(
+            secret.matching_step(&format!(" {} {}", &code[..3], &code[3..]), now),
+            Some(step)
+        );
+    }
+
+    #[test]
+    fn malformed_codes_match_nothing() {
+        let now = Utc.timestamp_opt(1_234_567_890, 0).unwrap();
+        for code in ["", "12345", "1234567", "abcdef", "12345a", "-12345"] {
+            assert_eq!(rfc_secret().matching_step(code, now), None, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn the_otpauth_uri_names_issuer_account_and_secret() {
+        let uri = rfc_secret().otpauth_uri("Convosphere AI", "ada@example.com");
+        assert_eq!(
+            uri,
+            "otpauth://totp/Convosphere%20AI%3Aada%40example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+             &issuer=Convosphere%20AI&algorithm=SHA1&digits=6&period=30"
+        );
+    }
+
+    #[test]
+    fn secrets_and_codes_do_not_print() {
+        assert_eq!(format!("{:?}", rfc_secret()), "TotpSecret(***)");
+        let code = RecoveryCode("abcde-fghij".into());
+        assert_eq!(format!("{code:?}"), "RecoveryCode(***)");
+    }
+
+    #[test]
+    fn recovery_codes_hash_the_same_however_typed() {
+        let code = RecoveryCode("abcde-fghij".into());
+        assert!(RecoveryCode::hash_of(" ABCDE fghij ") == code.hash());
+        assert!(RecoveryCode::hash_of("abcdefghik") != code.hash());
+    }
+}

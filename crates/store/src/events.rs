@@ -1,0 +1,104 @@
+//! [`EventRepository`] for [`Store`]: the audit trail.
+
+use crate::connection::with_conn;
+use crate::error::StoreError;
+use crate::models::{db_time, user_id};
+use crate::schema::security_events;
+use crate::Store;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use convosphere_domain::ports::EventRepository;
+use convosphere_domain::{EventId, EventKind, InfraError, SecurityEvent, UserId};
+use diesel::prelude::*;
+
+type EventRow = (
+    String,
+    String,
+    String,
+    NaiveDateTime,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// The details as a JSON array of `[key, value]` pairs: it keeps their order.
+fn details_json(details: &[(String, String)]) -> String {
+    serde_json::to_string(details).unwrap_or_else(|_| "[]".into())
+}
+
+fn event_from_row(row: EventRow) -> Result<SecurityEvent, StoreError> {
+    let (id, user, kind, at, ip, user_agent, details) = row;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("security_events.{what} of {id}"));
+    let details: Vec<(String, String)> = serde_json::from_str(&details).map_err(|_| corrupt("details"))?;
+    Ok(SecurityEvent {
+        id: id.parse::<EventId>().map_err(|_| corrupt("id"))?,
+        user_id: user_id(&user)?,
+        kind: kind.parse::<EventKind>().map_err(|_| corrupt("kind"))?,
+        at: at.and_utc(),
+        ip,
+        user_agent,
+        details,
+    })
+}
+
+impl EventRepository for Store {
+    async fn record_event(&self, event: &SecurityEvent) -> Result<(), InfraError> {
+        let row = (
+            security_events::id.eq(event.id.to_string()),
+            security_events::user_id.eq(event.user_id.to_string()),
+            security_events::kind.eq(event.kind.as_str()),
+            security_events::at.eq(db_time(event.at)),
+            security_events::ip.eq(event.ip.clone()),
+            security_events::user_agent.eq(event.user_agent.clone()),
+            security_events::details.eq(details_json(&event.details)),
+        );
+        with_conn!(self, |conn| {
+            diesel::insert_into(security_events::table).values(row).execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        user: UserId,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<SecurityEvent>, InfraError> {
+        let user = user.to_string();
+        let before = before.map(|id| id.to_string());
+        let limit = i64::from(limit);
+        let rows: Vec<EventRow> = with_conn!(self, |conn| {
+            let mut query = security_events::table
+                .filter(security_events::user_id.eq(user))
+                .order(security_events::id.desc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(before) = before {
+                // UUIDs in canonical lower-case text sort like the UUIDs.
+                query = query.filter(security_events::id.lt(before));
+            }
+            Ok(query
+                .select((
+                    security_events::id,
+                    security_events::user_id,
+                    security_events::kind,
+                    security_events::at,
+                    security_events::ip,
+                    security_events::user_agent,
+                    security_events::details,
+                ))
+                .load(conn)?)
+        })?;
+        Ok(rows.into_iter().map(event_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// Deletes the security events older than `before` (the retention).
+    pub async fn purge_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let before = db_time(before);
+        with_conn!(self, |conn| {
+            Ok(diesel::delete(security_events::table.filter(security_events::at.lt(before))).execute(conn)?)
+        })
+    }
+}
