@@ -206,8 +206,7 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
             .await?;
         match &outcome {
             RefreshOutcome::Rotated(session) => self.caches.sessions.insert(session.id, session.clone()),
-            // A reuse ended a session we cannot name here: forget them all (rare).
-            RefreshOutcome::Reused => self.caches.sessions.invalidate_all(),
+            RefreshOutcome::Reused(ended) => self.caches.sessions.invalidate(&ended.id),
             RefreshOutcome::Expired | RefreshOutcome::Unknown => {}
         }
         Ok(outcome)

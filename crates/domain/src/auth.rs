@@ -693,7 +693,7 @@ where
 
     /// Trades a refresh token for a new pair. The old refresh token is dead;
     /// presenting it again ends the whole session.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens, RefreshError> {
+    pub async fn refresh(&self, refresh_token: &str, client: &ClientContext) -> Result<IssuedTokens, RefreshError> {
         let now = self.clock.now();
         let replacement = OpaqueToken::generate(&*self.rng);
         let presented = OpaqueToken::presented(refresh_token).hash();
@@ -703,7 +703,14 @@ where
             .await?;
         let session = match outcome {
             RefreshOutcome::Rotated(session) => session,
-            RefreshOutcome::Reused | RefreshOutcome::Unknown => return Err(RefreshError::InvalidToken),
+            RefreshOutcome::Reused(ended) => {
+                let id = ended.id.to_string();
+                let details = [("reason", "refresh_reuse"), ("session_id", id.as_str())];
+                self.record(ended.user_id, EventKind::SessionEnded, client, &details)
+                    .await?;
+                return Err(RefreshError::InvalidToken);
+            }
+            RefreshOutcome::Unknown => return Err(RefreshError::InvalidToken),
             RefreshOutcome::Expired => return Err(RefreshError::SessionExpired),
         };
         let user = self

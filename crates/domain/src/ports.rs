@@ -111,8 +111,8 @@ pub enum RefreshOutcome {
     /// and the session was marked active at `now`.
     Rotated(Session),
     /// The token had been used before (or lost a race to a parallel use):
-    /// its session has been ended with [`EndReason::RefreshReuse`].
-    Reused,
+    /// its session (returned, as ended) has been ended with [`EndReason::RefreshReuse`].
+    Reused(Session),
     /// The token's session is ended, idle past the cutoff or past its
     /// absolute end. Nothing was changed.
     Expired,

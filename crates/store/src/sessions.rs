@@ -12,7 +12,7 @@ use diesel::prelude::*;
 /// What `rotate_refresh_token` decided, before conversion.
 enum Rotation {
     Rotated(SessionRow),
-    Reused,
+    Reused(SessionRow),
     Expired,
     Unknown,
 }
@@ -112,14 +112,15 @@ impl SessionRepository for Store {
                 if !won {
                     // Used before, or by a parallel call that just won: a
                     // theft signal. The whole session ends.
-                    diesel::update(sessions::table.find(&session_id))
+                    let ended = diesel::update(sessions::table.find(&session_id))
                         .set((
                             sessions::ended_at.eq(Some(now)),
                             sessions::end_reason.eq(Some(EndReason::RefreshReuse.as_str())),
                         ))
-                        .execute(conn)?;
+                        .returning(SessionRow::as_returning())
+                        .get_result(conn)?;
                     conn.append_invalidations(&[NewInvalidation::session(session_id)])?;
-                    return Ok(Rotation::Reused);
+                    return Ok(Rotation::Reused(ended));
                 }
                 diesel::insert_into(refresh_tokens::table)
                     .values(NewRefreshToken {
@@ -137,7 +138,7 @@ impl SessionRepository for Store {
         })?;
         Ok(match rotation {
             Rotation::Rotated(row) => RefreshOutcome::Rotated(Session::try_from(row)?),
-            Rotation::Reused => RefreshOutcome::Reused,
+            Rotation::Reused(row) => RefreshOutcome::Reused(Session::try_from(row)?),
             Rotation::Expired => RefreshOutcome::Expired,
             Rotation::Unknown => RefreshOutcome::Unknown,
         })

@@ -167,11 +167,11 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: web::Js
 /// Trade a refresh token for a new pair; the old refresh token is dead.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "accounts", request_body = RefreshBody,
     responses((status = 200, body = TokenPair), (status = 401, body = Problem)))]
-pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshBody>) -> Result {
+pub async fn refresh(state: web::Data<AppState>, client: ClientInfo, body: web::Json<RefreshBody>) -> Result {
     let mut errors = Vec::new();
     let token = required(body.into_inner().refresh_token, "refresh_token", &mut errors);
     no_errors(errors)?;
-    let tokens = state.auth.refresh(&token).await?;
+    let tokens = state.auth.refresh(&token, &client.context()).await?;
     Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
 }
 

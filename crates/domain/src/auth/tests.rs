@@ -253,7 +253,7 @@ impl SessionRepository for &MemoryStore {
         if used {
             session.ended_at = Some(now);
             session.end_reason = Some(EndReason::RefreshReuse);
-            return Ok(RefreshOutcome::Reused);
+            return Ok(RefreshOutcome::Reused(session.clone()));
         }
         session.last_active_at = now;
         let session = session.clone();
@@ -768,7 +768,7 @@ fn the_sixth_session_ends_the_oldest() {
         Err(AuthenticateError::SessionExpired)
     ));
     assert!(matches!(
-        block_on(auth.refresh(sessions[0].refresh_token.expose())),
+        block_on(auth.refresh(sessions[0].refresh_token.expose(), &client())),
         Err(RefreshError::SessionExpired)
     ));
     block_on(auth.authenticate(&sessions[5].access_token)).unwrap();
@@ -780,24 +780,27 @@ fn refresh_rotates_and_reuse_ends_the_session() {
     let auth = world.auth();
     world.verified_user(&auth, "ada@example.com");
     let first = login(&auth, "ada@example.com", PASSWORD).unwrap();
-    let second = block_on(auth.refresh(first.refresh_token.expose())).unwrap();
+    let second = block_on(auth.refresh(first.refresh_token.expose(), &client())).unwrap();
     assert_eq!(second.session_id, first.session_id);
     assert_ne!(second.refresh_token.expose(), first.refresh_token.expose());
     // The old token again: theft signal, the whole session ends.
     assert!(matches!(
-        block_on(auth.refresh(first.refresh_token.expose())),
+        block_on(auth.refresh(first.refresh_token.expose(), &client())),
         Err(RefreshError::InvalidToken)
     ));
     assert!(matches!(
-        block_on(auth.refresh(second.refresh_token.expose())),
+        block_on(auth.refresh(second.refresh_token.expose(), &client())),
         Err(RefreshError::SessionExpired)
     ));
     assert!(matches!(
         block_on(auth.authenticate(&second.access_token)),
         Err(AuthenticateError::SessionExpired)
     ));
+    let ended = block_on(auth.events(second.user.id, None, 1)).unwrap().events;
+    assert_eq!(ended[0].kind, EventKind::SessionEnded);
+    assert_eq!(ended[0].details[0], ("reason".to_owned(), "refresh_reuse".to_owned()));
     assert!(matches!(
-        block_on(auth.refresh("made-up")),
+        block_on(auth.refresh("made-up", &client())),
         Err(RefreshError::InvalidToken)
     ));
 }
@@ -810,7 +813,7 @@ fn sessions_end_after_the_idle_timeout_and_the_refresh_lifetime() {
     let idle = login(&auth, "ada@example.com", PASSWORD).unwrap();
     world.advance(Duration::hours(24));
     assert!(matches!(
-        block_on(auth.refresh(idle.refresh_token.expose())),
+        block_on(auth.refresh(idle.refresh_token.expose(), &client())),
         Err(RefreshError::SessionExpired)
     ));
 
@@ -818,7 +821,7 @@ fn sessions_end_after_the_idle_timeout_and_the_refresh_lifetime() {
     let mut tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
     for _ in 0..8 {
         world.advance(Duration::hours(23));
-        match block_on(auth.refresh(tokens.refresh_token.expose())) {
+        match block_on(auth.refresh(tokens.refresh_token.expose(), &client())) {
             Ok(next) => tokens = next,
             Err(RefreshError::SessionExpired) => return,
             Err(e) => panic!("{e:?}"),
