@@ -413,13 +413,22 @@ impl<S: InvalidationFeed> InvalidationFeed for CachedStore<S> {
 
 /// Reads the invalidation feed every [`POLL_INTERVAL`] and applies it to
 /// the caches, until the returned handle is aborted.
-pub fn spawn_invalidation_poller<S>(store: CachedStore<S>) -> tokio::task::JoinHandle<()>
+///
+/// The feed's position is read before this returns, so call it before the
+/// caches can fill (before serving): a change committed after that point is
+/// applied even if its credential was cached before the first poll. If the
+/// position cannot be read now, the caches are emptied once it can.
+pub async fn spawn_invalidation_poller<S>(store: CachedStore<S>) -> tokio::task::JoinHandle<()>
 where
     S: InvalidationFeed + Clone + 'static,
 {
+    let start = store.inner.latest_invalidation().await;
+    if let Err(error) = &start {
+        tracing::warn!(%error, "cannot read the invalidation feed; caches emptied until it answers");
+    }
     tokio::spawn(async move {
-        let mut cursor = None;
-        let mut failing = false;
+        let mut failing = start.is_err();
+        let mut cursor = start.ok();
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
             let result = match cursor {

@@ -5,6 +5,8 @@
 mod harness;
 mod accounts;
 mod cli;
+mod cluster;
+mod gateway;
 mod mfa;
 mod races;
 mod service;
