@@ -28,6 +28,7 @@ use convosphere_domain::{
 };
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ pub struct Caches {
     sessions: Cache<SessionId, Session>,
     users: Cache<UserId, User>,
     keys: Cache<String, Option<ApiKey>>,
+    /// Moves on after every invalidation. A read-through snapshots it before
+    /// reading the database and caches what it read only if it has not
+    /// moved: otherwise a read that began before a revocation committed
+    /// could put the revoked state back after the revocation cleared it.
+    generation: AtomicU64,
 }
 
 impl Caches {
@@ -62,14 +68,61 @@ impl Caches {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Called after every invalidation.
+    fn moved(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Caches `value` unless an invalidation happened since `seen`.
+    fn insert_if_current<K, V>(&self, cache: &Cache<K, V>, seen: u64, key: K, value: V)
+    where
+        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if self.generation() != seen {
+            return;
+        }
+        cache.insert(key.clone(), value);
+        // An invalidation may have slipped in between the check and the
+        // insert: then take it out again (it is only a cache).
+        if self.generation() != seen {
+            cache.invalidate(&key);
+        }
+    }
+
+    fn forget_session(&self, id: &SessionId) {
+        self.sessions.invalidate(id);
+        self.moved();
+    }
+
+    fn forget_user(&self, id: &UserId) {
+        self.users.invalidate(id);
+        self.moved();
+    }
+
+    fn forget_key(&self, public_id: &str) {
+        self.keys.invalidate(public_id);
+        self.moved();
+    }
+
+    fn forget_all_keys(&self) {
+        self.keys.invalidate_all();
+        self.moved();
     }
 
     fn apply(&self, invalidation: &Invalidation) {
         match invalidation {
-            Invalidation::Session(id) => self.sessions.invalidate(id),
-            Invalidation::User(id) => self.users.invalidate(id),
-            Invalidation::ApiKey(public_id) => self.keys.invalidate(public_id),
+            Invalidation::Session(id) => self.forget_session(id),
+            Invalidation::User(id) => self.forget_user(id),
+            Invalidation::ApiKey(public_id) => self.forget_key(public_id),
         }
     }
 
@@ -77,6 +130,7 @@ impl Caches {
         self.sessions.invalidate_all();
         self.users.invalidate_all();
         self.keys.invalidate_all();
+        self.moved();
     }
 }
 
@@ -102,7 +156,7 @@ impl<S> CachedStore<S> {
     }
 
     fn forget_user(&self, id: UserId) {
-        self.caches.users.invalidate(&id);
+        self.caches.forget_user(&id);
     }
 }
 
@@ -115,9 +169,11 @@ impl<S: UserRepository> UserRepository for CachedStore<S> {
         if let Some(user) = self.caches.users.get(&id) {
             return Ok(Some(user));
         }
+        let seen = self.caches.generation();
         let user = self.inner.user_by_id(id).await?;
         if let Some(user) = &user {
-            self.caches.users.insert(id, user.clone());
+            self.caches
+                .insert_if_current(&self.caches.users, seen, id, user.clone());
         }
         Ok(user)
     }
@@ -188,7 +244,7 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
             .create_session(session, refresh, max_active, idle_cutoff)
             .await?;
         for id in &ended {
-            self.caches.sessions.invalidate(id);
+            self.caches.forget_session(id);
         }
         Ok(ended)
     }
@@ -200,13 +256,17 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
         now: DateTime<Utc>,
         idle_cutoff: DateTime<Utc>,
     ) -> Result<RefreshOutcome, InfraError> {
+        let seen = self.caches.generation();
         let outcome = self
             .inner
             .rotate_refresh_token(presented, replacement, now, idle_cutoff)
             .await?;
         match &outcome {
-            RefreshOutcome::Rotated(session) => self.caches.sessions.insert(session.id, session.clone()),
-            RefreshOutcome::Reused(ended) => self.caches.sessions.invalidate(&ended.id),
+            RefreshOutcome::Rotated(session) => {
+                self.caches
+                    .insert_if_current(&self.caches.sessions, seen, session.id, session.clone());
+            }
+            RefreshOutcome::Reused(ended) => self.caches.forget_session(&ended.id),
             RefreshOutcome::Expired | RefreshOutcome::Unknown => {}
         }
         Ok(outcome)
@@ -216,18 +276,21 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
         if let Some(session) = self.caches.sessions.get(&id) {
             return Ok(Some(session));
         }
+        let seen = self.caches.generation();
         let session = self.inner.session(id).await?;
         if let Some(session) = &session {
-            self.caches.sessions.insert(id, session.clone());
+            self.caches
+                .insert_if_current(&self.caches.sessions, seen, id, session.clone());
         }
         Ok(session)
     }
 
     async fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
+        let seen = self.caches.generation();
         self.inner.touch_session(id, now).await?;
         if let Some(mut session) = self.caches.sessions.get(&id) {
             session.last_active_at = now;
-            self.caches.sessions.insert(id, session);
+            self.caches.insert_if_current(&self.caches.sessions, seen, id, session);
         }
         Ok(())
     }
@@ -240,7 +303,7 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
         reason: EndReason,
     ) -> Result<bool, InfraError> {
         let result = self.inner.end_session(user, id, now, reason).await;
-        self.caches.sessions.invalidate(&id);
+        self.caches.forget_session(&id);
         result
     }
 
@@ -253,7 +316,7 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
     ) -> Result<Vec<SessionId>, InfraError> {
         let ended = self.inner.end_user_sessions(user, except, now, reason).await?;
         for id in &ended {
-            self.caches.sessions.invalidate(id);
+            self.caches.forget_session(id);
         }
         Ok(ended)
     }
@@ -357,7 +420,7 @@ impl<S: ApiKeyRepository> ApiKeyRepository for CachedStore<S> {
     async fn create_api_key(&self, key: &ApiKey) -> Result<(), InfraError> {
         self.inner.create_api_key(key).await?;
         // A cached "unknown" for this public id must not outlive its creation.
-        self.caches.keys.invalidate(&key.public_id);
+        self.caches.forget_key(&key.public_id);
         Ok(())
     }
 
@@ -365,8 +428,10 @@ impl<S: ApiKeyRepository> ApiKeyRepository for CachedStore<S> {
         if let Some(key) = self.caches.keys.get(public_id) {
             return Ok(key);
         }
+        let seen = self.caches.generation();
         let key = self.inner.api_key_by_public_id(public_id).await?;
-        self.caches.keys.insert(public_id.to_owned(), key.clone());
+        self.caches
+            .insert_if_current(&self.caches.keys, seen, public_id.to_owned(), key.clone());
         Ok(key)
     }
 
@@ -380,7 +445,7 @@ impl<S: ApiKeyRepository> ApiKeyRepository for CachedStore<S> {
 
     async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, InfraError> {
         let revoked = self.inner.revoke_api_key(user, id, now).await;
-        self.caches.keys.invalidate_all();
+        self.caches.forget_all_keys();
         revoked
     }
 
@@ -392,7 +457,7 @@ impl<S: ApiKeyRepository> ApiKeyRepository for CachedStore<S> {
         now: DateTime<Utc>,
     ) -> Result<bool, InfraError> {
         let rotated = self.inner.rotate_api_key(user, old, replacement, now).await;
-        self.caches.keys.invalidate_all();
+        self.caches.forget_all_keys();
         rotated
     }
 
