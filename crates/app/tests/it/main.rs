@@ -4,8 +4,10 @@
 #[macro_use]
 mod harness;
 mod accounts;
+mod browser;
 mod cli;
 mod mfa;
 mod races;
 mod service;
 mod sessions;
+mod web;
