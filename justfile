@@ -22,6 +22,10 @@ bench:
     cargo bench -p convosphere-crypto -- --warm-up-time 1 --measurement-time 3
     bash bench/http.sh
 
+# Screenshots of the web pages (desktop and phone width) into docs/screenshots/, by the browser test.
+screenshots:
+    CONVOSPHERE_SCREENSHOTS={{justfile_directory()}}/docs/screenshots cargo test -p convosphere-auth --test it browser::
+
 # Format and lint.
 lint:
     cargo fmt --all -- --check

@@ -375,6 +375,20 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+
+    /// The OAuth providers with a client id (`google`, `github`,
+    /// `facebook`, in that order): the login page offers these.
+    pub fn oauth_providers(&self) -> Vec<&'static str> {
+        [
+            ("google", &self.oauth_google),
+            ("github", &self.oauth_github),
+            ("facebook", &self.oauth_facebook),
+        ]
+        .into_iter()
+        .filter(|(_, provider)| provider.client_id.is_some())
+        .map(|(name, _)| name)
+        .collect()
+    }
 }
 
 /// Reads a TOML file whose keys are the variables' names without `AUTH_`,

@@ -7,6 +7,7 @@ pub mod http;
 pub mod metrics;
 pub mod state;
 pub mod usage;
+pub mod web;
 
 pub use config::Config;
 pub use http::{start, Started};

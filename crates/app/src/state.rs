@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The JWKS document, rendered once.
     pub jwks: String,
+    /// The web pages' keys (session cookie, CSRF) and refresh cache.
+    pub web: crate::web::WebState,
     mail: MailService,
 }
 
@@ -93,6 +95,7 @@ impl AppState {
             mfa_issuer: "Convosphere AI".into(),
         };
         let limiter = Limiter::from_config(&config).await?;
+        let web = crate::web::WebState::new(&secret_key, config.is_https());
         let auth = Auth::new(
             CachedStore::new(store),
             hasher,
@@ -112,6 +115,7 @@ impl AppState {
             usage: UsageRecorder::default(),
             metrics: Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?,
             jwks,
+            web,
             config,
             mail,
         })

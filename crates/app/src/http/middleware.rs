@@ -40,12 +40,12 @@ pub async fn observe(
     let response = next.call(req).instrument(span.clone()).await?;
 
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    // Problem JSON, or a page's own HTML error, is kept as it is.
+    let explained = response.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
+        ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || ct.as_bytes().starts_with(b"text/html")
+    });
     let mut response = match status {
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED if !is_problem => {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED if !explained => {
             let error = if status == StatusCode::NOT_FOUND {
                 ApiError::not_found()
             } else {

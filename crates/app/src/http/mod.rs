@@ -66,6 +66,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         App::new()
             .app_data(app_state.clone())
             .configure(routes::configure)
+            .configure(crate::web::configure)
             .default_service(web::to(routes::not_found))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
     })

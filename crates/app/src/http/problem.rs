@@ -172,6 +172,16 @@ impl ApiError {
         self.code
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The field problems of a 422 (empty otherwise).
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
     fn title(&self) -> &'static str {
         match self.code {
             "invalid_request" => "Invalid request",

@@ -4,6 +4,7 @@
 #[macro_use]
 mod harness;
 mod accounts;
+mod browser;
 mod cli;
 mod cluster;
 mod gateway;
@@ -11,3 +12,4 @@ mod mfa;
 mod races;
 mod service;
 mod sessions;
+mod web;

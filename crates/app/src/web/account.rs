@@ -1,0 +1,601 @@
+//! Pages without a session: signup, login (with its two-factor step),
+//! logout, forgotten password, reset and e-mail verification.
+
+use super::error::{page_error, PageError};
+use super::layout::{self, alert, auth_page, csrf_field, field, form_error, form_problems, html, Input};
+use super::session::{is_signed_in, safe_next, see_other, signed_in_response, AnonForm, SignedInForm, Visitor};
+use crate::http::problem::ApiError;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use convosphere_domain::auth::{
+    LinkError, LoginError, LoginRequest, Redacted, ResetPasswordError, SignupError, SignupRequest,
+};
+use convosphere_domain::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+use convosphere_domain::FieldError;
+use maud::{html, Markup};
+use serde::{Deserialize, Serialize};
+
+type Page = Result<HttpResponse, PageError>;
+
+/// How long a login may wait for its second factor.
+const MFA_TICKET_SECS: i64 = 300;
+const MFA_TICKET: &str = "login_mfa";
+
+fn required(form: &super::form::FormData, name: &'static str, label: &str, errors: &mut Vec<FieldError>) -> String {
+    let value = form.text(name);
+    if value.is_empty() {
+        errors.push(FieldError::new(name, "required", format!("{label} is required")));
+    }
+    value
+}
+
+// ---- Signup ----
+
+#[derive(Default)]
+struct SignupValues {
+    name: String,
+    email: String,
+    company: String,
+    country: String,
+    phone: String,
+}
+
+fn signup_page(csrf: &str, values: &SignupValues, errors: &[FieldError]) -> Markup {
+    let password_hint = format!(
+        "{MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters. A few unrelated words make a strong, memorable password."
+    );
+    auth_page(
+        "Create your account",
+        html! {
+            h1 { "Create your account" }
+            p.muted { "Start building with Convosphere AI." }
+            (form_problems(errors))
+            form method="post" action="/signup" novalidate {
+                (csrf_field(csrf))
+                (field(Input { name: "name", label: "Name", value: Some(&values.name), required: true,
+                    autocomplete: Some("name"), maxlength: Some(100), autofocus: true, ..Input::default() }, errors))
+                (field(Input { name: "email", label: "Work e-mail", kind: "email", value: Some(&values.email),
+                    required: true, autocomplete: Some("email"), ..Input::default() }, errors))
+                (field(Input { name: "password", label: "Password", kind: "password", required: true,
+                    autocomplete: Some("new-password"), minlength: Some(MIN_PASSWORD_CHARS as u32),
+                    hint: Some(&password_hint), ..Input::default() }, errors))
+                (field(Input { name: "company", label: "Company", value: Some(&values.company),
+                    autocomplete: Some("organization"), ..Input::default() }, errors))
+                div.row {
+                    (field(Input { name: "country", label: "Country", value: Some(&values.country),
+                        autocomplete: Some("country-name"), ..Input::default() }, errors))
+                    (field(Input { name: "phone", label: "Phone", kind: "tel", value: Some(&values.phone),
+                        autocomplete: Some("tel"), ..Input::default() }, errors))
+                }
+                button.btn.btn-primary.btn-block type="submit" { "Create account" }
+            }
+            p.auth-switch { "Already have an account? " a href="/login" { "Sign in" } }
+        },
+    )
+}
+
+/// `GET /signup`
+pub(crate) async fn signup_form(req: HttpRequest, visitor: Visitor) -> Page {
+    if is_signed_in(&req).await {
+        return Ok(see_other("/dashboard"));
+    }
+    Ok(html(
+        StatusCode::OK,
+        signup_page(&visitor.csrf, &SignupValues::default(), &[]),
+    ))
+}
+
+/// `POST /signup`: the same answer whether or not the address is taken.
+pub(crate) async fn signup(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let form = &post.form;
+    let values = SignupValues {
+        name: form.text("name"),
+        email: form.text("email"),
+        company: form.text("company"),
+        country: form.text("country"),
+        phone: form.text("phone"),
+    };
+    let outcome = state
+        .auth
+        .signup(SignupRequest {
+            name: values.name.clone(),
+            email: values.email.clone(),
+            password: Redacted(form.text("password")),
+            company: form.optional("company"),
+            country: form.optional("country"),
+            phone: form.optional("phone"),
+            client: post.client.context(),
+        })
+        .await;
+    let errors = match outcome {
+        Ok(()) => {
+            let ttl = layout::human_duration(state.config.email_verify_ttl);
+            return Ok(html(StatusCode::OK, check_inbox(&post.csrf, values.email.trim(), &ttl)));
+        }
+        Err(SignupError::Invalid(errors)) => errors,
+        Err(SignupError::WeakPassword(reason)) => vec![FieldError::new("password", reason.code(), reason.to_string())],
+        Err(SignupError::Internal(cause)) => return Err(page_error(cause)),
+    };
+    Ok(html(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        signup_page(&post.csrf, &values, &errors),
+    ))
+}
+
+fn check_inbox(csrf: &str, email: &str, ttl: &str) -> Markup {
+    auth_page(
+        "Check your inbox",
+        html! {
+            h1 { "Check your inbox" }
+            p.lead { "We've sent a link to " strong { (email) } ". Open it to confirm your address, then sign in." }
+            p.muted { "The link works once, for " (ttl) ". Nothing there? Check your spam folder, or send a new link." }
+            form method="post" action="/verify-email/resend" {
+                (csrf_field(csrf))
+                input type="hidden" name="email" value=(email);
+                button.btn.btn-secondary.btn-block type="submit" { "Send a new link" }
+            }
+            p.auth-switch { a href="/login" { "Back to sign in" } }
+        },
+    )
+}
+
+// ---- Login ----
+
+/// `GET /login` query.
+#[derive(Deserialize)]
+pub(crate) struct LoginQuery {
+    next: Option<String>,
+    notice: Option<String>,
+}
+
+struct LoginView<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    next: &'a str,
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+    errors: &'a [FieldError],
+    providers: &'a [&'static str],
+}
+
+fn provider_name(provider: &str) -> &'static str {
+    match provider {
+        "google" => "Google",
+        "github" => "GitHub",
+        "facebook" => "Facebook",
+        _ => "the provider",
+    }
+}
+
+fn login_page(view: &LoginView<'_>) -> Markup {
+    auth_page(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            p.muted { "Welcome back to Convosphere AI." }
+            @if let Some((kind, text)) = view.notice.and_then(layout::notice_text) {
+                (alert(kind, html! { (text) }))
+            }
+            @if let Some(code) = view.error { (form_error(code)) }
+            @if view.error == Some("email_not_verified") {
+                form.resend method="post" action="/verify-email/resend" {
+                    (csrf_field(view.csrf))
+                    input type="hidden" name="email" value=(view.email);
+                    button.btn.btn-secondary.btn-block type="submit" { "Send a new confirmation link" }
+                }
+                div.divider { "or" }
+            }
+            form method="post" action="/login" novalidate {
+                (csrf_field(view.csrf))
+                input type="hidden" name="next" value=(view.next);
+                (field(Input { name: "email", label: "E-mail", kind: "email", value: Some(view.email), required: true,
+                    autocomplete: Some("username"), autofocus: view.email.is_empty(), ..Input::default() }, view.errors))
+                (field(Input { name: "password", label: "Password", kind: "password", required: true,
+                    autocomplete: Some("current-password"), autofocus: !view.email.is_empty(), ..Input::default() }, view.errors))
+                p { a href="/forgot-password" { "Forgot your password?" } }
+                button.btn.btn-primary.btn-block type="submit" { "Sign in" }
+            }
+            @if !view.providers.is_empty() {
+                div.divider { "or" }
+                div.providers {
+                    @for provider in view.providers {
+                        a class=(format!("btn btn-secondary btn-block provider provider-{provider}"))
+                            href=(format!("/v1/auth/oauth/{provider}/start")) {
+                            span.provider-mark aria-hidden="true" { (provider_name(provider).chars().next().unwrap_or(' ')) }
+                            "Sign in with " (provider_name(provider))
+                        }
+                    }
+                }
+            }
+            p.auth-switch { "New to Convosphere? " a href="/signup" { "Create an account" } }
+        },
+    )
+}
+
+/// `GET /login`
+pub(crate) async fn login_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    query: web::Query<LoginQuery>,
+) -> Page {
+    let next = safe_next(query.next.as_deref());
+    if is_signed_in(&req).await {
+        return Ok(see_other(next));
+    }
+    let providers = state.config.oauth_providers();
+    Ok(html(
+        StatusCode::OK,
+        login_page(&LoginView {
+            csrf: &visitor.csrf,
+            email: "",
+            next,
+            notice: query.notice.as_deref(),
+            error: None,
+            errors: &[],
+            providers: &providers,
+        }),
+    ))
+}
+
+/// A login waiting for its second factor, sealed into the form of that step.
+#[derive(Serialize, Deserialize)]
+struct PendingLogin {
+    email: String,
+    password: String,
+    next: String,
+}
+
+fn mfa_page(csrf: &str, ticket: &str, error: Option<&str>, errors: &[FieldError]) -> Markup {
+    auth_page(
+        "Two-factor authentication",
+        html! {
+            h1 { "Two-factor authentication" }
+            p.muted { "Enter the 6-digit code your authenticator app shows for Convosphere AI." }
+            @if let Some(code) = error { (form_error(code)) }
+            form method="post" action="/login/two-factor" novalidate {
+                (csrf_field(csrf))
+                input type="hidden" name="ticket" value=(ticket);
+                (field(Input { name: "code", label: "Authentication code", autocomplete: Some("one-time-code"),
+                    inputmode: Some("numeric"), maxlength: Some(7), autofocus: true, required: true,
+                    errors_for: Some("totp_code"), ..Input::default() }, errors))
+                details.recovery {
+                    summary { "Lost your phone? Use a recovery code" }
+                    (field(Input { name: "recovery_code", label: "Recovery code", autocomplete: Some("off"),
+                        hint: Some("One of the ten codes you saved when you turned two-factor authentication on, like abcde-fghij. Each works once."),
+                        ..Input::default() }, errors))
+                }
+                button.btn.btn-primary.btn-block type="submit" { "Verify and sign in" }
+            }
+            p.auth-switch { a href="/login" { "Start over" } }
+        },
+    )
+}
+
+/// The login form again, with the outcome of a failed attempt.
+fn login_failed(state: &AppState, csrf: &str, email: &str, next: &str, error: ApiError) -> Page {
+    if matches!(error.code(), "internal" | "unavailable" | "rate_limited") {
+        return Err(error.into());
+    }
+    let providers = state.config.oauth_providers();
+    Ok(html(
+        error.status(),
+        login_page(&LoginView {
+            csrf,
+            email,
+            next,
+            notice: None,
+            error: Some(error.code()),
+            errors: &[],
+            providers: &providers,
+        }),
+    ))
+}
+
+fn count_login(state: &AppState, outcome: &Result<convosphere_domain::IssuedTokens, LoginError>) {
+    let label = match outcome {
+        Ok(_) => "ok",
+        Err(LoginError::InvalidCredentials) => "invalid_credentials",
+        Err(LoginError::EmailNotVerified) => "email_not_verified",
+        Err(LoginError::Locked) => "account_locked",
+        Err(LoginError::MfaRequired) => "mfa_required",
+        Err(LoginError::InvalidMfaCode) => "invalid_mfa_code",
+        Err(LoginError::Internal(_)) => "internal",
+    };
+    state.metrics.logins.with_label_values(&[label]).inc();
+}
+
+/// `POST /login`: the same use case as `POST /v1/auth/login`; the session
+/// is kept in the cookie.
+pub(crate) async fn login(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let form = &post.form;
+    let next = safe_next(form.get("next")).to_owned();
+    let mut errors = Vec::new();
+    let email = required(form, "email", "The e-mail address", &mut errors);
+    let password = required(form, "password", "The password", &mut errors);
+    if !errors.is_empty() {
+        let providers = state.config.oauth_providers();
+        return Ok(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            login_page(&LoginView {
+                csrf: &post.csrf,
+                email: &email,
+                next: &next,
+                notice: None,
+                error: None,
+                errors: &errors,
+                providers: &providers,
+            }),
+        ));
+    }
+    let outcome = state
+        .auth
+        .login(LoginRequest {
+            email: email.clone(),
+            password: Redacted(password.clone()),
+            totp_code: None,
+            recovery_code: None,
+            client: post.client.context(),
+        })
+        .await;
+    count_login(&state, &outcome);
+    match outcome {
+        Ok(tokens) => Ok(signed_in_response(&state, &tokens, &next)?),
+        Err(LoginError::MfaRequired) => {
+            let pending = PendingLogin { email, password, next };
+            let ticket = state
+                .web
+                .seal_ticket(MFA_TICKET, MFA_TICKET_SECS, &pending)
+                .map_err(page_error)?;
+            Ok(html(StatusCode::OK, mfa_page(&post.csrf, &ticket, None, &[])))
+        }
+        Err(error) => login_failed(&state, &post.csrf, &email, &next, error.into()),
+    }
+}
+
+/// `POST /login/two-factor`: the login again, with the code.
+pub(crate) async fn login_mfa(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let form = &post.form;
+    let Some(pending) = state.web.open_ticket::<PendingLogin>(MFA_TICKET, form.get("ticket")) else {
+        // Too slow, or tampered with: the password is asked again.
+        return login_failed(
+            &state,
+            &post.csrf,
+            "",
+            "/dashboard",
+            ApiError::unauthorized("session_expired", "the login took too long"),
+        );
+    };
+    let code = form.optional("code");
+    let recovery = form.optional("recovery_code");
+    let ticket = form.text("ticket");
+    if code.is_none() && recovery.is_none() {
+        let errors = [FieldError::new(
+            "totp_code",
+            "required",
+            "enter the code from your app, or a recovery code",
+        )];
+        return Ok(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            mfa_page(&post.csrf, &ticket, None, &errors),
+        ));
+    }
+    let outcome = state
+        .auth
+        .login(LoginRequest {
+            email: pending.email.clone(),
+            password: Redacted(pending.password),
+            totp_code: code.map(Redacted),
+            recovery_code: recovery.map(Redacted),
+            client: post.client.context(),
+        })
+        .await;
+    count_login(&state, &outcome);
+    match outcome {
+        Ok(tokens) => Ok(signed_in_response(&state, &tokens, &pending.next)?),
+        Err(LoginError::InvalidMfaCode) => Ok(html(
+            StatusCode::UNAUTHORIZED,
+            mfa_page(&post.csrf, &ticket, Some("invalid_mfa_code"), &[]),
+        )),
+        Err(error) => login_failed(&state, &post.csrf, &pending.email, &pending.next, error.into()),
+    }
+}
+
+/// `POST /logout`: this session ends, the cookie goes.
+pub(crate) async fn logout(state: web::Data<AppState>, post: SignedInForm) -> Page {
+    let who = &post.who;
+    state
+        .auth
+        .logout(who.user().id, who.principal.session_id, &who.client.context())
+        .await
+        .map_err(page_error)?;
+    let mut response = see_other("/login?notice=logged_out");
+    response
+        .add_cookie(&state.web.session_removal())
+        .map_err(|e| page_error(convosphere_domain::InfraError::new(e.to_string())))?;
+    Ok(response)
+}
+
+// ---- Forgotten password and reset ----
+
+fn forgot_page(csrf: &str, email: &str, errors: &[FieldError]) -> Markup {
+    auth_page(
+        "Reset your password",
+        html! {
+            h1 { "Forgot your password?" }
+            p.muted { "Enter the e-mail address of your account and we'll send you a link to choose a new password." }
+            form method="post" action="/forgot-password" novalidate {
+                (csrf_field(csrf))
+                (field(Input { name: "email", label: "E-mail", kind: "email", value: Some(email), required: true,
+                    autocomplete: Some("email"), autofocus: true, ..Input::default() }, errors))
+                button.btn.btn-primary.btn-block type="submit" { "Send the link" }
+            }
+            p.auth-switch { a href="/login" { "Back to sign in" } }
+        },
+    )
+}
+
+/// `GET /forgot-password`
+pub(crate) async fn forgot_form(visitor: Visitor) -> Page {
+    Ok(html(StatusCode::OK, forgot_page(&visitor.csrf, "", &[])))
+}
+
+/// `POST /forgot-password`: the same answer whether or not the address has an account.
+pub(crate) async fn forgot(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let mut errors = Vec::new();
+    let email = required(&post.form, "email", "The e-mail address", &mut errors);
+    if !errors.is_empty() {
+        return Ok(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            forgot_page(&post.csrf, &email, &errors),
+        ));
+    }
+    state.auth.forgot_password(&email).await.map_err(page_error)?;
+    let ttl = layout::human_duration(state.config.password_reset_ttl);
+    Ok(html(
+        StatusCode::OK,
+        auth_page(
+            "Check your inbox",
+            html! {
+                h1 { "Check your inbox" }
+                p.lead { "If " strong { (email.trim()) } " has an account, we've sent it a link to choose a new password." }
+                p.muted { "The link works once, for " (ttl) "." }
+                p.auth-switch { a href="/login" { "Back to sign in" } }
+            },
+        ),
+    ))
+}
+
+/// A query holding the token of an e-mailed link.
+#[derive(Deserialize)]
+pub(crate) struct TokenQuery {
+    token: Option<String>,
+}
+
+fn reset_page(csrf: &str, token: &str, errors: &[FieldError]) -> Markup {
+    auth_page(
+        "Choose a new password",
+        html! {
+            h1 { "Choose a new password" }
+            p.muted { "After this, every session of your account is signed out." }
+            (form_problems(errors))
+            form method="post" action="/reset-password" novalidate {
+                (csrf_field(csrf))
+                input type="hidden" name="token" value=(token);
+                (field(Input { name: "password", label: "New password", kind: "password", required: true,
+                    autocomplete: Some("new-password"), minlength: Some(MIN_PASSWORD_CHARS as u32), autofocus: true,
+                    hint: Some("At least 8 characters; a few unrelated words work well."), ..Input::default() }, errors))
+                button.btn.btn-primary.btn-block type="submit" { "Set the new password" }
+            }
+        },
+    )
+}
+
+fn link_invalid_page(csrf: &str, resend: bool) -> Markup {
+    auth_page(
+        "This link no longer works",
+        html! {
+            (layout::form_error("link_invalid"))
+            @if resend {
+                h1 { "Send a new confirmation link" }
+                form method="post" action="/verify-email/resend" novalidate {
+                    (csrf_field(csrf))
+                    (field(Input { name: "email", label: "E-mail", kind: "email", required: true,
+                        autocomplete: Some("email"), ..Input::default() }, &[]))
+                    button.btn.btn-primary.btn-block type="submit" { "Send a new link" }
+                }
+            } @else {
+                div.actions {
+                    a.btn.btn-primary href="/forgot-password" { "Ask for a new link" }
+                    a.btn.btn-secondary href="/login" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /reset-password?token=`
+pub(crate) async fn reset_form(visitor: Visitor, query: web::Query<TokenQuery>) -> Page {
+    match query.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Ok(html(StatusCode::OK, reset_page(&visitor.csrf, token, &[]))),
+        None => Ok(html(StatusCode::BAD_REQUEST, link_invalid_page(&visitor.csrf, false))),
+    }
+}
+
+/// `POST /reset-password`: a refused password leaves the link usable.
+pub(crate) async fn reset(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let token = post.form.text("token");
+    let password = post.form.text("password");
+    match state
+        .auth
+        .reset_password(&token, &password, &post.client.context())
+        .await
+    {
+        Ok(()) => Ok(see_other("/login?notice=password_reset")),
+        Err(ResetPasswordError::WeakPassword(reason)) => {
+            let errors = [FieldError::new("password", reason.code(), reason.to_string())];
+            Ok(html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                reset_page(&post.csrf, &token, &errors),
+            ))
+        }
+        Err(ResetPasswordError::LinkInvalid) => Ok(html(StatusCode::BAD_REQUEST, link_invalid_page(&post.csrf, false))),
+        Err(ResetPasswordError::Internal(cause)) => Err(page_error(cause)),
+    }
+}
+
+// ---- E-mail verification ----
+
+/// `GET /verify-email?token=`: a page with a button. Fetching the link
+/// (as mail scanners do) verifies nothing; the button's POST does.
+pub(crate) async fn verify_form(visitor: Visitor, query: web::Query<TokenQuery>) -> Page {
+    let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(html(StatusCode::BAD_REQUEST, link_invalid_page(&visitor.csrf, true)));
+    };
+    Ok(html(
+        StatusCode::OK,
+        auth_page(
+            "Confirm your e-mail address",
+            html! {
+                h1 { "Confirm your e-mail address" }
+                p.muted { "One click and your account is ready." }
+                form method="post" action="/verify-email" {
+                    (csrf_field(&visitor.csrf))
+                    input type="hidden" name="token" value=(token);
+                    button.btn.btn-primary.btn-block type="submit" { "Confirm my e-mail address" }
+                }
+            },
+        ),
+    ))
+}
+
+/// `POST /verify-email`
+pub(crate) async fn verify(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let token = post.form.text("token");
+    match state.auth.verify_email(&token, &post.client.context()).await {
+        Ok(_) => Ok(see_other("/login?notice=email_verified")),
+        Err(LinkError::LinkInvalid) => Ok(html(StatusCode::BAD_REQUEST, link_invalid_page(&post.csrf, true))),
+        Err(LinkError::Internal(cause)) => Err(page_error(cause)),
+    }
+}
+
+/// `POST /verify-email/resend`: the same answer whatever the address.
+pub(crate) async fn resend(state: web::Data<AppState>, post: AnonForm) -> Page {
+    let email = post.form.text("email");
+    if !email.trim().is_empty() {
+        state.auth.resend_verification(&email).await.map_err(page_error)?;
+    }
+    Ok(html(
+        StatusCode::OK,
+        auth_page(
+            "Check your inbox",
+            html! {
+                h1 { "Check your inbox" }
+                p.lead { "If that address has an account waiting for confirmation, we've sent it a new link." }
+                p.muted { "Only the newest link works." }
+                p.auth-switch { a href="/login" { "Back to sign in" } }
+            },
+        ),
+    ))
+}

@@ -1,0 +1,83 @@
+//! Server-rendered pages for people: signup, login, password reset, e-mail
+//! verification, the dashboard, API keys, sessions and security settings.
+//!
+//! Handlers are as thin as the JSON API's: extract (a signed-in browser, or
+//! a form whose CSRF token checks out), call the same use case as the API,
+//! render with maud. A browser session is an API session kept in a sealed
+//! cookie (see [`session`]); errors are the API's codes in plain words.
+//! The stylesheet and script are embedded in the binary.
+
+mod account;
+mod assets;
+mod dashboard;
+mod error;
+mod form;
+mod keys;
+mod layout;
+mod security;
+pub mod session;
+mod sessions;
+
+pub use session::{signed_in_response, WebState};
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+
+/// Registers every page and the embedded assets.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let page = |path: &str| web::resource(path).wrap(from_fn(session::page_middleware));
+    cfg.service(page("/").route(web::get().to(dashboard::root)))
+        .service(
+            page("/signup")
+                .route(web::get().to(account::signup_form))
+                .route(web::post().to(account::signup)),
+        )
+        .service(
+            page("/login")
+                .route(web::get().to(account::login_form))
+                .route(web::post().to(account::login)),
+        )
+        .service(page("/login/two-factor").route(web::post().to(account::login_mfa)))
+        .service(page("/logout").route(web::post().to(account::logout)))
+        .service(
+            page("/forgot-password")
+                .route(web::get().to(account::forgot_form))
+                .route(web::post().to(account::forgot)),
+        )
+        .service(
+            page("/reset-password")
+                .route(web::get().to(account::reset_form))
+                .route(web::post().to(account::reset)),
+        )
+        .service(
+            page("/verify-email")
+                .route(web::get().to(account::verify_form))
+                .route(web::post().to(account::verify)),
+        )
+        .service(page("/verify-email/resend").route(web::post().to(account::resend)))
+        .service(page("/dashboard").route(web::get().to(dashboard::show)))
+        .service(page("/dashboard/profile").route(web::post().to(dashboard::update_profile)))
+        .service(
+            page("/settings/api-keys")
+                .route(web::get().to(keys::list))
+                .route(web::post().to(keys::create)),
+        )
+        .service(
+            page("/settings/api-keys/{id}/revoke")
+                .route(web::get().to(keys::confirm_revoke))
+                .route(web::post().to(keys::revoke)),
+        )
+        .service(
+            page("/settings/api-keys/{id}/rotate")
+                .route(web::get().to(keys::confirm_rotate))
+                .route(web::post().to(keys::rotate)),
+        )
+        .service(page("/settings/sessions").route(web::get().to(sessions::list)))
+        .service(page("/settings/sessions/{id}/end").route(web::post().to(sessions::end)))
+        .service(page("/settings/security").route(web::get().to(security::show)))
+        .service(page("/settings/security/password").route(web::post().to(security::change_password)))
+        .service(page("/settings/security/two-factor").route(web::post().to(security::begin_totp)))
+        .service(page("/settings/security/two-factor/confirm").route(web::post().to(security::confirm_totp)))
+        .service(page("/settings/security/two-factor/disable").route(web::post().to(security::disable_totp)))
+        .service(web::resource("/assets/{name}").route(web::get().to(assets::serve)));
+}
