@@ -215,11 +215,16 @@ impl WebState {
 
     /// Trades a refresh token once, however many requests present it
     /// within [`REFRESH_GRACE`] on this instance.
-    async fn refresh(&self, auth: &AppAuth, refresh_token: &str) -> Result<Refreshed, RefreshError> {
+    async fn refresh(
+        &self,
+        auth: &AppAuth,
+        refresh_token: &str,
+        client: &convosphere_domain::ClientContext,
+    ) -> Result<Refreshed, RefreshError> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         let cell = self.refreshes.get_with(key, || Arc::new(OnceCell::new()));
         cell.get_or_try_init(|| async {
-            let tokens = auth.refresh(refresh_token).await?;
+            let tokens = auth.refresh(refresh_token, client).await?;
             let cookie = self.seal_tokens(&tokens.access_token, tokens.refresh_token.expose())?;
             Ok::<_, RefreshError>(Refreshed {
                 access: tokens.access_token,
@@ -334,11 +339,12 @@ async fn sign_in(req: &HttpRequest) -> Result<SignedIn, PageError> {
     let Some(tokens) = web.open_tokens(cookie.value()) else {
         return Err(sign_in_first(req, None, Some(web.session_removal())));
     };
+    let client = ClientInfo::of(req, &state.config.trusted_proxies);
     let principal = match state.auth.authenticate(&tokens.a).await {
         Ok(principal) => principal,
         Err(AuthenticateError::TokenExpired) => {
             let refreshed = web
-                .refresh(&state.auth, &tokens.r)
+                .refresh(&state.auth, &tokens.r, &client.context())
                 .await
                 .map_err(|e| session_over(req, web, e.into()))?;
             set_cookie_later(req, web.session_cookie_of(refreshed.cookie, refreshed.max_age));
@@ -353,7 +359,7 @@ async fn sign_in(req: &HttpRequest) -> Result<SignedIn, PageError> {
     Ok(SignedIn {
         csrf: web.session_csrf(principal.session_id),
         principal,
-        client: ClientInfo::of(req, &state.config.trusted_proxies),
+        client,
     })
 }
 
