@@ -357,13 +357,25 @@ impl<S: InvalidationFeed> InvalidationFeed for CachedStore<S> {
 
 /// Reads the invalidation feed every [`POLL_INTERVAL`] and applies it to
 /// the caches, until the returned handle is aborted.
-pub fn spawn_invalidation_poller<S>(store: CachedStore<S>) -> tokio::task::JoinHandle<()>
+///
+/// The feed's position is read before this returns, so call it before
+/// serving: a change made after that is applied however soon it comes.
+/// (Taking the position only at the first poll would skip the changes made
+/// in the meantime while the caches may already hold their old state.)
+pub async fn spawn_invalidation_poller<S>(store: CachedStore<S>) -> tokio::task::JoinHandle<()>
 where
     S: InvalidationFeed + Clone + 'static,
 {
+    let mut cursor = match store.inner.latest_invalidation().await {
+        Ok(latest) => Some(latest),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the invalidation feed; caches will be emptied when it answers");
+            None
+        }
+    };
     tokio::spawn(async move {
-        let mut cursor = None;
-        let mut failing = false;
+        // Without a position, what was cached before one is found is suspect.
+        let mut failing = cursor.is_none();
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
             let result = match cursor {

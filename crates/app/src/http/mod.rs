@@ -51,7 +51,8 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         .map_err(|e| StartError(format!("AUTH_DATABASE_URL: migration failed: {e}")))?;
     let bind = config.bind;
     let state = web::Data::new(AppState::build(config, store).await?);
-    crate::cache::spawn_invalidation_poller(state.auth.store().clone());
+    // Before serving: no cache may fill before the feed's position is known.
+    crate::cache::spawn_invalidation_poller(state.auth.store().clone()).await;
     let flusher = state.clone();
     tokio::spawn(async move {
         loop {

@@ -5,6 +5,7 @@
 mod harness;
 mod accounts;
 mod cli;
+mod keys;
 mod races;
 mod service;
 mod sessions;
