@@ -4,12 +4,12 @@ use super::auth::{Caller, UserSession};
 use super::dto::{ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
 use super::extract::ClientInfo;
 use super::problem::{ApiError, Problem};
-use super::routes::{no_errors, required, Result};
+use super::routes::{no_errors, Result};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use convosphere_domain::api_key::ApiKeyId;
-use convosphere_domain::auth::keys::{CreateApiKeyError, CreatedApiKey, RotateApiKeyError};
+use convosphere_domain::auth::keys::{parse_key_input, CreateApiKeyError, CreatedApiKey, RotateApiKeyError};
 use convosphere_domain::{FieldError, Scope, ScopeSet};
 use secrecy::ExposeSecret;
 
@@ -71,11 +71,18 @@ pub async fn create(
     body: web::Json<CreateApiKeyBody>,
 ) -> Result {
     let body = body.into_inner();
-    let mut errors = Vec::new();
-    let name = required(body.name, "name", &mut errors);
+    let name = body.name.unwrap_or_default();
     let scopes = body.scopes.unwrap_or_default();
+    let mut errors = Vec::new();
     let expires_at = parse_expiry(body.expires_at, &mut errors);
-    no_errors(errors)?;
+    if !errors.is_empty() {
+        // An unreadable expiry: report the other fields' problems with it, all at once.
+        if let Err(more) = parse_key_input(&name, &scopes, None, Utc::now()) {
+            errors.extend(more);
+        }
+        return Err(ApiError::validation(errors));
+    }
+    // The domain checks name, scopes and expiry together.
     let key = state
         .auth
         .create_api_key(user.0.user.id, &name, &scopes, expires_at, &client.context())

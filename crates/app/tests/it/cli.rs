@@ -1,17 +1,8 @@
 //! The binary: commands, exit codes, configuration errors, logs without secrets.
 
+use super::harness::run_cli as run;
 use super::harness::*;
 use std::process::{Command, Output};
-
-pub(crate) fn run(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convosphere-auth"))
-        .args(args)
-        .env("AUTH_DATA_DIR", data_dir)
-        .env("AUTH_LOG_FORMAT", "json")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
 
 pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -4,6 +4,7 @@ use convosphere_auth::Config;
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -80,32 +81,31 @@ impl TestApp {
 
     async fn start(settings: &[(&str, &str)], database: Option<PgDatabase>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut env: Vec<(String, String)> = vec![
-            ("AUTH_BIND".into(), "127.0.0.1:0".into()),
-            ("AUTH_DATA_DIR".into(), dir.path().display().to_string()),
-            ("AUTH_PUBLIC_URL".into(), "http://auth.test".into()),
-            ("AUTH_LOG_FORMAT".into(), "json".into()),
-            ("AUTH_IP_RATE_LIMIT".into(), "100000".into()),
-        ];
-        if let Some(database) = &database {
-            env.push(("AUTH_DATABASE_URL".into(), database.url.clone()));
-        }
-        env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_sources(None, env).unwrap();
-        let started = convosphere_auth::start(config).await.unwrap();
-        let handle = started.server.handle();
-        tokio::spawn(started.server);
+        let database_url = database.as_ref().map(|d| d.url.clone());
+        let (base, handle) = launch(settings, dir.path(), database_url.as_deref()).await;
         Self {
-            base: format!("http://{}", started.addr),
-            client: Client::builder()
-                .user_agent("convosphere-tests/1.0")
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            base,
+            client: client(),
             dir,
-            database_url: database.as_ref().map(|d| d.url.clone()),
+            database_url,
             handle,
             _database: database,
+        }
+    }
+
+    /// Another instance of the service on this one's data directory and
+    /// database, as a second replica behind a load balancer would be. Read
+    /// mails and run the command line through the first: the replica's own
+    /// `dir` is empty. Drop it before the first.
+    pub async fn replica(&self, settings: &[(&str, &str)]) -> Self {
+        let (base, handle) = launch(settings, self.dir.path(), self.database_url.as_deref()).await;
+        Self {
+            base,
+            client: client(),
+            dir: tempfile::tempdir().unwrap(),
+            database_url: self.database_url.clone(),
+            handle,
+            _database: None,
         }
     }
 
@@ -187,6 +187,60 @@ impl TestApp {
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
+
+    /// Runs the binary as an operator would, on this app's data directory
+    /// and database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let env: Vec<(&str, &str)> = self
+            .database_url
+            .iter()
+            .map(|url| ("AUTH_DATABASE_URL", url.as_str()))
+            .collect();
+        run_cli(self.dir.path(), args, &env)
+    }
+}
+
+/// Runs the binary with a data directory and extra settings.
+pub fn run_cli(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convosphere-auth"))
+        .args(args)
+        .env("AUTH_DATA_DIR", data_dir)
+        .env("AUTH_LOG_FORMAT", "json")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Starts the service on `data_dir` (and a PostgreSQL database, if given).
+async fn launch(
+    settings: &[(&str, &str)],
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> (String, actix_web::dev::ServerHandle) {
+    let mut env: Vec<(String, String)> = vec![
+        ("AUTH_BIND".into(), "127.0.0.1:0".into()),
+        ("AUTH_DATA_DIR".into(), data_dir.display().to_string()),
+        ("AUTH_PUBLIC_URL".into(), "http://auth.test".into()),
+        ("AUTH_LOG_FORMAT".into(), "json".into()),
+        ("AUTH_IP_RATE_LIMIT".into(), "100000".into()),
+    ];
+    if let Some(url) = database_url {
+        env.push(("AUTH_DATABASE_URL".into(), url.to_owned()));
+    }
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_sources(None, env).unwrap();
+    let started = convosphere_auth::start(config).await.unwrap();
+    let handle = started.server.handle();
+    tokio::spawn(started.server);
+    (format!("http://{}", started.addr), handle)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .user_agent("convosphere-tests/1.0")
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 pub fn read_mails(dir: &Path) -> Vec<String> {

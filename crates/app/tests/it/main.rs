@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod gateway;
+mod keys;
 mod mfa;
 mod races;
 mod service;

@@ -257,7 +257,7 @@ async fn operators_read_an_accounts_events() {
     let app = TestApp::spawn().await;
     app.verified_user("ada@example.com").await;
     app.login("ada@example.com", "wrong password!").await;
-    let output = super::cli::run(app.dir.path(), &["user", "events", "Ada@Example.com"], &[]);
+    let output = run_cli(app.dir.path(), &["user", "events", "Ada@Example.com"], &[]);
     assert!(output.status.success(), "{}", super::cli::stderr(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
@@ -271,6 +271,6 @@ async fn operators_read_an_accounts_events() {
         "{stdout}"
     );
     assert!(lines[2].contains("signup"));
-    let unknown = super::cli::run(app.dir.path(), &["user", "events", "nobody@example.com"], &[]);
+    let unknown = run_cli(app.dir.path(), &["user", "events", "nobody@example.com"], &[]);
     assert_eq!(unknown.status.code(), Some(1));
 }
