@@ -964,6 +964,7 @@ where
 
 pub mod keys;
 pub mod mfa;
+pub mod oauth;
 
 #[cfg(test)]
 mod tests;

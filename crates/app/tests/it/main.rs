@@ -6,6 +6,7 @@ mod harness;
 mod accounts;
 mod cli;
 mod mfa;
+mod oauth;
 mod races;
 mod service;
 mod sessions;
