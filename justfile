@@ -9,6 +9,10 @@ default:
 run:
     cargo run --release
 
+# Install the OpenID Provider the OAuth tests run against (needs node and npm).
+oidc-provider:
+    npm ci --prefix crates/oauth/tests/oidc --no-audit --no-fund
+
 # Run every test (PostgreSQL tests run when TEST_DATABASE_URL is set).
 test:
     cargo test --workspace

@@ -573,3 +573,61 @@ impl<T: TokenSigner> TokenSigner for CachedSigner<T> {
         Ok(claims)
     }
 }
+
+impl<S: convosphere_domain::ports::OAuthRepository> convosphere_domain::ports::OAuthRepository for CachedStore<S> {
+    async fn save_pending_login(&self, pending: &convosphere_domain::oauth::PendingLogin) -> Result<(), InfraError> {
+        self.inner.save_pending_login(pending).await
+    }
+
+    async fn take_pending_login(
+        &self,
+        state: &TokenHash,
+    ) -> Result<Option<convosphere_domain::oauth::PendingLogin>, InfraError> {
+        self.inner.take_pending_login(state).await
+    }
+
+    async fn identity_owner(
+        &self,
+        provider: convosphere_domain::oauth::Provider,
+        subject: &str,
+    ) -> Result<Option<UserId>, InfraError> {
+        self.inner.identity_owner(provider, subject).await
+    }
+
+    async fn link_identity(
+        &self,
+        identity: &convosphere_domain::oauth::LinkedIdentity,
+    ) -> Result<convosphere_domain::oauth::LinkOutcome, InfraError> {
+        // Linking may verify the address and drop the password.
+        let result = self.inner.link_identity(identity).await;
+        self.forget_user(identity.user_id);
+        result
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: &NewUser,
+        identity: &convosphere_domain::oauth::LinkedIdentity,
+    ) -> Result<User, CreateUserError> {
+        self.inner.create_user_with_identity(user, identity).await
+    }
+
+    async fn issue_login_code(
+        &self,
+        code: &TokenHash,
+        user: UserId,
+        provider: convosphere_domain::oauth::Provider,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.inner.issue_login_code(code, user, provider, now, expires_at).await
+    }
+
+    async fn consume_login_code(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserId, convosphere_domain::oauth::Provider)>, InfraError> {
+        self.inner.consume_login_code(code, now).await
+    }
+}

@@ -208,16 +208,28 @@ impl Source {
             .unwrap_or_default()
     }
 
-    fn oauth(&self, provider: &str, endpoints: &[&'static str]) -> OAuthProviderConfig {
+    fn oauth(&self, provider: &str, endpoints: &[&'static str]) -> Result<OAuthProviderConfig, ConfigError> {
         let var = |suffix: &str| format!("AUTH_OAUTH_{provider}_{suffix}");
-        OAuthProviderConfig {
+        let config = OAuthProviderConfig {
             client_id: self.optional(&var("CLIENT_ID")),
             client_secret: self.optional(&var("CLIENT_SECRET")),
             endpoints: endpoints
                 .iter()
                 .filter_map(|name| self.optional(&var(name)).map(|value| (*name, value)))
                 .collect(),
+        };
+        if config.client_id.is_some() && config.client_secret.is_none() {
+            return Err(bad(
+                &var("CLIENT_SECRET"),
+                format!("is required when {} is set", var("CLIENT_ID")),
+            ));
         }
+        for (name, value) in &config.endpoints {
+            if !(value.starts_with("https://") || value.starts_with("http://")) {
+                return Err(bad(&var(name), format!("{value:?} is not an http(s) URL")));
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -309,14 +321,12 @@ impl Config {
             })
             .collect::<Result<_, _>>()?;
         let oauth_redirect_allowlist = src.list("AUTH_OAUTH_REDIRECT_ALLOWLIST");
-        for prefix in &oauth_redirect_allowlist {
-            if !(prefix.starts_with("https://") || prefix.starts_with("http://")) {
-                return Err(bad(
-                    "AUTH_OAUTH_REDIRECT_ALLOWLIST",
-                    format!("{prefix:?} is not an http(s) URL prefix"),
-                ));
-            }
-        }
+        // Parsed as the redirect policy will parse them: scheme, host, port, path.
+        convosphere_domain::oauth::RedirectPolicy::new(&public_url, &oauth_redirect_allowlist)
+            .map_err(|e| bad("AUTH_OAUTH_REDIRECT_ALLOWLIST", e))?;
+        let oauth_google = src.oauth("GOOGLE", &["ISSUER"])?;
+        let oauth_github = src.oauth("GITHUB", &["AUTH_URL", "TOKEN_URL", "API_URL"])?;
+        let oauth_facebook = src.oauth("FACEBOOK", &["AUTH_URL", "TOKEN_URL", "API_URL"])?;
         let log_format = match src.optional("AUTH_LOG_FORMAT").as_deref() {
             None => {
                 use std::io::IsTerminal;
@@ -362,9 +372,9 @@ impl Config {
             trusted_proxies,
             rate_limit_backend,
             redis_url,
-            oauth_google: src.oauth("GOOGLE", &["ISSUER"]),
-            oauth_github: src.oauth("GITHUB", &["AUTH_URL", "TOKEN_URL", "API_URL"]),
-            oauth_facebook: src.oauth("FACEBOOK", &["AUTH_URL", "TOKEN_URL", "API_URL"]),
+            oauth_google,
+            oauth_github,
+            oauth_facebook,
             oauth_redirect_allowlist,
             log_format,
             data_dir,
@@ -452,6 +462,19 @@ mod tests {
             let err = Config::from_sources(None, env(&[(var, value)])).unwrap_err();
             assert!(err.0.starts_with(var), "{err}");
         }
+        for (var, value) in [
+            (
+                "AUTH_OAUTH_REDIRECT_ALLOWLIST",
+                "https://app.example.com,app.example.com",
+            ),
+            ("AUTH_OAUTH_REDIRECT_ALLOWLIST", "https://user@app.example.com"),
+            ("AUTH_OAUTH_GITHUB_API_URL", "api.github.example"),
+        ] {
+            let err = Config::from_sources(None, env(&[(var, value)])).unwrap_err();
+            assert!(err.0.starts_with(var), "{err}");
+        }
+        let err = Config::from_sources(None, env(&[("AUTH_OAUTH_GOOGLE_CLIENT_ID", "id")])).unwrap_err();
+        assert!(err.0.starts_with("AUTH_OAUTH_GOOGLE_CLIENT_SECRET"), "{err}");
         let err = Config::from_sources(None, env(&[("AUTH_RATE_LIMIT_BACKEND", "redis")])).unwrap_err();
         assert!(err.0.starts_with("AUTH_REDIS_URL"), "{err}");
     }

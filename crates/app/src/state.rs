@@ -5,8 +5,13 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::usage::UsageRecorder;
 use convosphere_crypto::{Argon2Hasher, JwtSigner, OsRng, Sealer, SystemClock};
+use convosphere_domain::auth::oauth::OAuthLogin;
+use convosphere_domain::oauth::{Provider, RedirectPolicy};
 use convosphere_domain::{Auth, AuthConfig, Runtime};
 use convosphere_mail::MailService;
+use convosphere_oauth::{
+    Credentials, FacebookConfig, GitHubConfig, GoogleConfig, OAuthClients, OAuthConfig as ProvidersConfig,
+};
 use convosphere_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use convosphere_store::Store;
 use std::sync::Arc;
@@ -45,6 +50,8 @@ pub struct AppState {
     pub jwks: String,
     /// The web pages' keys (session cookie, CSRF) and refresh cache.
     pub web: crate::web::WebState,
+    /// The OAuth providers and the redirect policy.
+    pub oauth: OAuthLogin<OAuthClients>,
     mail: MailService,
 }
 
@@ -96,6 +103,7 @@ impl AppState {
         };
         let limiter = Limiter::from_config(&config).await?;
         let web = crate::web::WebState::new(&secret_key, config.is_https());
+        let oauth = oauth_login(&config)?;
         let auth = Auth::new(
             CachedStore::new(store),
             hasher,
@@ -116,6 +124,7 @@ impl AppState {
             metrics: Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?,
             jwks,
             web,
+            oauth,
             config,
             mail,
         })
@@ -140,6 +149,57 @@ impl AppState {
         self.usage.flush(self.auth.store()).await;
         self.mail.shutdown(std::time::Duration::from_secs(10)).await;
     }
+}
+
+/// The OAuth providers named by the configuration (a provider without a
+/// client id is off), and the redirect policy.
+fn oauth_login(config: &Config) -> Result<OAuthLogin<OAuthClients>, StartError> {
+    use crate::config::OAuthProviderConfig;
+    fn credentials(c: &OAuthProviderConfig) -> Option<Credentials> {
+        Some(Credentials {
+            client_id: c.client_id.clone()?,
+            client_secret: c.client_secret.clone().unwrap_or_default().into(),
+        })
+    }
+    let endpoint = |c: &OAuthProviderConfig, name: &str, default: &str| {
+        c.endpoints.get(name).cloned().unwrap_or_else(|| default.to_owned())
+    };
+    let (google, github, facebook) = (&config.oauth_google, &config.oauth_github, &config.oauth_facebook);
+    let providers = OAuthClients::new(ProvidersConfig {
+        google: credentials(google).map(|credentials| GoogleConfig {
+            credentials,
+            issuer: endpoint(google, "ISSUER", GoogleConfig::DEFAULT_ISSUER),
+        }),
+        github: credentials(github).map(|credentials| GitHubConfig {
+            credentials,
+            auth_url: endpoint(github, "AUTH_URL", GitHubConfig::DEFAULT_AUTH_URL),
+            token_url: endpoint(github, "TOKEN_URL", GitHubConfig::DEFAULT_TOKEN_URL),
+            api_url: endpoint(github, "API_URL", GitHubConfig::DEFAULT_API_URL),
+        }),
+        facebook: credentials(facebook).map(|credentials| FacebookConfig {
+            credentials,
+            auth_url: endpoint(facebook, "AUTH_URL", FacebookConfig::DEFAULT_AUTH_URL),
+            token_url: endpoint(facebook, "TOKEN_URL", FacebookConfig::DEFAULT_TOKEN_URL),
+            api_url: endpoint(facebook, "API_URL", FacebookConfig::DEFAULT_API_URL),
+        }),
+    })
+    .map_err(|e| {
+        let provider = match e.provider {
+            Provider::Google => "GOOGLE",
+            Provider::GitHub => "GITHUB",
+            Provider::Facebook => "FACEBOOK",
+        };
+        StartError(format!(
+            "AUTH_OAUTH_{provider}_{}: {}",
+            e.field.to_uppercase(),
+            e.reason
+        ))
+    })?;
+    let enabled: Vec<&str> = providers.enabled().iter().map(Provider::as_str).collect();
+    tracing::info!(providers = ?enabled, "OAuth providers");
+    let redirects = RedirectPolicy::new(&config.public_url, &config.oauth_redirect_allowlist)
+        .map_err(|e| StartError(format!("AUTH_OAUTH_REDIRECT_ALLOWLIST: {e}")))?;
+    Ok(OAuthLogin { providers, redirects })
 }
 
 /// The plan limiter: in memory for one instance, in Redis for many.

@@ -971,6 +971,7 @@ where
 
 pub mod keys;
 pub mod mfa;
+pub mod oauth;
 
 #[cfg(test)]
 mod tests;

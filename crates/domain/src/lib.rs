@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod mfa;
+pub mod oauth;
 pub mod password;
 pub mod plan;
 pub mod ports;

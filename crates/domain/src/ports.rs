@@ -508,3 +508,87 @@ pub trait EventRepository: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<crate::SecurityEvent>, InfraError>> + Send;
 }
+
+/// The identity providers (Google through OpenID Connect, GitHub,
+/// Facebook) behind one port: one adapter serves every configured provider.
+pub trait OAuthProvider: Send + Sync {
+    /// Whether `provider` is configured (has a client id).
+    fn is_enabled(&self, provider: crate::oauth::Provider) -> bool;
+
+    /// The provider's authorization URL for this request, with `state`, the
+    /// PKCE `S256` challenge and, for OpenID Connect, the `nonce`.
+    fn authorization_url(
+        &self,
+        request: &crate::oauth::AuthorizationRequest<'_>,
+    ) -> impl Future<Output = Result<String, crate::oauth::ProviderError>> + Send;
+
+    /// Redeems an authorization code (with the PKCE verifier) and says who
+    /// logged in. For OpenID Connect the ID token is validated (signature,
+    /// `iss`, `aud`, `exp`, `nonce`) before anything in it is believed.
+    fn identify(
+        &self,
+        grant: &crate::oauth::CodeGrant<'_>,
+    ) -> impl Future<Output = Result<crate::oauth::ProviderIdentity, crate::oauth::ProviderError>> + Send;
+}
+
+/// Stores what OAuth logins need: authorizations in flight, the links of
+/// provider identities to accounts, and the one-time codes that the
+/// callback hands the client.
+pub trait OAuthRepository: Send + Sync {
+    /// Stores an authorization in flight.
+    fn save_pending_login(
+        &self,
+        pending: &crate::oauth::PendingLogin,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Removes and returns the authorization with this state, whatever its
+    /// provider or expiry (the caller checks both). Of parallel calls with
+    /// one state, exactly one gets it.
+    fn take_pending_login(
+        &self,
+        state: &TokenHash,
+    ) -> impl Future<Output = Result<Option<crate::oauth::PendingLogin>, InfraError>> + Send;
+
+    /// The account linked to this provider identity.
+    fn identity_owner(
+        &self,
+        provider: crate::oauth::Provider,
+        subject: &str,
+    ) -> impl Future<Output = Result<Option<UserId>, InfraError>> + Send;
+
+    /// Links an identity to an existing account. The provider verified the
+    /// account's address, so, in the same transaction, an account whose
+    /// address was not yet verified becomes verified and loses its password:
+    /// nobody proved that the one who chose it owns the address.
+    fn link_identity(
+        &self,
+        identity: &crate::oauth::LinkedIdentity,
+    ) -> impl Future<Output = Result<crate::oauth::LinkOutcome, InfraError>> + Send;
+
+    /// Creates an account and links the identity to it, in one transaction.
+    /// [`CreateUserError::EmailTaken`] (and nothing stored) when the address,
+    /// or the identity, was taken meanwhile by a parallel login.
+    fn create_user_with_identity(
+        &self,
+        user: &NewUser,
+        identity: &crate::oauth::LinkedIdentity,
+    ) -> impl Future<Output = Result<User, CreateUserError>> + Send;
+
+    /// Stores a one-time login code for `user` (by hash).
+    fn issue_login_code(
+        &self,
+        code: &TokenHash,
+        user: UserId,
+        provider: crate::oauth::Provider,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Uses a login code: its account and provider if it was unused and
+    /// unexpired. Of parallel calls with one code, exactly one gets them.
+    fn consume_login_code(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(UserId, crate::oauth::Provider)>, InfraError>> + Send;
+}

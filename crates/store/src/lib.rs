@@ -7,6 +7,7 @@ mod events;
 mod invalidations;
 mod mfa;
 mod models;
+mod oauth;
 mod schema;
 mod sessions;
 mod tokens;
@@ -57,14 +58,15 @@ impl fmt::Display for Backend {
 /// tokens, API keys and the invalidation feed, in SQLite or PostgreSQL.
 ///
 /// It implements the domain's [`UserRepository`], [`SessionRepository`],
-/// [`OneTimeTokenRepository`] (hence its `Store` port), [`ApiKeyRepository`]
-/// and [`InvalidationFeed`]. Cloning is cheap: the clones share one
+/// [`OneTimeTokenRepository`] (hence its `Store` port), [`ApiKeyRepository`],
+/// [`OAuthRepository`] and [`InvalidationFeed`]. Cloning is cheap: the clones share one
 /// connection pool.
 ///
 /// [`UserRepository`]: convosphere_domain::ports::UserRepository
 /// [`SessionRepository`]: convosphere_domain::ports::SessionRepository
 /// [`OneTimeTokenRepository`]: convosphere_domain::ports::OneTimeTokenRepository
 /// [`ApiKeyRepository`]: convosphere_domain::ports::ApiKeyRepository
+/// [`OAuthRepository`]: convosphere_domain::ports::OAuthRepository
 /// [`InvalidationFeed`]: convosphere_domain::ports::InvalidationFeed
 #[derive(Clone)]
 pub struct Store {
@@ -108,8 +110,9 @@ impl Store {
     }
 
     /// Deletes what no rule reads any more: sessions that ended or expired
-    /// before `before` (with their refresh tokens), one-time tokens that
-    /// expired before it, and invalidations written before it. Meant for a
+    /// before `before` (with their refresh tokens), one-time tokens, OAuth
+    /// states and OAuth login codes that expired before it, and
+    /// invalidations written before it. Meant for a
     /// periodic job, with `before` well in the past (a day or more): a
     /// session's row is what makes a still-unexpired access token of it
     /// answer `session_expired` rather than `invalid_token`, and a feed reader
@@ -131,6 +134,14 @@ impl Store {
                     schema::one_time_tokens::table.filter(schema::one_time_tokens::expires_at.lt(before)),
                 )
                 .execute(conn)?;
+                let oauth = diesel::delete(
+                    schema::oauth_pending_logins::table.filter(schema::oauth_pending_logins::expires_at.lt(before)),
+                )
+                .execute(conn)?
+                    + diesel::delete(
+                        schema::oauth_login_codes::table.filter(schema::oauth_login_codes::expires_at.lt(before)),
+                    )
+                    .execute(conn)?;
                 // Deleting takes no turn with the appenders: it only removes
                 // rows far behind every reader's cursor.
                 let invalidations =
@@ -139,6 +150,7 @@ impl Store {
                 Ok(Purged {
                     sessions,
                     one_time_tokens,
+                    oauth,
                     invalidations,
                 })
             })
@@ -165,6 +177,8 @@ pub struct Purged {
     pub sessions: usize,
     /// One-time e-mail tokens.
     pub one_time_tokens: usize,
+    /// OAuth logins left unfinished and their unused one-time codes.
+    pub oauth: usize,
     /// Rows of the invalidation feed.
     pub invalidations: usize,
 }

@@ -1,12 +1,16 @@
 //! Rows as stored, and their conversions to and from domain values.
 
 use crate::error::StoreError;
-use crate::schema::{api_keys, invalidations, one_time_tokens, refresh_tokens, sessions, users};
+use crate::schema::{
+    api_keys, invalidations, oauth_identities, oauth_login_codes, oauth_pending_logins, one_time_tokens,
+    refresh_tokens, sessions, users,
+};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
+use convosphere_domain::oauth::{LinkedIdentity, PendingLogin, Provider};
 use convosphere_domain::ports::Invalidation;
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{Email, EndReason, NewUser, PasswordHash, Session, SessionId, User, UserId};
+use convosphere_domain::{Email, EndReason, NewUser, PasswordHash, Session, SessionId, TokenHash, User, UserId};
 use diesel::prelude::*;
 
 /// A timestamp as stored: UTC, microsecond precision (PostgreSQL's), so that
@@ -222,7 +226,7 @@ fn to_hex(bytes: &[u8; 32]) -> String {
 }
 
 /// The 32 bytes of 64 hex digits.
-fn from_hex(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn from_hex(text: &str) -> Option<[u8; 32]> {
     let digits = text.as_bytes();
     if digits.len() != 64 {
         return None;
@@ -298,6 +302,97 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 /// Converts rows, failing on the first unreadable one.
 pub(crate) fn api_keys_from_rows(rows: Vec<ApiKeyRow>) -> Result<Vec<ApiKey>, StoreError> {
     rows.into_iter().map(ApiKey::try_from).collect()
+}
+
+/// A stored provider name.
+pub(crate) fn provider(text: &str) -> Result<Provider, StoreError> {
+    text.parse().map_err(StoreError::corrupt)
+}
+
+fn token_hash(text: &str, what: &str) -> Result<TokenHash, StoreError> {
+    from_hex(text)
+        .map(TokenHash)
+        .ok_or_else(|| StoreError::corrupt(format_args!("{what} is not a SHA-256 in hex")))
+}
+
+/// A row of `oauth_identities`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = oauth_identities)]
+pub(crate) struct NewOAuthIdentity {
+    pub provider: &'static str,
+    pub subject: String,
+    pub user_id: String,
+    pub email: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl NewOAuthIdentity {
+    pub fn new(identity: &LinkedIdentity) -> Self {
+        Self {
+            provider: identity.provider.as_str(),
+            subject: identity.subject.clone(),
+            user_id: identity.user_id.to_string(),
+            email: identity.email.as_str().to_owned(),
+            created_at: db_time(identity.created_at),
+        }
+    }
+}
+
+/// A row of `oauth_pending_logins`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_pending_logins, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub(crate) struct PendingLoginRow {
+    pub state_hash: String,
+    pub provider: String,
+    pub browser_hash: String,
+    pub sealed_verifier: String,
+    pub nonce: String,
+    pub redirect_to: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+impl PendingLoginRow {
+    pub fn new(pending: &PendingLogin) -> Self {
+        Self {
+            state_hash: pending.state.to_hex(),
+            provider: pending.provider.as_str().to_owned(),
+            browser_hash: pending.browser.to_hex(),
+            sealed_verifier: pending.sealed_verifier.clone(),
+            nonce: pending.nonce.clone(),
+            redirect_to: pending.redirect_to.clone(),
+            created_at: db_time(pending.created_at),
+            expires_at: db_time(pending.expires_at),
+        }
+    }
+}
+
+impl TryFrom<PendingLoginRow> for PendingLogin {
+    type Error = StoreError;
+
+    fn try_from(row: PendingLoginRow) -> Result<Self, Self::Error> {
+        Ok(PendingLogin {
+            state: token_hash(&row.state_hash, "a pending login's state hash")?,
+            provider: provider(&row.provider)?,
+            browser: token_hash(&row.browser_hash, "a pending login's browser hash")?,
+            sealed_verifier: row.sealed_verifier,
+            nonce: row.nonce,
+            redirect_to: row.redirect_to,
+            created_at: utc(row.created_at),
+            expires_at: utc(row.expires_at),
+        })
+    }
+}
+
+/// A new row of `oauth_login_codes`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = oauth_login_codes)]
+pub(crate) struct NewLoginCode {
+    pub hash: String,
+    pub user_id: String,
+    pub provider: &'static str,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
 }
 
 /// `invalidations.kind` of [`Invalidation::Session`].

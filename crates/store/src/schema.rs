@@ -187,6 +187,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Provider identities linked to accounts.
+    oauth_identities (provider, subject) {
+        /// `google`, `github` or `facebook`.
+        provider -> Text,
+        /// The provider's stable id of the person.
+        subject -> Text,
+        /// The account.
+        user_id -> Text,
+        /// The verified address it was linked with.
+        email -> Text,
+        /// When it was linked (UTC).
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// OAuth authorizations in flight, by the hash of `state`.
+    oauth_pending_logins (state_hash) {
+        /// Lower-case hex SHA-256 of `state`.
+        state_hash -> Text,
+        /// `google`, `github` or `facebook`.
+        provider -> Text,
+        /// Lower-case hex SHA-256 of the browser-binding cookie.
+        browser_hash -> Text,
+        /// The PKCE verifier, sealed by the `SecretBox`.
+        sealed_verifier -> Text,
+        /// The OIDC nonce.
+        nonce -> Text,
+        /// Where to send the browser afterwards.
+        redirect_to -> Nullable<Text>,
+        /// Start time (UTC).
+        created_at -> Timestamp,
+        /// End of validity (UTC).
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One-time codes of finished OAuth logins, by hash.
+    oauth_login_codes (hash) {
+        /// Lower-case hex SHA-256 of the code.
+        hash -> Text,
+        /// The account.
+        user_id -> Text,
+        /// The provider it logged in with.
+        provider -> Text,
+        /// Issue time (UTC).
+        created_at -> Timestamp,
+        /// End of validity (UTC).
+        expires_at -> Timestamp,
+        /// When it was used (UTC).
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(totp_secrets -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
@@ -194,6 +250,8 @@ diesel::joinable!(security_events -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(oauth_identities -> users (user_id));
+diesel::joinable!(oauth_login_codes -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -204,5 +262,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     invalidations,
     totp_secrets,
     recovery_codes,
-    security_events
+    security_events,
+    oauth_identities,
+    oauth_pending_logins,
+    oauth_login_codes
 );

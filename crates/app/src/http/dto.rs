@@ -407,6 +407,13 @@ pub struct CodeBody {
     pub code: Option<String>,
 }
 
+/// `POST /v1/auth/oauth/exchange`
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct OAuthCodeBody {
+    /// The one-time code the callback put in the redirect (`?code=`).
+    pub code: Option<String>,
+}
+
 /// The recovery codes, shown this once.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RecoveryCodesBody {

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod keys;
 pub mod mfa;
 pub mod middleware;
+pub mod oauth;
 pub mod openapi;
 pub mod problem;
 pub mod routes;

@@ -2,7 +2,7 @@
 
 use super::dto::*;
 use super::problem::{FieldProblem, Problem};
-use super::{keys, mfa, routes};
+use super::{keys, mfa, oauth, routes};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -15,12 +15,13 @@ use utoipa::{Modify, OpenApi};
         routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
         keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
+        oauth::start, oauth::callback, oauth::exchange,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
         RefreshBody, ResetBody, ChangePasswordBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
-        TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList,
+        TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
     )),
     modifiers(&BearerAuth),
 )]

@@ -25,6 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(limited("/v1/auth/refresh").route(web::post().to(refresh)))
         .service(limited("/v1/auth/password/forgot").route(web::post().to(forgot_password)))
         .service(limited("/v1/auth/password/reset").route(web::post().to(reset_password)))
+        .service(limited("/v1/auth/oauth/{provider}/start").route(web::get().to(super::oauth::start)))
+        .service(limited("/v1/auth/oauth/{provider}/callback").route(web::get().to(super::oauth::callback)))
+        .service(limited("/v1/auth/oauth/exchange").route(web::post().to(super::oauth::exchange)))
         .service(web::resource("/v1/auth/logout").route(web::post().to(logout)))
         .service(web::resource("/v1/auth/password/change").route(web::post().to(change_password)))
         .service(

@@ -10,6 +10,7 @@ mod cluster;
 mod gateway;
 mod keys;
 mod mfa;
+mod oauth;
 mod races;
 mod service;
 mod sessions;

@@ -71,6 +71,9 @@ async fn health_readiness_jwks_metrics_and_openapi_answer() {
         "/v1/auth/refresh",
         "/v1/me",
         "/v1/sessions/{id}",
+        "/v1/auth/oauth/{provider}/start",
+        "/v1/auth/oauth/{provider}/callback",
+        "/v1/auth/oauth/exchange",
     ] {
         assert!(
             spec["paths"].get(path).is_some(),

@@ -96,6 +96,10 @@ struct State {
     /// recovery code hash → (user, used)
     recovery: HashMap<TokenHash, (UserId, bool)>,
     events: Vec<crate::SecurityEvent>,
+    pending_logins: HashMap<TokenHash, crate::oauth::PendingLogin>,
+    identities: Vec<crate::oauth::LinkedIdentity>,
+    /// login code hash → (user, provider, expires, used)
+    login_codes: HashMap<TokenHash, (UserId, crate::oauth::Provider, DateTime<Utc>, bool)>,
 }
 
 #[derive(Default)]
@@ -1481,4 +1485,570 @@ fn a_lockout_is_an_event() {
     }
     let kinds = world.event_kinds(user.id);
     assert_eq!(kinds.iter().filter(|k| **k == "locked_out").count(), 1);
+}
+
+// ---- OAuth login ----
+
+use crate::oauth::{
+    AuthorizationRequest, CodeGrant, LinkOutcome, LinkedIdentity, PendingLogin, Provider, ProviderError,
+    ProviderIdentity, RedirectPolicy,
+};
+use oauth::{OAuthCallback, OAuthCallbackError, OAuthExchangeError, OAuthLogin, OAuthStartError};
+
+impl OAuthRepository for &MemoryStore {
+    async fn save_pending_login(&self, pending: &PendingLogin) -> Result<(), InfraError> {
+        let mut state = self.0.lock().unwrap();
+        state.pending_logins.insert(pending.state, pending.clone());
+        Ok(())
+    }
+    async fn take_pending_login(&self, hash: &TokenHash) -> Result<Option<PendingLogin>, InfraError> {
+        Ok(self.0.lock().unwrap().pending_logins.remove(hash))
+    }
+    async fn identity_owner(&self, provider: Provider, subject: &str) -> Result<Option<UserId>, InfraError> {
+        let state = self.0.lock().unwrap();
+        Ok(state
+            .identities
+            .iter()
+            .find(|i| i.provider == provider && i.subject == subject)
+            .map(|i| i.user_id))
+    }
+    async fn link_identity(&self, identity: &LinkedIdentity) -> Result<LinkOutcome, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(existing) = state
+            .identities
+            .iter()
+            .find(|i| i.provider == identity.provider && i.subject == identity.subject)
+        {
+            return Ok(LinkOutcome::AlreadyLinked(existing.user_id));
+        }
+        state.identities.push(identity.clone());
+        if let Some(user) = state
+            .users
+            .iter_mut()
+            .find(|u| u.id == identity.user_id && !u.email_verified)
+        {
+            user.email_verified = true;
+            user.password_hash = None;
+        }
+        Ok(LinkOutcome::Linked)
+    }
+    async fn create_user_with_identity(
+        &self,
+        user: &NewUser,
+        identity: &LinkedIdentity,
+    ) -> Result<User, CreateUserError> {
+        let taken = {
+            let state = self.0.lock().unwrap();
+            state
+                .identities
+                .iter()
+                .any(|i| i.provider == identity.provider && i.subject == identity.subject)
+        };
+        if taken {
+            return Err(CreateUserError::EmailTaken);
+        }
+        let created = UserRepository::create_user(self, user).await?;
+        self.0.lock().unwrap().identities.push(identity.clone());
+        Ok(created)
+    }
+    async fn issue_login_code(
+        &self,
+        code: &TokenHash,
+        user: UserId,
+        provider: Provider,
+        _now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        let mut state = self.0.lock().unwrap();
+        state.login_codes.insert(*code, (user, provider, expires_at, false));
+        Ok(())
+    }
+    async fn consume_login_code(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserId, Provider)>, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        match state.login_codes.get_mut(code) {
+            Some((user, provider, expires, used)) if *expires > now && !*used => {
+                *used = true;
+                Ok(Some((*user, *provider)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A provider that answers what each code was set up to answer, and checks
+/// that the callback hands back the PKCE verifier and nonce of the request.
+#[derive(Default)]
+struct FakeIdp {
+    disabled: Vec<Provider>,
+    /// code → what the provider says
+    answers: Mutex<HashMap<String, Result<ProviderIdentity, ProviderError>>>,
+    /// (verifier, nonce, redirect_uri) of each authorization request
+    requests: Mutex<Vec<(String, String, String)>>,
+}
+
+impl FakeIdp {
+    fn answer(&self, code: &str, answer: Result<ProviderIdentity, ProviderError>) {
+        self.answers.lock().unwrap().insert(code.into(), answer);
+    }
+}
+
+impl OAuthProvider for FakeIdp {
+    fn is_enabled(&self, provider: Provider) -> bool {
+        !self.disabled.contains(&provider)
+    }
+    async fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> Result<String, ProviderError> {
+        self.requests.lock().unwrap().push((
+            request.pkce_verifier.expose().into(),
+            request.nonce.into(),
+            request.redirect_uri.into(),
+        ));
+        Ok(format!(
+            "https://idp.example/{}/authorize?state={}",
+            request.provider,
+            request.state.expose()
+        ))
+    }
+    async fn identify(&self, grant: &CodeGrant<'_>) -> Result<ProviderIdentity, ProviderError> {
+        let sent = (
+            grant.pkce_verifier.expose().to_owned(),
+            grant.nonce.to_owned(),
+            grant.redirect_uri.to_owned(),
+        );
+        if !self.requests.lock().unwrap().contains(&sent) {
+            return Err(ProviderError::new("PKCE verifier or nonce mismatch"));
+        }
+        self.answers
+            .lock()
+            .unwrap()
+            .remove(grant.code.expose())
+            .unwrap_or_else(|| Err(ProviderError::new("invalid_grant")))
+    }
+}
+
+fn oauth_login(idp: FakeIdp) -> OAuthLogin<FakeIdp> {
+    OAuthLogin {
+        providers: idp,
+        redirects: RedirectPolicy::new("https://auth.example", &["https://app.example/".into()]).unwrap(),
+    }
+}
+
+fn identity(subject: &str, email: &str, verified: bool) -> ProviderIdentity {
+    ProviderIdentity {
+        subject: subject.into(),
+        email: Some(email.into()),
+        email_verified: verified,
+        name: Some("Ada Lovelace".into()),
+    }
+}
+
+/// Starts a login; answers the callback query's state and the cookie.
+fn start(auth: &TestAuth<'_>, oauth: &OAuthLogin<FakeIdp>, redirect_to: Option<&str>) -> (String, String) {
+    let started = block_on(auth.oauth_start(oauth, Provider::Google, redirect_to)).unwrap();
+    assert_eq!(started.ttl, Duration::minutes(10));
+    let state = started.location.split("state=").nth(1).unwrap().to_owned();
+    (state, started.browser_binding.expose().to_owned())
+}
+
+fn callback(state: &str, code: &str, cookie: Option<&str>) -> OAuthCallback {
+    OAuthCallback {
+        state: Some(state.into()),
+        code: Some(code.into()),
+        error: None,
+        browser_binding: cookie.map(Into::into),
+    }
+}
+
+/// Runs start and callback for `answer`; returns the callback's outcome.
+fn provider_login(
+    auth: &TestAuth<'_>,
+    oauth: &OAuthLogin<FakeIdp>,
+    redirect_to: Option<&str>,
+    answer: Result<ProviderIdentity, ProviderError>,
+) -> Result<String, OAuthCallbackError> {
+    let (state, cookie) = start(auth, oauth, redirect_to);
+    let code = format!("code-{state}");
+    oauth.providers.answer(&code, answer);
+    block_on(auth.oauth_callback(
+        oauth,
+        Provider::Google,
+        callback(&state, &code, Some(&cookie)),
+        &client(),
+    ))
+}
+
+fn login_code(location: &str) -> String {
+    location.split("code=").nth(1).unwrap().to_owned()
+}
+
+#[test]
+fn a_first_provider_login_makes_a_verified_free_account_without_a_password() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let location = provider_login(
+        &auth,
+        &oauth,
+        Some("https://app.example/after"),
+        Ok(identity("g-1", "Ada@Example.com", true)),
+    )
+    .unwrap();
+    assert!(location.starts_with("https://app.example/after?code="), "{location}");
+    let tokens = block_on(auth.oauth_exchange(&login_code(&location), &client())).unwrap();
+    let user = tokens.user;
+    assert_eq!(user.email.as_str(), "ada@example.com");
+    assert!(user.email_verified);
+    assert_eq!(user.plan, Plan::Free);
+    assert_eq!(user.password_hash, None);
+    assert_eq!(user.name, "Ada Lovelace");
+    assert!(block_on(auth.authenticate(&tokens.access_token)).is_ok());
+    assert_eq!(world.event_kinds(user.id), ["signup", "login_succeeded"]);
+    let state = world.store.0.lock().unwrap();
+    let login = state
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::LoginSucceeded)
+        .unwrap();
+    assert_eq!(login.details, [("method".to_owned(), "oauth:google".to_owned())]);
+    assert!(state.pending_logins.is_empty(), "the state is spent");
+    assert_eq!(
+        oauth.providers.requests.lock().unwrap()[0].2,
+        "https://auth.example/v1/auth/oauth/google/callback"
+    );
+}
+
+#[test]
+fn without_redirect_to_the_browser_goes_to_the_dashboard() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    assert!(
+        location.starts_with("https://auth.example/dashboard?code="),
+        "{location}"
+    );
+}
+
+#[test]
+fn a_known_identity_logs_in_to_its_account_whatever_its_address_says_now() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let first = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    let first = block_on(auth.oauth_exchange(&login_code(&first), &client()))
+        .unwrap()
+        .user;
+    // The provider now reports another, unverified address: the subject decides.
+    let again = provider_login(&auth, &oauth, None, Ok(identity("g-1", "other@example.com", false))).unwrap();
+    let again = block_on(auth.oauth_exchange(&login_code(&again), &client()))
+        .unwrap()
+        .user;
+    assert_eq!(again.id, first.id);
+    assert!(
+        block_on(auth.store.user_by_email(&Email::parse("other@example.com").unwrap()))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_new_identity_joins_the_account_with_its_verified_address() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let ada = world.verified_user(&auth, "ada@example.com");
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ADA@example.com", true))).unwrap();
+    let tokens = block_on(auth.oauth_exchange(&login_code(&location), &client())).unwrap();
+    assert_eq!(tokens.user.id, ada.id);
+    assert!(
+        tokens.user.password_hash.is_some(),
+        "a verified account keeps its password"
+    );
+    let kinds = world.event_kinds(ada.id);
+    assert_eq!(kinds[kinds.len() - 2..], ["oauth_linked", "login_succeeded"]);
+    assert!(login(&auth, "ada@example.com", PASSWORD).is_ok());
+}
+
+#[test]
+fn joining_an_unverified_account_verifies_it_and_drops_the_unproven_password() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    // Someone pre-registered the address with a password of their choosing.
+    world.signup(&auth, "ada@example.com");
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    let user = block_on(auth.oauth_exchange(&login_code(&location), &client()))
+        .unwrap()
+        .user;
+    assert!(user.email_verified);
+    assert_eq!(user.password_hash, None);
+    assert!(matches!(
+        login(&auth, "ada@example.com", PASSWORD),
+        Err(LoginError::InvalidCredentials)
+    ));
+}
+
+#[test]
+fn no_verified_address_creates_nothing() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    for answer in [
+        identity("g-1", "ada@example.com", false),
+        ProviderIdentity {
+            email: None,
+            ..identity("g-1", "", true)
+        },
+    ] {
+        let outcome = provider_login(&auth, &oauth, Some("https://app.example/cb"), Ok(answer));
+        let Err(OAuthCallbackError::Failed { reason, back_to }) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.contains("verified e-mail"), "{reason}");
+        assert_eq!(back_to.as_deref(), Some("https://app.example/cb?error=oauth_failed"));
+    }
+    let state = world.store.0.lock().unwrap();
+    assert!(state.users.is_empty() && state.identities.is_empty() && state.login_codes.is_empty());
+}
+
+#[test]
+fn a_state_works_once_and_only_in_the_browser_that_started_it() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let run = |state: &str, cookie: Option<&str>| {
+        oauth
+            .providers
+            .answer("c", Ok(identity("g-1", "ada@example.com", true)));
+        block_on(auth.oauth_callback(&oauth, Provider::Google, callback(state, "c", cookie), &client()))
+    };
+    for cookie in [None, Some("another browser's cookie")] {
+        let (state, right_cookie) = start(&auth, &oauth, Some("https://app.example/cb"));
+        let Err(OAuthCallbackError::Failed { reason, back_to }) = run(&state, cookie) else {
+            panic!()
+        };
+        assert!(reason.contains("another browser"), "{reason}");
+        assert_eq!(back_to, None, "nothing the attacker named is trusted");
+        // The attempt spent the state: the right browser cannot use it either.
+        assert!(matches!(
+            run(&state, Some(&right_cookie)),
+            Err(OAuthCallbackError::Failed { .. })
+        ));
+    }
+    let (state, cookie) = start(&auth, &oauth, None);
+    assert!(run(&state, Some(&cookie)).is_ok());
+    let Err(OAuthCallbackError::Failed { reason, .. }) = run(&state, Some(&cookie)) else {
+        panic!()
+    };
+    assert!(reason.contains("used already"), "{reason}");
+    assert!(matches!(
+        run("made-up", Some(&cookie)),
+        Err(OAuthCallbackError::Failed { .. })
+    ));
+}
+
+#[test]
+fn a_state_expires_after_ten_minutes_and_belongs_to_its_provider() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let (state, cookie) = start(&auth, &oauth, None);
+    world.advance(Duration::minutes(10));
+    let outcome = block_on(auth.oauth_callback(
+        &oauth,
+        Provider::Google,
+        callback(&state, "c", Some(&cookie)),
+        &client(),
+    ));
+    assert!(matches!(outcome, Err(OAuthCallbackError::Failed { .. })), "{outcome:?}");
+
+    let (state, cookie) = start(&auth, &oauth, None);
+    oauth
+        .providers
+        .answer("c", Ok(identity("g-1", "ada@example.com", true)));
+    let outcome = block_on(auth.oauth_callback(
+        &oauth,
+        Provider::GitHub,
+        callback(&state, "c", Some(&cookie)),
+        &client(),
+    ));
+    let Err(OAuthCallbackError::Failed { reason, .. }) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(reason.contains("another provider"), "{reason}");
+}
+
+#[test]
+fn provider_errors_fail_the_login_and_may_return_to_redirect_to() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let (state, cookie) = start(&auth, &oauth, Some("https://app.example/cb"));
+    let denied = OAuthCallback {
+        state: Some(state),
+        code: None,
+        error: Some("access_denied".into()),
+        browser_binding: Some(cookie),
+    };
+    let Err(OAuthCallbackError::Failed { reason, back_to }) =
+        block_on(auth.oauth_callback(&oauth, Provider::Google, denied, &client()))
+    else {
+        panic!()
+    };
+    assert!(reason.contains("access_denied"), "{reason}");
+    assert_eq!(back_to.as_deref(), Some("https://app.example/cb?error=oauth_failed"));
+
+    let outcome = provider_login(
+        &auth,
+        &oauth,
+        None,
+        Err(ProviderError::new("the token endpoint answered 500")),
+    );
+    let Err(OAuthCallbackError::Failed { reason, back_to: None }) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(reason.contains("500"), "{reason}");
+}
+
+#[test]
+fn the_callback_hands_the_provider_the_request_s_pkce_verifier_and_nonce() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let (state, cookie) = start(&auth, &oauth, None);
+    // Tamper with the stored nonce: the provider's check must fail.
+    world
+        .store
+        .0
+        .lock()
+        .unwrap()
+        .pending_logins
+        .values_mut()
+        .for_each(|p| p.nonce = "tampered".into());
+    oauth
+        .providers
+        .answer("c", Ok(identity("g-1", "ada@example.com", true)));
+    let outcome = block_on(auth.oauth_callback(
+        &oauth,
+        Provider::Google,
+        callback(&state, "c", Some(&cookie)),
+        &client(),
+    ));
+    let Err(OAuthCallbackError::Failed { reason, .. }) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(reason.contains("nonce mismatch"), "{reason}");
+    // The verifier is stored sealed, never in the clear.
+    let (verifier, _, _) = oauth.providers.requests.lock().unwrap()[0].clone();
+    let _ = start(&auth, &oauth, None);
+    let state = world.store.0.lock().unwrap();
+    assert!(state.pending_logins.values().all(|p| p.sealed_verifier != verifier));
+}
+
+#[test]
+fn a_suspended_account_cannot_log_in_through_a_provider() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    world.verified_user(&auth, "ada@example.com");
+    block_on(auth.admin_lock("ada@example.com")).unwrap();
+    let outcome = provider_login(
+        &auth,
+        &oauth,
+        Some("/settings"),
+        Ok(identity("g-1", "ada@example.com", true)),
+    );
+    let Err(OAuthCallbackError::Locked { back_to }) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        back_to.as_deref(),
+        Some("https://auth.example/settings?error=account_locked")
+    );
+    assert!(world.store.0.lock().unwrap().identities.is_empty(), "nothing linked");
+
+    // Suspended between callback and exchange.
+    world.verified_user(&auth, "grace@example.com");
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-2", "grace@example.com", true))).unwrap();
+    block_on(auth.admin_lock("grace@example.com")).unwrap();
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&login_code(&location), &client())),
+        Err(OAuthExchangeError::Locked)
+    ));
+}
+
+#[test]
+fn the_login_code_works_once_and_for_a_minute() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    let code = login_code(&location);
+    block_on(auth.oauth_exchange(&code, &client())).unwrap();
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&code, &client())),
+        Err(OAuthExchangeError::Failed)
+    ));
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    world.advance(Duration::seconds(60));
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&login_code(&location), &client())),
+        Err(OAuthExchangeError::Failed)
+    ));
+    assert!(matches!(
+        block_on(auth.oauth_exchange("made-up", &client())),
+        Err(OAuthExchangeError::Failed)
+    ));
+}
+
+#[test]
+fn provider_logins_count_toward_the_session_cap() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+        let tokens = block_on(auth.oauth_exchange(&login_code(&location), &client())).unwrap();
+        sessions.push(tokens);
+        world.advance(Duration::seconds(1));
+    }
+    let user = sessions[0].user.id;
+    assert_eq!(block_on(auth.sessions(user)).unwrap().len(), 5);
+    assert!(matches!(
+        block_on(auth.authenticate(&sessions[0].access_token)),
+        Err(AuthenticateError::SessionExpired)
+    ));
+}
+
+#[test]
+fn unconfigured_providers_and_foreign_redirects_are_refused_at_start() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp {
+        disabled: vec![Provider::Facebook],
+        ..FakeIdp::default()
+    });
+    assert!(matches!(
+        block_on(auth.oauth_start(&oauth, Provider::Facebook, None)),
+        Err(OAuthStartError::ProviderNotFound)
+    ));
+    for evil in [
+        "https://evil.example/",
+        "//evil.example",
+        "/\\evil.example",
+        "https://app.example@evil.example/",
+    ] {
+        assert!(
+            matches!(
+                block_on(auth.oauth_start(&oauth, Provider::Google, Some(evil))),
+                Err(OAuthStartError::InvalidRedirect(_))
+            ),
+            "{evil}"
+        );
+    }
+    assert!(world.store.0.lock().unwrap().pending_logins.is_empty());
 }

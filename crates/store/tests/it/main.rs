@@ -10,6 +10,7 @@ mod api_keys;
 mod connect;
 mod invalidations;
 mod mfa_events;
+mod oauth;
 mod sessions;
 mod tokens;
 mod users;

@@ -462,6 +462,7 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
         Purged {
             sessions: 2,
             one_time_tokens: 1,
+            oauth: 0,
             // The end of `ended`, written (by the wall clock) long before.
             invalidations: 1,
         }

@@ -1,0 +1,183 @@
+//! [`OAuthRepository`] for [`Store`].
+
+use crate::connection::{with_conn, Dialect};
+use crate::models::{
+    db_time, provider, user_id, NewInvalidation, NewLoginCode, NewOAuthIdentity, PendingLoginRow, UserRow,
+};
+use crate::schema::{oauth_identities, oauth_login_codes, oauth_pending_logins, users};
+use crate::Store;
+use chrono::{DateTime, Utc};
+use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider};
+use convosphere_domain::ports::{CreateUserError, OAuthRepository};
+use convosphere_domain::{InfraError, NewUser, TokenHash, User, UserId};
+use diesel::prelude::*;
+
+impl OAuthRepository for Store {
+    async fn save_pending_login(&self, pending: &PendingLogin) -> Result<(), InfraError> {
+        let row = PendingLoginRow::new(pending);
+        with_conn!(self, |conn| {
+            diesel::insert_into(oauth_pending_logins::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn take_pending_login(&self, state: &TokenHash) -> Result<Option<PendingLogin>, InfraError> {
+        let hash = state.to_hex();
+        let row = with_conn!(self, |conn| {
+            // One DELETE … RETURNING: of parallel takers exactly one deletes
+            // the row, and only that one gets it back.
+            Ok(diesel::delete(oauth_pending_logins::table.find(hash))
+                .returning(PendingLoginRow::as_returning())
+                .get_result(conn)
+                .optional()?)
+        })?;
+        Ok(row.map(PendingLogin::try_from).transpose()?)
+    }
+
+    async fn identity_owner(&self, provider: Provider, subject: &str) -> Result<Option<UserId>, InfraError> {
+        let subject = subject.to_owned();
+        let owner = with_conn!(self, |conn| {
+            Ok(oauth_identities::table
+                .find((provider.as_str(), subject))
+                .select(oauth_identities::user_id)
+                .first::<String>(conn)
+                .optional()?)
+        })?;
+        Ok(owner.as_deref().map(user_id).transpose()?)
+    }
+
+    async fn link_identity(&self, identity: &LinkedIdentity) -> Result<LinkOutcome, InfraError> {
+        let row = NewOAuthIdentity::new(identity);
+        let now = db_time(identity.created_at);
+        let owner = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                // Under the user's lock, like every other change of the account.
+                conn.lock_user(&row.user_id)?;
+                let inserted = diesel::insert_into(oauth_identities::table)
+                    .values(&row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+                if inserted == 0 {
+                    let owner = oauth_identities::table
+                        .find((row.provider, &row.subject))
+                        .select(oauth_identities::user_id)
+                        .first::<String>(conn)?;
+                    return Ok(Some(owner));
+                }
+                // The provider verified the address: an unverified account is
+                // claimed, and the password nobody proved is dropped.
+                let claimed = diesel::update(users::table.find(&row.user_id).filter(users::email_verified.eq(false)))
+                    .set((
+                        users::email_verified.eq(true),
+                        users::password_hash.eq(None::<String>),
+                        users::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                if claimed == 1 {
+                    conn.append_invalidations(&[NewInvalidation::user(row.user_id.clone())])?;
+                }
+                Ok(None)
+            })
+        })?;
+        match owner {
+            None => Ok(LinkOutcome::Linked),
+            Some(owner) => Ok(LinkOutcome::AlreadyLinked(user_id(&owner)?)),
+        }
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: &NewUser,
+        identity: &LinkedIdentity,
+    ) -> Result<User, CreateUserError> {
+        let user_row = UserRow::new(user);
+        let identity_row = NewOAuthIdentity::new(identity);
+        let created = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                let linked = oauth_identities::table
+                    .find((identity_row.provider, &identity_row.subject))
+                    .select(oauth_identities::user_id)
+                    .first::<String>(conn)
+                    .optional()?;
+                if linked.is_some() {
+                    return Ok(None);
+                }
+                // ON CONFLICT DO NOTHING rather than catching the unique
+                // violation: on PostgreSQL a failed statement would abort
+                // the transaction.
+                let Some(created) = diesel::insert_into(users::table)
+                    .values(&user_row)
+                    .on_conflict_do_nothing()
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                diesel::insert_into(oauth_identities::table)
+                    .values(&identity_row)
+                    .execute(conn)?;
+                Ok(Some(created))
+            })
+        })
+        .map_err(InfraError::from)?;
+        match created {
+            Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
+            None => Err(CreateUserError::EmailTaken),
+        }
+    }
+
+    async fn issue_login_code(
+        &self,
+        code: &TokenHash,
+        user: UserId,
+        provider: Provider,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        let row = NewLoginCode {
+            hash: code.to_hex(),
+            user_id: user.to_string(),
+            provider: provider.as_str(),
+            created_at: db_time(now),
+            expires_at: db_time(expires_at),
+        };
+        with_conn!(self, |conn| {
+            diesel::insert_into(oauth_login_codes::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn consume_login_code(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserId, Provider)>, InfraError> {
+        let hash = code.to_hex();
+        let now = db_time(now);
+        let used = with_conn!(self, |conn| {
+            // The same conditional UPDATE as one-time tokens: exactly one of
+            // parallel uses changes the row and gets its owner.
+            Ok(diesel::update(
+                oauth_login_codes::table
+                    .filter(oauth_login_codes::hash.eq(hash))
+                    .filter(oauth_login_codes::used_at.is_null())
+                    .filter(oauth_login_codes::expires_at.gt(now)),
+            )
+            .set(oauth_login_codes::used_at.eq(Some(now)))
+            .returning((oauth_login_codes::user_id, oauth_login_codes::provider))
+            .get_result::<(String, String)>(conn)
+            .optional()?)
+        })?;
+        match used {
+            None => Ok(None),
+            Some((user, name)) => Ok(Some((user_id(&user)?, provider(&name)?))),
+        }
+    }
+}
