@@ -481,6 +481,7 @@ async fn an_expired_access_token_is_refreshed_once_for_parallel_pages() {
 async fn pages_speak_plainly_and_offer_only_configured_providers() {
     let app = TestApp::with(&[
         ("AUTH_OAUTH_GITHUB_CLIENT_ID", "gh-client"),
+        ("AUTH_OAUTH_GITHUB_CLIENT_SECRET", "gh-secret"),
         ("AUTH_IP_RATE_LIMIT", "8"),
     ])
     .await;
