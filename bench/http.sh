@@ -1,33 +1,69 @@
 #!/usr/bin/env bash
-# HTTP benchmarks against the release binary, each next to its baseline measured
-# in the same run: /v1/me against a bare actix-web handler (same load generator,
-# threads and connections), login against cores / one argon2id hash, refresh.
+# HTTP benchmarks against the release binary, each next to its baseline
+# measured in the same run (see docs/BENCHMARKS.md):
+# - GET /v1/me and GET /v1/authz (API key, access token) against a bare
+#   actix-web handler: same load generator, threads and connections; the bare
+#   handler is measured before and after them and their mean is the baseline;
+# - p99 latency of /v1/authz at half its peak rate (open loop, loadgen `rate`),
+#   next to the bare handler at the same rate;
+# - POST /v1/auth/login against cores / one argon2id hash (and against the
+#   hashes per second all cores manage together, measured here too);
+# - POST /v1/auth/refresh (refresh-token chains);
+# - the service's RSS at the start and end of a soak run of /v1/authz;
+# - the API key cache-miss path against a primary-key SELECT on PostgreSQL
+#   (skipped when BENCH_DATABASE_URL does not answer).
 # Needs wrk (Debian package `wrk`). Prints one line per figure.
+#
+# Variables: BENCH_SECONDS (10) per run, BENCH_CONNECTIONS (32),
+# BENCH_SOAK_SECONDS (60), BENCH_RUST_LOG (info, the service's default),
+# BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres),
+# BENCH_KEYS (1000, for the cache-miss figure), BENCH_SERVICE_BIN (another
+# build of convosphere-auth to measure, e.g. one of an earlier commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/convosphere-target}"
 DURATION="${BENCH_SECONDS:-10}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+SOAK="${BENCH_SOAK_SECONDS:-60}"
+LOG_LEVEL="${BENCH_RUST_LOG:-info}"
+DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+KEYS="${BENCH_KEYS:-1000}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 
-cargo build --release -q --bin convosphere-auth --example bare --example loadgen -p convosphere-auth
+cargo build --release -q --bin convosphere-auth --example bare --example loadgen --example keymiss -p convosphere-auth
 cargo build --release -q --example argon2_time -p convosphere-crypto
-BIN="$CARGO_TARGET_DIR/release"
 DATA=$(mktemp -d)
-PORT=18080; BARE_PORT=18090
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$DATA"; }
 PIDS=()
 trap cleanup EXIT
+# The target directory may be shared with other work trees, whose builds
+# replace target/release/convosphere-auth: run copies taken right after the build.
+mkdir "$DATA/bin"
+for program in convosphere-auth examples/bare examples/loadgen examples/keymiss examples/argon2_time; do
+  cp "$CARGO_TARGET_DIR/release/$program" "$DATA/bin/"
+done
+BIN="$DATA/bin"
+SERVICE_BIN="${BENCH_SERVICE_BIN:-$BIN/convosphere-auth}"
+PORT=18080; BARE_PORT=18090
+for port in $PORT $BARE_PORT; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then echo "port $port is taken: stop what listens there" >&2; exit 1; fi
+done
 
+# Every limit far above what two cores can serve: the benchmark must never see a 429.
+HUGE=1000000000
 AUTH_DATA_DIR="$DATA" AUTH_BIND="127.0.0.1:$PORT" AUTH_PUBLIC_URL="http://127.0.0.1:$PORT" \
-  AUTH_IP_RATE_LIMIT=100000000 AUTH_MAX_SESSIONS=16 AUTH_RATE_LIMIT_FREE=100000000 \
-  AUTH_LOG_FORMAT=json RUST_LOG=warn "$BIN/convosphere-auth" serve 2>"$DATA/service.log" &
-PIDS+=($!)
-"$BIN/examples/bare" "127.0.0.1:$BARE_PORT" &
-PIDS+=($!)
+  AUTH_IP_RATE_LIMIT=$HUGE AUTH_MAX_SESSIONS=16 \
+  AUTH_RATE_LIMIT_FREE=$HUGE AUTH_RATE_LIMIT_STARTER=$HUGE AUTH_RATE_LIMIT_BUSINESS=$HUGE AUTH_RATE_LIMIT_PRO=$HUGE \
+  AUTH_LOG_FORMAT=json RUST_LOG="$LOG_LEVEL" "$SERVICE_BIN" serve 2>"$DATA/service.log" &
+SERVICE=$!
+PIDS+=($SERVICE)
+"$BIN/bare" "127.0.0.1:$BARE_PORT" &
+BARE_PID=$!
+PIDS+=($BARE_PID)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && curl -sf "http://127.0.0.1:$BARE_PORT/" >/dev/null && break; sleep 0.1; done
 
 BASE="http://127.0.0.1:$PORT"
+BARE_URL="http://127.0.0.1:$BARE_PORT/"
 PASSWORD='correct horse battery staple'
 # Three accounts: one for reads, one whose logins evict each other, one for refresh chains.
 for who in bench login refresh; do
@@ -43,29 +79,111 @@ login() {
     -d "{\"email\":\"$1@example.com\",\"password\":\"$PASSWORD\"}"
 }
 ACCESS=$(login bench | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+API_KEY=$(curl -sf "$BASE/v1/api-keys" -H "Authorization: Bearer $ACCESS" -H 'content-type: application/json' \
+  -d '{"name":"bench","scopes":["agents:read","chat:write"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
 rps() { grep 'Requests/sec' | awk '{print $2}'; }
 latency() { grep -A4 'Latency Distribution' | grep ' 99%' | awk '{print $2}'; }
+# wrk counts 4xx/5xx as "Non-2xx": any of them would make the figure meaningless.
+check_2xx() { if echo "$1" | grep -q 'Non-2xx'; then echo "!! $2: $(echo "$1" | grep 'Non-2xx')" >&2; fi; }
 run_wrk() { wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@"; }
+ratio() { python3 -c "print(round($1 / $2, 2))"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVICE/status"; }
+# CPU seconds (user + system) a process has used so far.
+TICKS=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$TICKS" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+# `measured PID OUTVAR wrk-args…`: runs wrk and sets OUTVAR to its output and
+# CPU_US to the CPU time PID spent per request, in µs. On a shared machine CPU
+# per request moves far less than requests per second when others load it.
+measured() {
+  local pid=$1 var=$2; shift 2
+  local before after out
+  before=$(cpu_s "$pid"); out=$(run_wrk "$@"); after=$(cpu_s "$pid")
+  printf -v "$var" '%s' "$out"
+  CPU_US=$(python3 -c "print(round(($after - $before) * 1e6 / $(echo "$out" | awk '/requests in/ {print $1}'), 2))")
+}
 
-echo "cores: $(nproc); wrk -t2 -c$CONNECTIONS -d${DURATION}s"
-BARE_OUT=$(run_wrk "http://127.0.0.1:$BARE_PORT/")
-ME_OUT=$(run_wrk -H "Authorization: Bearer $ACCESS" "$BASE/v1/me")
-BARE=$(echo "$BARE_OUT" | rps); ME=$(echo "$ME_OUT" | rps)
-echo "bare actix-web handler: $BARE req/s (p99 $(echo "$BARE_OUT" | latency))"
-echo "GET /v1/me (access token): $ME req/s (p99 $(echo "$ME_OUT" | latency)), ratio $(python3 -c "print(round($ME/$BARE, 2))")"
+echo "cores: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); wrk -t2 -c$CONNECTIONS -d${DURATION}s; service RUST_LOG=$LOG_LEVEL"
 
-HASH_MS=$("$BIN/examples/argon2_time" 20)
+# Throughput: bare, the three endpoints, bare again (the baseline is the mean of both bare runs).
+AUTHZ="$BASE/v1/authz?scope=agents:read"
+measured "$BARE_PID" BARE1_OUT "$BARE_URL"; BARE1_CPU=$CPU_US
+measured "$SERVICE" ME_OUT -H "Authorization: Bearer $ACCESS" "$BASE/v1/me"; ME_CPU=$CPU_US
+measured "$SERVICE" KEY_OUT -H "Authorization: Bearer $API_KEY" "$AUTHZ"; KEY_CPU=$CPU_US
+measured "$SERVICE" TOKEN_OUT -H "Authorization: Bearer $ACCESS" "$AUTHZ"; TOKEN_CPU=$CPU_US
+measured "$BARE_PID" BARE2_OUT "$BARE_URL"; BARE2_CPU=$CPU_US
+check_2xx "$ME_OUT" "GET /v1/me"; check_2xx "$KEY_OUT" "authz (API key)"; check_2xx "$TOKEN_OUT" "authz (token)"
+BARE1=$(echo "$BARE1_OUT" | rps); BARE2=$(echo "$BARE2_OUT" | rps)
+BARE=$(python3 -c "print(round(($BARE1 + $BARE2) / 2))")
+BARE_CPU=$(python3 -c "print(round(($BARE1_CPU + $BARE2_CPU) / 2, 2))")
+ME=$(echo "$ME_OUT" | rps); KEY=$(echo "$KEY_OUT" | rps); TOKEN=$(echo "$TOKEN_OUT" | rps)
+echo "bare actix-web handler: $BARE req/s (runs: $BARE1, $BARE2; p99 $(echo "$BARE1_OUT" | latency), $(echo "$BARE2_OUT" | latency)); $BARE_CPU µs CPU per request"
+echo "GET /v1/me (access token): $ME req/s (p99 $(echo "$ME_OUT" | latency)), ratio to bare $(ratio "$ME" "$BARE") (goal >= 0.6); $ME_CPU µs CPU per request, bare/this $(ratio "$BARE_CPU" "$ME_CPU")"
+echo "GET /v1/authz (API key): $KEY req/s (p99 $(echo "$KEY_OUT" | latency)), ratio to bare $(ratio "$KEY" "$BARE") (goal >= 0.7); $KEY_CPU µs CPU per request, bare/this $(ratio "$BARE_CPU" "$KEY_CPU")"
+echo "GET /v1/authz (access token): $TOKEN req/s (p99 $(echo "$TOKEN_OUT" | latency)), ratio to bare $(ratio "$TOKEN" "$BARE") (goal >= 0.7); $TOKEN_CPU µs CPU per request, bare/this $(ratio "$BARE_CPU" "$TOKEN_CPU")"
+
+# Latency at half the peak rate, open loop (no coordinated omission).
+HALF=$(python3 -c "print(int($KEY / 2))")
+echo "fixed rate $HALF req/s (half the API-key peak), $CONNECTIONS connections, ${DURATION}s:"
+echo "  bare:               $("$BIN/loadgen" rate "$BARE_URL" "$HALF" "$DURATION" "$CONNECTIONS")"
+echo "  authz (API key):    $("$BIN/loadgen" rate "$AUTHZ" "$HALF" "$DURATION" "$CONNECTIONS" "Authorization: Bearer $API_KEY") (goal p99 < 2 ms)"
+echo "  authz (access token): $("$BIN/loadgen" rate "$AUTHZ" "$HALF" "$DURATION" "$CONNECTIONS" "Authorization: Bearer $ACCESS") (goal p99 < 2 ms)"
+
+# Logins: bounded by argon2id. One hash alone, then one per core at once:
+# wall time per hash, and CPU time per hash (the example computes 22 hashes:
+# a dummy, a warm-up and the 20 it times).
+TIMEFORMAT='%U %S'
+argon2() { { time "$BIN/argon2_time" 20 >"$DATA/argon2.$1"; } 2>"$DATA/argon2.$1.cpu"; }
+argon2 alone
+HASH_MS=$(cat "$DATA/argon2.alone")
+HASH_CPU_MS=$(awk '{printf "%.2f", ($1 + $2) * 1000 / 22}' "$DATA/argon2.alone.cpu")
+ARGON2_PIDS=()
+for i in $(seq 1 "$(nproc)"); do argon2 "par$i" & ARGON2_PIDS+=($!); done
+wait "${ARGON2_PIDS[@]}"
+PAR_MS=$(cat "$DATA"/argon2.par? | awk '{s += $1; n++} END {printf "%.2f", s / n}')
+PAR_CPU_MS=$(cat "$DATA"/argon2.par?.cpu | awk '{s += $1 + $2; n++} END {printf "%.2f", s * 1000 / 22 / n}')
 BOUND=$(python3 -c "print(round($(nproc) * 1000 / $HASH_MS, 1))")
+PAR_BOUND=$(python3 -c "print(round($(nproc) * 1000 / $PAR_MS, 1))")
 cat > "$DATA/login.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"email":"login@example.com","password":"$PASSWORD"}'
 LUA
+LOGIN_CPU0=$(cpu_s "$SERVICE")
 LOGIN_OUT=$(wrk -t2 -c8 -d"${DURATION}s" --latency -s "$DATA/login.lua" "$BASE/v1/auth/login")
+LOGIN_CPU1=$(cpu_s "$SERVICE")
+check_2xx "$LOGIN_OUT" "login"
 LOGIN=$(echo "$LOGIN_OUT" | rps)
-echo "one argon2id hash (m=19456 KiB, t=2, p=1): $HASH_MS ms; bound cores/hash = $BOUND logins/s"
-echo "POST /v1/auth/login: $LOGIN req/s (p99 $(echo "$LOGIN_OUT" | latency)), ratio to bound $(python3 -c "print(round($LOGIN/$BOUND, 2))")"
-echo "$LOGIN_OUT" | grep -i 'non-2xx' || true
+LOGIN_CPU_MS=$(python3 -c "print(round(($LOGIN_CPU1 - $LOGIN_CPU0) * 1000 / $(echo "$LOGIN_OUT" | awk '/requests in/ {print $1}'), 2))")
+echo "one argon2id hash (m=19456 KiB, t=2, p=1): $HASH_MS ms alone ($HASH_CPU_MS ms CPU), $PAR_MS ms with $(nproc) at once ($PAR_CPU_MS ms CPU); bound cores/hash = $BOUND logins/s, measured all-core rate = $PAR_BOUND hashes/s"
+echo "POST /v1/auth/login: $LOGIN req/s (p99 $(echo "$LOGIN_OUT" | latency)), ratio to cores/hash $(ratio "$LOGIN" "$BOUND") (goal >= 0.9), to the all-core hash rate $(ratio "$LOGIN" "$PAR_BOUND"); $LOGIN_CPU_MS ms CPU per login, hash (with $(nproc) at once)/login $(ratio "$PAR_CPU_MS" "$LOGIN_CPU_MS")"
 
-"$BIN/examples/loadgen" refresh "$BASE" refresh@example.com "$PASSWORD" 8 "$DURATION"
+"$BIN/loadgen" refresh "$BASE" refresh@example.com "$PASSWORD" 8 "$DURATION"
+
+# Memory over a soak run of /v1/authz, alternating the API key and the access token.
+cat > "$DATA/soak.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  local credential = (n % 2 == 0) and "$API_KEY" or "$ACCESS"
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. credential })
+end
+LUA
+RSS_START=$(rss_kib)
+wrk -t2 -c"$CONNECTIONS" -d"${SOAK}s" -s "$DATA/soak.lua" "$AUTHZ" >"$DATA/soak.out" &
+WRK=$!
+sleep $((SOAK / 2)); RSS_MID=$(rss_kib)
+wait $WRK; RSS_END=$(rss_kib)
+SOAK_OUT=$(cat "$DATA/soak.out")
+check_2xx "$SOAK_OUT" "soak"
+echo "RSS over a ${SOAK}s authz run ($(echo "$SOAK_OUT" | rps) req/s): start $RSS_START KiB, middle $RSS_MID KiB, end $RSS_END KiB, end/start $(ratio "$RSS_END" "$RSS_START") (goal: flat)"
+
+# The API key cache-miss path, on PostgreSQL.
+if command -v pg_isready >/dev/null && pg_isready -q -d "$DATABASE_URL"; then
+  "$BIN/keymiss" "$DATABASE_URL" "$KEYS"
+else
+  echo "API key cache miss: skipped ($DATABASE_URL does not answer)"
+fi
+
+ERRORS=$(grep -c '"level":"ERROR"' "$DATA/service.log" || true)
+echo "service log: $(wc -l <"$DATA/service.log") lines, $ERRORS errors"

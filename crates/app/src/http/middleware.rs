@@ -10,6 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
 use convosphere_domain::ports::RateLimitDecision;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -20,24 +24,48 @@ fn request_id(req: &ServiceRequest) -> String {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        .map_or_else(new_request_id, str::to_owned)
+}
+
+/// A new request id in the layout of a random (version 4) UUID, without a
+/// system call: a counter through SipHash under a key drawn at random once
+/// per process. Ids are distinct within a process (the counter never
+/// repeats, and two 64-bit outputs of a keyed hash of it make 122 bits
+/// that collide with negligible probability), do not reveal how many
+/// requests the process has served, and differ between processes. Not a
+/// secret: it is echoed in responses and logs.
+fn new_request_id() -> String {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let key = KEY.get_or_init(RandomState::new);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let high = key.hash_one((n, 0u8));
+    let low = key.hash_one((n, 1u8));
+    let bytes = (u128::from(high) << 64 | u128::from(low)).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
 /// Gives every request an id (its `X-Request-Id`, or a new one), a log
-/// line (method, path without query, status, latency — never a body or a
-/// query string, which may hold tokens), and metrics; turns the router's
-/// bare 404s and 405s into problem+json.
+/// line (request id, method, path without query, status, latency — never a
+/// body or a query string, which may hold tokens), and metrics; turns the
+/// router's bare 404s and 405s into problem+json.
+///
+/// Whatever is logged while the request is handled carries its id through
+/// the `request` span (its method and path are on the request's line). That
+/// line is written once the span is left, with the id, method and path as
+/// its own fields: inside the span, the JSON formatter would parse the
+/// span's fields back and write them twice (`span` and `spans`), which cost
+/// more than the rest of the line. Fields are given as `&str`, which is
+/// written as is, rather than `%value`, which goes through `fmt`.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    let method = req.method().to_string();
-    let path = req.path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let span = tracing::info_span!("request", request_id = id.as_str());
     let state = state(req.request()).ok();
-    let response = next.call(req).instrument(span.clone()).await?;
+    let response = next.call(req).instrument(span).await?;
 
     let status = response.status();
     // Problem JSON, or a page's own HTML error, is kept as it is.
@@ -64,34 +92,52 @@ pub async fn observe(
     // The limiter's decision, kept by `ip_limit` or the authentication extractor.
     let decision = response.request().extensions().get::<RateLimitDecision>().copied();
     if let Some(decision) = decision {
-        for (name, value) in rate_limit_headers(&decision) {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(HeaderName::from_static(name), value);
-            }
-        }
+        let headers = response.headers_mut();
+        headers.insert(
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(decision.limit),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(decision.remaining),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(reset_seconds(&decision)),
+        );
     }
     let elapsed = started.elapsed();
-    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let request = response.request();
+    let method = request.method();
+    let route = request.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = response.status();
     if let Some(state) = state {
         state
             .metrics
             .http_requests
-            .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+            .with_label_values(&[route, method.as_str(), status.as_str()])
             .inc();
         state
             .metrics
             .http_duration
-            .with_label_values(&[route.as_str(), method.as_str()])
+            .with_label_values(&[route, method.as_str()])
             .observe(elapsed.as_secs_f64());
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1e3,
-            "request"
-        )
-    });
+    tracing::info!(
+        request_id = id.as_str(),
+        method = method.as_str(),
+        path = request.path(),
+        status = status.as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        "request"
+    );
     Ok(response)
+}
+
+/// `RateLimit-Reset`: whole seconds until the budget is full again, rounded up.
+fn reset_seconds(decision: &RateLimitDecision) -> u64 {
+    decision.reset_after.as_secs_f64().ceil() as u64
 }
 
 /// The `RateLimit-*` headers of a decision.
@@ -99,7 +145,7 @@ pub fn rate_limit_headers(decision: &convosphere_domain::ports::RateLimitDecisio
     [
         ("ratelimit-limit", decision.limit.to_string()),
         ("ratelimit-remaining", decision.remaining.to_string()),
-        ("ratelimit-reset", decision.reset_after.as_secs_f64().ceil().to_string()),
+        ("ratelimit-reset", reset_seconds(decision).to_string()),
     ]
 }
 
@@ -131,4 +177,40 @@ pub async fn ip_limit(
     // `observe` adds the `RateLimit-*` headers from this decision.
     req.extensions_mut().insert(decision);
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn new_request_ids_are_distinct_random_uuids() {
+        let ids: HashSet<String> = (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id.len(), 36);
+        }
+    }
+
+    #[test]
+    fn reset_is_rounded_up_to_whole_seconds() {
+        let decision = |reset_after| RateLimitDecision {
+            allowed: true,
+            limit: 60,
+            remaining: 59,
+            reset_after,
+            retry_after: None,
+        };
+        assert_eq!(reset_seconds(&decision(std::time::Duration::ZERO)), 0);
+        assert_eq!(reset_seconds(&decision(std::time::Duration::from_millis(1))), 1);
+        assert_eq!(reset_seconds(&decision(std::time::Duration::from_secs(60))), 60);
+        assert_eq!(
+            rate_limit_headers(&decision(std::time::Duration::from_millis(1500)))[2].1,
+            "2"
+        );
+    }
 }
