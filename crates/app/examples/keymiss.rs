@@ -131,9 +131,7 @@ async fn main() {
             name: "Bench".into(),
             email: email.into(),
             password: Redacted("correct horse battery staple".into()),
-            company: None,
-            country: None,
-            phone: None,
+            ..SignupRequest::default()
         })
         .await
         .expect("signup");
@@ -148,7 +146,13 @@ async fn main() {
     for i in 0..n + WARM_UP {
         let created = state
             .auth
-            .create_api_key(user.id, &format!("key {i}"), &["agents:read".into()], None)
+            .create_api_key(
+                user.id,
+                &format!("key {i}"),
+                &["agents:read".into()],
+                None,
+                &convosphere_domain::ClientContext::default(),
+            )
             .await
             .expect("create key");
         keys.push((created.key.expose_secret().to_owned(), created.record.id));

@@ -18,6 +18,8 @@ pub(crate) type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let limited = |path: &str| web::resource(path).wrap(from_fn(ip_limit));
     cfg.app_data(json_config())
+        // The gateway check first: the hottest route, matched before any other.
+        .service(web::resource("/v1/authz").route(web::get().to(super::keys::authz)))
         .service(limited("/v1/auth/signup").route(web::post().to(signup)))
         .service(limited("/v1/auth/verify-email").route(web::post().to(verify_email)))
         .service(limited("/v1/auth/verify-email/resend").route(web::post().to(resend_verification)))
@@ -55,7 +57,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(super::keys::revoke)),
         )
         .service(web::resource("/v1/api-keys/{id}/rotate").route(web::post().to(super::keys::rotate)))
-        .service(web::resource("/v1/authz").route(web::get().to(super::keys::authz)))
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks)))
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
