@@ -22,6 +22,15 @@ bench:
     cargo bench -p convosphere-crypto -- --warm-up-time 1 --measurement-time 3
     bash bench/http.sh
 
+# Proof under attack (docs/SECURITY.md): schemathesis against /openapi.json
+# (~1 min), PostgreSQL stopped and started under load (~40 s), then a
+# 5-minute soak of the release binary (~6 min with its build). The property
+# tests run with `just test`.
+attack:
+    bash tests/attack/schemathesis.sh
+    bash tests/attack/pg-fault.sh
+    bash tests/attack/soak.sh
+
 # Format and lint.
 lint:
     cargo fmt --all -- --check
