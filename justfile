@@ -29,6 +29,14 @@ bench:
 # Screenshots of the web pages (desktop and phone width) into docs/screenshots/, by the browser test.
 screenshots:
     CONVOSPHERE_SCREENSHOTS={{justfile_directory()}}/docs/screenshots cargo test -p convosphere-auth --test it browser::
+# Proof under attack (docs/SECURITY.md): schemathesis against /openapi.json
+# (~1 min), PostgreSQL stopped and started under load (~40 s), then a
+# 5-minute soak of the release binary (~6 min with its build). The property
+# tests run with `just test`.
+attack:
+    bash tests/attack/schemathesis.sh
+    bash tests/attack/pg-fault.sh
+    bash tests/attack/soak.sh
 
 # Format and lint.
 lint:

@@ -334,4 +334,85 @@ mod tests {
         assert_eq!(checksum("cs_abc").len(), 6);
         assert!(is_base62(&checksum("anything")));
     }
+
+    /// Property tests: `parse` takes whatever a client sends.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig::with_cases(256)
+        }
+
+        /// Arbitrary text, key-shaped text (right length and prefix, any
+        /// alphabet) and well-formed keys with a random checksum.
+        fn presented() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "cs_[0-9A-Za-z_]{0,60}",
+                "cs_[0-9A-Za-z]{8}_[0-9A-Za-z]{38}",
+                "cs_\\PC{8}_\\PC{38}",
+                proptest::collection::vec(any::<u8>(), 50)
+                    .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn parse_never_panics_and_only_accepts_the_documented_shape(key in presented()) {
+                if let Ok(parsed) = PresentedApiKey::parse(&key) {
+                    prop_assert_eq!(key.len(), API_KEY_LEN);
+                    prop_assert!(key.starts_with("cs_") && &key[11..12] == "_");
+                    prop_assert!(is_base62(&key[3..11]) && is_base62(&key[12..]));
+                    prop_assert_eq!(checksum(&key[..44]), &key[44..]);
+                    prop_assert_eq!(parsed.public_id(), &key[3..11]);
+                }
+            }
+
+            #[test]
+            fn a_generated_key_always_parses_and_matches_its_hash(seed in any::<u64>()) {
+                let generated = GeneratedApiKey::generate(&Rng(AtomicU64::new(seed)));
+                let key = generated.key.expose_secret();
+                prop_assert_eq!(key.len(), API_KEY_LEN);
+                let parsed = PresentedApiKey::parse(key);
+                prop_assert!(parsed.is_ok(), "{} did not parse", key);
+                let parsed = parsed.unwrap();
+                prop_assert_eq!(parsed.public_id(), generated.public_id.as_str());
+                prop_assert_eq!(&key[..PREFIX_LEN], format!("cs_{}", generated.public_id));
+                prop_assert!(parsed.matches(&generated.secret_hash));
+            }
+
+            #[test]
+            fn any_single_changed_character_is_refused(
+                seed in any::<u64>(),
+                index in 0..API_KEY_LEN,
+                replacement in prop_oneof![
+                    proptest::sample::select(BASE62.to_vec()).prop_map(char::from),
+                    any::<char>(),
+                ],
+            ) {
+                let generated = GeneratedApiKey::generate(&Rng(AtomicU64::new(seed)));
+                let key = generated.key.expose_secret();
+                let original = char::from(key.as_bytes()[index]);
+                prop_assume!(replacement != original);
+                let mut changed = String::with_capacity(key.len() + 4);
+                changed.push_str(&key[..index]);
+                changed.push(replacement);
+                changed.push_str(&key[index + 1..]);
+                let outcome = PresentedApiKey::parse(&changed).map(|_| ());
+                // CRC32 detects every single-byte change, and six base62
+                // digits (62^6 > 2^32) encode it without collisions: a
+                // base62 typo in the id, the secret or the checksum is a
+                // checksum failure; anything else breaks the format.
+                let in_base62_part = (3..11).contains(&index) || index >= 12;
+                if in_base62_part && replacement.is_ascii_alphanumeric() {
+                    prop_assert_eq!(outcome, Err(ApiKeyFormatError::BadChecksum));
+                } else {
+                    prop_assert_eq!(outcome, Err(ApiKeyFormatError::Malformed));
+                }
+            }
+        }
+    }
 }

@@ -110,4 +110,51 @@ mod tests {
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(Email::parse(&long), Err(EmailError::TooLong));
     }
+
+    /// Property tests: `parse` takes whatever a client sends.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Arbitrary text, and address-shaped text: a local part of the
+        /// allowed characters (and some that are not), any case, labels with
+        /// letters of any script, padded with white space.
+        fn raw_address() -> impl Strategy<Value = String> {
+            let local = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,70}|\\PC{1,20}";
+            let label = "[A-Za-z0-9-]{0,70}|[\\p{L}\\p{N}]{1,10}";
+            let address = (
+                "[ \t\n]{0,2}",
+                local,
+                proptest::collection::vec(label, 1..4),
+                "[ \t\n\u{a0}]{0,2}",
+            )
+                .prop_map(|(before, local, labels, after)| format!("{before}{local}@{}{after}", labels.join(".")));
+            prop_oneof![any::<String>(), address]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn parse_never_panics_and_accepts_only_normalized_addresses(raw in raw_address()) {
+                match Email::parse(&raw) {
+                    Ok(email) => {
+                        let text = email.as_str();
+                        prop_assert_eq!(text, raw.trim().to_lowercase());
+                        prop_assert_eq!(text, text.trim());
+                        prop_assert_eq!(text, text.to_lowercase());
+                        prop_assert!(text.chars().count() <= 254);
+                        let (local, domain) = text.rsplit_once('@').unwrap();
+                        prop_assert!(!local.is_empty() && local.len() <= 64 && domain.contains('.'));
+                        prop_assert!(!text.chars().any(char::is_whitespace));
+                        // Normal form is a fixed point: parsing it again changes nothing.
+                        prop_assert_eq!(Email::parse(text), Ok(email.clone()));
+                    }
+                    Err(EmailError::Empty) => prop_assert!(raw.trim().is_empty()),
+                    Err(EmailError::TooLong) => prop_assert!(raw.trim().to_lowercase().chars().count() > 254),
+                    Err(EmailError::Invalid) => {}
+                }
+            }
+        }
+    }
 }

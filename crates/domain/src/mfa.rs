@@ -234,4 +234,55 @@ mod tests {
         assert!(RecoveryCode::hash_of(" ABCDE fghij ") == code.hash());
         assert!(RecoveryCode::hash_of("abcdefghik") != code.hash());
     }
+
+    /// Property tests: codes are typed by people and sent by anyone.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+            prop_oneof![
+                (DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp()),
+                (0i64..4_102_444_800),
+            ]
+            .prop_map(|secs| Utc.timestamp_opt(secs, 0).unwrap())
+        }
+
+        fn typed_code() -> impl Strategy<Value = String> {
+            prop_oneof![any::<String>(), "[0-9]{6}", "[ 0-9]{0,12}", "[0-9\\p{Nd}\\s]{4,8}",]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn matching_never_panics_and_accepts_only_a_code_of_the_window(
+                secret in proptest::collection::vec(any::<u8>(), 0..64),
+                code in typed_code(),
+                now in any_time(),
+            ) {
+                let secret = TotpSecret::from_bytes(secret);
+                if let Some(step) = secret.matching_step(&code, now) {
+                    prop_assert!((step - step_of(now)).abs() <= DRIFT_STEPS);
+                    let digits: String = code.chars().filter(|c| *c != ' ').collect();
+                    prop_assert_eq!(digits.trim(), format!("{:06}", secret.code_at_step(step)));
+                }
+            }
+
+            #[test]
+            fn the_code_of_now_always_matches(secret in proptest::collection::vec(any::<u8>(), 1..64), now in any_time()) {
+                let secret = TotpSecret::from_bytes(secret);
+                let code = format!("{:06}", secret.code_at_step(step_of(now)));
+                prop_assert!(secret.code_at_step(step_of(now)) < 1_000_000);
+                prop_assert!(secret.matching_step(&code, now).is_some());
+            }
+
+            #[test]
+            fn recovery_codes_hash_without_panics_and_ignore_case_and_separators(typed in any::<String>()) {
+                let hash = RecoveryCode::hash_of(&typed);
+                let noisy: String = typed.chars().flat_map(|c| [c.to_ascii_uppercase(), '-']).collect();
+                prop_assert!(RecoveryCode::hash_of(&noisy) == hash);
+            }
+        }
+    }
 }

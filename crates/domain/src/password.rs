@@ -169,4 +169,57 @@ mod tests {
         assert!(!format!("{password:?}").contains("hunter2"));
         assert!(!format!("{:?}", PasswordHash::from_phc("$argon2id$secret")).contains("secret"));
     }
+
+    /// Property tests: passwords are arbitrary Unicode from clients.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any Unicode, compatibility characters that NFKC expands or folds
+        /// (ligatures, full-width forms, super- and subscripts, ellipses,
+        /// Roman numerals, combining marks), around the length limits.
+        fn raw_password() -> impl Strategy<Value = String> {
+            let expanding = proptest::sample::select(vec![
+                '\u{FB00}', '\u{FB03}', '\u{0133}', '\u{2026}', '\u{2161}', '\u{FF21}', '\u{00B2}', '\u{2082}',
+                '\u{0301}', '\u{00E9}', '\u{3300}', '\u{FDFA}', 'a', '9', ' ',
+            ]);
+            prop_oneof![
+                any::<String>(),
+                proptest::collection::vec(any::<char>(), 0..200).prop_map(String::from_iter),
+                proptest::collection::vec(expanding, 0..140).prop_map(String::from_iter),
+                "\\PC{120,135}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn the_length_rule_counts_code_points_after_nfkc(raw in raw_password(), email in "[a-z]{1,8}@example\\.com") {
+                let normalized: String = raw.nfkc().collect();
+                let chars = normalized.chars().count();
+                match Password::new_for(&raw, &[&email]) {
+                    Err(PasswordError::TooShort) => prop_assert!(chars < MIN_PASSWORD_CHARS, "{chars} code points"),
+                    Err(PasswordError::TooLong) => prop_assert!(chars > MAX_PASSWORD_CHARS, "{chars} code points"),
+                    other => {
+                        prop_assert!((MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars), "{chars} code points");
+                        if let Ok(password) = other {
+                            prop_assert_eq!(password.expose(), normalized.as_str());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn candidates_are_nfkc_without_trimming_or_truncation(raw in raw_password()) {
+                let candidate = Password::candidate(&raw);
+                let normalized: String = raw.nfkc().collect();
+                prop_assert_eq!(candidate.expose(), normalized.as_str());
+                // NFKC is idempotent: a stored password's form does not drift.
+                let again = Password::candidate(candidate.expose());
+                prop_assert_eq!(again.expose(), candidate.expose());
+                prop_assert_eq!(format!("{candidate:?}"), "Password(***)");
+            }
+        }
+    }
 }

@@ -97,10 +97,13 @@ impl From<IssuedTokens> for TokenPair {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
     /// Display name (required).
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub name: Option<String>,
     /// E-mail address (required).
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub email: Option<String>,
     /// Password, 8 to 128 characters (required).
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub password: Option<String>,
     /// Company.
     pub company: Option<String>,
@@ -114,8 +117,10 @@ pub struct SignupBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
     /// E-mail address.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub email: Option<String>,
     /// Password.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub password: Option<String>,
     /// A TOTP code, when two-factor authentication is on.
     pub totp_code: Option<String>,
@@ -127,6 +132,7 @@ pub struct LoginBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {
     /// The token from the e-mailed link.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub token: Option<String>,
 }
 
@@ -134,6 +140,7 @@ pub struct TokenBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailBody {
     /// The address.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub email: Option<String>,
 }
 
@@ -141,6 +148,7 @@ pub struct EmailBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
     /// The current refresh token.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub refresh_token: Option<String>,
 }
 
@@ -148,8 +156,10 @@ pub struct RefreshBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetBody {
     /// The token from the e-mailed link.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub token: Option<String>,
     /// The new password.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub password: Option<String>,
 }
 
@@ -157,8 +167,10 @@ pub struct ResetBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangePasswordBody {
     /// The password in use now.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub current_password: Option<String>,
     /// The new password.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub new_password: Option<String>,
 }
 
@@ -199,7 +211,7 @@ impl Patch {
 pub struct ProfileBody {
     /// New name (cannot be cleared).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, min_length = 1, max_length = 100)]
     pub name: Patch,
     /// New company, or `null` to clear.
     #[serde(default)]
@@ -360,14 +372,53 @@ pub struct ApiKeyList {
     pub api_keys: Vec<ApiKeyBody>,
 }
 
+/// One of the ten scopes (for the OpenAPI document; the domain's `Scope` parses them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum ScopeName {
+    /// Read agents.
+    #[schema(rename = "agents:read")]
+    AgentsRead,
+    /// Change agents.
+    #[schema(rename = "agents:write")]
+    AgentsWrite,
+    /// Read chats.
+    #[schema(rename = "chat:read")]
+    ChatRead,
+    /// Chat.
+    #[schema(rename = "chat:write")]
+    ChatWrite,
+    /// Read knowledge bases.
+    #[schema(rename = "knowledge:read")]
+    KnowledgeRead,
+    /// Change knowledge bases.
+    #[schema(rename = "knowledge:write")]
+    KnowledgeWrite,
+    /// Read integrations.
+    #[schema(rename = "integrations:read")]
+    IntegrationsRead,
+    /// Change integrations.
+    #[schema(rename = "integrations:write")]
+    IntegrationsWrite,
+    /// Read webhooks.
+    #[schema(rename = "webhooks:read")]
+    WebhooksRead,
+    /// Change webhooks.
+    #[schema(rename = "webhooks:write")]
+    WebhooksWrite,
+}
+
 /// `POST /v1/api-keys`
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateApiKeyBody {
     /// 1–100 characters.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// A non-empty subset of the ten scopes.
+    #[schema(required = true, value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Option<Vec<String>>,
     /// RFC 3339, in the future; absent or `null` for no expiry.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -375,6 +426,7 @@ pub struct CreateApiKeyBody {
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct RotateApiKeyBody {
     /// RFC 3339, in the future; absent or `null` for no expiry.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -404,6 +456,7 @@ pub struct TotpSetupBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CodeBody {
     /// The 6-digit code the app shows now.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub code: Option<String>,
 }
 
@@ -425,6 +478,7 @@ pub struct RecoveryCodesBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordBody {
     /// The account's password.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub password: Option<String>,
 }
 

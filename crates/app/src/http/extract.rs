@@ -17,6 +17,70 @@ pub fn json_config() -> web::JsonConfig {
         .error_handler(|err, _req| json_error(&err).into())
 }
 
+/// Query-string errors as problem+json (actix answers text/plain otherwise).
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _req| ApiError::invalid_request(format!("a query parameter is malformed: {err}")).into())
+}
+
+/// A JSON request body that must be an object. serde's derived structs
+/// also take an array of the fields in order (`["ada@example.com", "pw"]`
+/// logs in, `[]` is an empty profile change); the API's bodies are objects
+/// only, so anything else is `invalid_request`. Limits and errors are those
+/// of [`json_config`].
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    /// The body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let value = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = value.await.map_err(|error| match error.as_error::<ApiError>() {
+                Some(problem) => problem.clone(),
+                None => ApiError::invalid_request("the body could not be read"),
+            })?;
+            let value = value.into_inner();
+            if !value.is_object() {
+                return Err(ApiError::invalid_request("the body must be a JSON object"));
+            }
+            serde_json::from_value(value)
+                .map(Json)
+                .map_err(|e| ApiError::invalid_request(format!("a field has the wrong type: {e}")))
+        })
+    }
+}
+
+/// An optional JSON body: absent (no bytes) is `T::default()`; present, it
+/// must be a JSON object of the right shape, as any other body
+/// (`invalid_request`, `payload_too_large`), never silently ignored.
+pub fn optional_json<T: Default>(req: &HttpRequest, body: Result<Json<T>, ApiError>) -> Result<T, ApiError> {
+    match body {
+        Ok(json) => Ok(json.into_inner()),
+        Err(error) => {
+            let length = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+            if length.unwrap_or(0) == 0 && !chunked {
+                Ok(T::default())
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
 fn json_error(err: &JsonPayloadError) -> ApiError {
     match err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
@@ -137,5 +201,46 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
         assert_eq!(client_ip(proxy, None, &[]), proxy);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn forwarded_for() -> impl Strategy<Value = String> {
+            let hop = prop_oneof![
+                any::<Ipv4Addr>().prop_map(|ip| ip.to_string()),
+                any::<std::net::Ipv6Addr>().prop_map(|ip| ip.to_string()),
+                "10\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                "\\PC{0,12}",
+            ];
+            prop_oneof![
+                any::<String>(),
+                proptest::collection::vec(hop, 0..6).prop_map(|hops| hops.join(", ")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// `X-Forwarded-For` is attacker-written: it never panics, is
+            /// ignored from an untrusted peer, and can only name an address
+            /// it holds.
+            #[test]
+            fn forwarded_for_never_panics_and_only_names_listed_addresses(
+                peer_octets in prop_oneof![Just([10u8, 0, 0, 1]), any::<[u8; 4]>()],
+                header in forwarded_for(),
+            ) {
+                let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+                let peer = IpAddr::from(peer_octets);
+                let client = client_ip(peer, Some(&header), &trusted);
+                if !trusted[0].contains(&peer) {
+                    prop_assert_eq!(client, peer);
+                } else if client != peer {
+                    prop_assert!(header.split(',').any(|hop| hop.trim().parse::<IpAddr>() == Ok(client)));
+                }
+                prop_assert_eq!(client_ip(peer, Some(&header), &[]), peer);
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::auth::{Caller, UserSession};
 use super::dto::{ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
-use super::extract::ClientInfo;
+use super::extract::{optional_json, ClientInfo, Json};
 use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, Result};
 use crate::state::AppState;
@@ -68,7 +68,7 @@ pub async fn create(
     state: web::Data<AppState>,
     client: ClientInfo,
     user: UserSession,
-    body: web::Json<CreateApiKeyBody>,
+    body: Json<CreateApiKeyBody>,
 ) -> Result {
     let body = body.into_inner();
     let name = body.name.unwrap_or_default();
@@ -103,7 +103,7 @@ pub async fn list(state: web::Data<AppState>, user: UserSession) -> Result {
 
 /// One API key.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api keys", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The key's id")),
+    params(("id" = uuid::Uuid, Path, description = "The key's id")),
     responses((status = 200, body = ApiKeyBody), (status = 404, body = Problem)))]
 pub async fn get(state: web::Data<AppState>, user: UserSession, id: web::Path<String>) -> Result {
     let key = state.auth.api_key(user.0.user.id, key_id(&id)?).await?;
@@ -112,7 +112,7 @@ pub async fn get(state: web::Data<AppState>, user: UserSession, id: web::Path<St
 
 /// Revoke an API key, at once.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The key's id")),
+    params(("id" = uuid::Uuid, Path, description = "The key's id")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn revoke(
     state: web::Data<AppState>,
@@ -129,16 +129,17 @@ pub async fn revoke(
 
 /// Replace an API key with a new one of the same name and scopes; the old one is revoked at once.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "api keys", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The key's id")), request_body = RotateApiKeyBody,
+    params(("id" = uuid::Uuid, Path, description = "The key's id")), request_body = Option<RotateApiKeyBody>,
     responses((status = 201, body = ApiKeyBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn rotate(
     state: web::Data<AppState>,
     client: ClientInfo,
     user: UserSession,
     id: web::Path<String>,
-    body: Option<web::Json<RotateApiKeyBody>>,
+    req: HttpRequest,
+    body: std::result::Result<Json<RotateApiKeyBody>, ApiError>,
 ) -> Result {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = optional_json(&req, body)?;
     let mut errors = Vec::new();
     let expires_at = parse_expiry(body.expires_at, &mut errors);
     no_errors(errors)?;
@@ -154,6 +155,11 @@ fn required_scopes(query: &str) -> Result<ScopeSet> {
     let mut set = ScopeSet::EMPTY;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if name == "scope" {
+            // An empty `scope=` (a gateway's unset variable) must not
+            // quietly turn the check into authentication only.
+            if value.trim().is_empty() {
+                return Err(ApiError::invalid_request("scope= names no scope"));
+            }
             for scope in value.split_whitespace() {
                 let scope: Scope = scope.parse().map_err(|e| ApiError::invalid_request(format!("{e}")))?;
                 set.insert(scope);
@@ -166,7 +172,7 @@ fn required_scopes(query: &str) -> Result<ScopeSet> {
 /// The gateway check: is the credential valid, does it hold the scopes,
 /// is the account within its plan's rate limit?
 #[utoipa::path(get, path = "/v1/authz", tag = "gateway", security(("bearer" = [])),
-    params(("scope" = Option<Vec<String>>, Query, description = "A scope the request needs; repeatable")),
+    params(("scope" = Option<Vec<super::dto::ScopeName>>, Query, description = "A scope the request needs; repeatable")),
     responses((status = 200, body = AuthzBody), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 429, body = Problem)))]
 pub async fn authz(req: HttpRequest, caller: Caller) -> Result {
@@ -186,4 +192,51 @@ pub async fn authz(req: HttpRequest, caller: Caller) -> Result {
             scopes: held.to_strings(),
             plan: user.plan.as_str(),
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn scopes_are_read_from_every_scope_parameter() {
+        let set = required_scopes("scope=agents:read&x=1&scope=chat:write%20chat:read").unwrap();
+        assert_eq!(set.to_string(), "agents:read chat:read chat:write");
+        assert_eq!(
+            required_scopes("scope=agents:admin").unwrap_err().code(),
+            "invalid_request"
+        );
+        assert_eq!(required_scopes("scope=&x=1").unwrap_err().code(), "invalid_request");
+        assert_eq!(required_scopes("scope=+").unwrap_err().code(), "invalid_request");
+        assert!(required_scopes("").unwrap().is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The query string of `/v1/authz` is whatever the gateway forwards.
+        #[test]
+        fn an_arbitrary_query_never_panics_and_names_only_real_scopes(
+            query in prop_oneof![
+                any::<String>(),
+                "(scope=[a-z:+%0-9]{0,20}&?){0,4}",
+                proptest::collection::vec(proptest::sample::select(Scope::ALL.to_vec()), 0..5)
+                    .prop_map(|scopes| scopes.iter().map(|s| format!("scope={}", s.as_str())).collect::<Vec<_>>().join("&")),
+            ],
+        ) {
+            match required_scopes(&query) {
+                Ok(set) => {
+                    let named: Vec<String> = form_urlencoded::parse(query.as_bytes())
+                        .filter(|(name, _)| name == "scope")
+                        .map(|(_, value)| value.into_owned())
+                        .collect();
+                    for scope in set.iter() {
+                        prop_assert!(named.iter().any(|value| value.split_whitespace().any(|s| s == scope.as_str())));
+                    }
+                }
+                Err(error) => prop_assert_eq!(error.code(), "invalid_request"),
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::auth::UserSession;
 use super::dto::{CodeBody, EventBody, EventList, PasswordBody, RecoveryCodesBody, TotpSetupBody};
-use super::extract::ClientInfo;
+use super::extract::{ClientInfo, Json};
 use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, required, Result};
 use crate::state::AppState;
@@ -32,7 +32,7 @@ pub async fn confirm_totp(
     state: web::Data<AppState>,
     client: ClientInfo,
     user: UserSession,
-    body: web::Json<CodeBody>,
+    body: Json<CodeBody>,
 ) -> Result {
     let mut errors = Vec::new();
     let code = required(body.into_inner().code, "code", &mut errors);
@@ -53,7 +53,7 @@ pub async fn disable_totp(
     state: web::Data<AppState>,
     client: ClientInfo,
     user: UserSession,
-    body: web::Json<PasswordBody>,
+    body: Json<PasswordBody>,
 ) -> Result {
     let mut errors = Vec::new();
     let password = required(body.into_inner().password, "password", &mut errors);
@@ -64,10 +64,13 @@ pub async fn disable_totp(
 
 /// `GET /v1/me/events` query.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Page size, 1–100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `next` cursor of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub before: Option<String>,
 }
 
@@ -77,7 +80,7 @@ pub struct EventsQuery {
 pub async fn events(state: web::Data<AppState>, user: UserSession, query: web::Query<EventsQuery>) -> Result {
     let query = query.into_inner();
     let limit = match query.limit.as_deref() {
-        None | Some("") => 50,
+        None => 50,
         Some(raw) => raw
             .parse::<u32>()
             .ok()
@@ -85,7 +88,7 @@ pub async fn events(state: web::Data<AppState>, user: UserSession, query: web::Q
             .ok_or_else(|| ApiError::invalid_request("limit must be a whole number from 1 to 100"))?,
     };
     let before = match query.before.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(raw) => Some(
             raw.parse::<EventId>()
                 .map_err(|_| ApiError::invalid_request("before must be the next cursor of a previous page"))?,

@@ -80,7 +80,17 @@ pub async fn observe(
                 ApiError::new(status, "method_not_allowed", "this method is not allowed here")
             };
             let (request, _) = response.into_parts();
-            ServiceResponse::new(request, error.error_response()).map_into_right_body()
+            let mut answer = error.error_response();
+            // RFC 9110 § 15.5.6: a 405 names the methods the resource has.
+            let allowed = request
+                .match_pattern()
+                .and_then(|pattern| super::openapi::allowed_methods(&pattern));
+            if let Some(allowed) = allowed.filter(|_| status == StatusCode::METHOD_NOT_ALLOWED) {
+                answer
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            ServiceResponse::new(request, answer).map_into_right_body()
         }
         _ => response.map_into_left_body(),
     };

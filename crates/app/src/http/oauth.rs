@@ -3,7 +3,7 @@
 //! token pair.
 
 use super::dto::{OAuthCodeBody, TokenPair};
-use super::extract::ClientInfo;
+use super::extract::{ClientInfo, Json};
 use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, required, Result};
 use crate::state::AppState;
@@ -183,7 +183,7 @@ pub async fn callback(
 #[utoipa::path(post, path = "/v1/auth/oauth/exchange", tag = "oauth", request_body = OAuthCodeBody,
     responses((status = 200, body = TokenPair), (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 422, body = Problem), (status = 429, body = Problem)))]
-pub async fn exchange(state: web::Data<AppState>, client: ClientInfo, body: web::Json<OAuthCodeBody>) -> Result {
+pub async fn exchange(state: web::Data<AppState>, client: ClientInfo, body: Json<OAuthCodeBody>) -> Result {
     let mut errors = Vec::new();
     let code = required(body.into_inner().code, "code", &mut errors);
     no_errors(errors)?;

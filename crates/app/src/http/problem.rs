@@ -17,11 +17,11 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error answer. Build it with one of the constructors; `From` impls map
 /// each use case's outcomes. Boxed, so that `Result`s stay small.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError(Box<ErrorParts>);
 
 /// What an [`ApiError`] holds.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ErrorParts {
     status: StatusCode,
     code: &'static str,

@@ -2,7 +2,7 @@
 
 use super::auth::{Caller, UserSession};
 use super::dto::*;
-use super::extract::{json_config, ClientInfo};
+use super::extract::{json_config, query_config, ClientInfo, Json};
 use super::middleware::ip_limit;
 use super::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -18,6 +18,7 @@ pub(crate) type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let limited = |path: &str| web::resource(path).wrap(from_fn(ip_limit));
     cfg.app_data(json_config())
+        .app_data(query_config())
         // The gateway check first: the hottest route, matched before any other.
         .service(web::resource("/v1/authz").route(web::get().to(super::keys::authz)))
         .service(limited("/v1/auth/signup").route(web::post().to(signup)))
@@ -95,7 +96,7 @@ fn accepted() -> HttpResponse {
 /// Sign up; a verification link is e-mailed.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "accounts", request_body = SignupBody,
     responses((status = 202, body = StatusBody), (status = 422, body = Problem), (status = 429, body = Problem)))]
-pub async fn signup(state: web::Data<AppState>, client: ClientInfo, body: web::Json<SignupBody>) -> Result {
+pub async fn signup(state: web::Data<AppState>, client: ClientInfo, body: Json<SignupBody>) -> Result {
     let body = body.into_inner();
     state
         .auth
@@ -117,7 +118,7 @@ pub async fn signup(state: web::Data<AppState>, client: ClientInfo, body: web::J
 /// Verify an e-mail address with the token of the e-mailed link.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "accounts", request_body = TokenBody,
     responses((status = 200, body = UserEnvelope), (status = 400, body = Problem)))]
-pub async fn verify_email(state: web::Data<AppState>, client: ClientInfo, body: web::Json<TokenBody>) -> Result {
+pub async fn verify_email(state: web::Data<AppState>, client: ClientInfo, body: Json<TokenBody>) -> Result {
     let mut errors = Vec::new();
     let token = required(body.into_inner().token, "token", &mut errors);
     no_errors(errors)?;
@@ -137,7 +138,7 @@ fn email_field(body: EmailBody) -> Result<String> {
 /// Send a new verification link (if the address has an unverified account).
 #[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "accounts", request_body = EmailBody,
     responses((status = 202, body = StatusBody)))]
-pub async fn resend_verification(state: web::Data<AppState>, body: web::Json<EmailBody>) -> Result {
+pub async fn resend_verification(state: web::Data<AppState>, body: Json<EmailBody>) -> Result {
     state.auth.resend_verification(&email_field(body.into_inner())?).await?;
     Ok(accepted())
 }
@@ -146,7 +147,7 @@ pub async fn resend_verification(state: web::Data<AppState>, body: web::Json<Ema
 #[utoipa::path(post, path = "/v1/auth/login", tag = "accounts", request_body = LoginBody,
     responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 422, body = Problem), (status = 429, body = Problem)))]
-pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: web::Json<LoginBody>) -> Result {
+pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<LoginBody>) -> Result {
     let body = body.into_inner();
     let mut errors = Vec::new();
     let email = required(body.email, "email", &mut errors);
@@ -171,7 +172,7 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: web::Js
 /// Trade a refresh token for a new pair; the old refresh token is dead.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "accounts", request_body = RefreshBody,
     responses((status = 200, body = TokenPair), (status = 401, body = Problem)))]
-pub async fn refresh(state: web::Data<AppState>, client: ClientInfo, body: web::Json<RefreshBody>) -> Result {
+pub async fn refresh(state: web::Data<AppState>, client: ClientInfo, body: Json<RefreshBody>) -> Result {
     let mut errors = Vec::new();
     let token = required(body.into_inner().refresh_token, "refresh_token", &mut errors);
     no_errors(errors)?;
@@ -182,7 +183,7 @@ pub async fn refresh(state: web::Data<AppState>, client: ClientInfo, body: web::
 /// E-mail a password reset link (if the address has an account).
 #[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "accounts", request_body = EmailBody,
     responses((status = 202, body = StatusBody)))]
-pub async fn forgot_password(state: web::Data<AppState>, body: web::Json<EmailBody>) -> Result {
+pub async fn forgot_password(state: web::Data<AppState>, body: Json<EmailBody>) -> Result {
     state.auth.forgot_password(&email_field(body.into_inner())?).await?;
     Ok(accepted())
 }
@@ -190,7 +191,7 @@ pub async fn forgot_password(state: web::Data<AppState>, body: web::Json<EmailBo
 /// Set a new password with the token of the e-mailed link; every session ends.
 #[utoipa::path(post, path = "/v1/auth/password/reset", tag = "accounts", request_body = ResetBody,
     responses((status = 204), (status = 400, body = Problem), (status = 422, body = Problem)))]
-pub async fn reset_password(state: web::Data<AppState>, client: ClientInfo, body: web::Json<ResetBody>) -> Result {
+pub async fn reset_password(state: web::Data<AppState>, client: ClientInfo, body: Json<ResetBody>) -> Result {
     let body = body.into_inner();
     let mut errors = Vec::new();
     let token = required(body.token, "token", &mut errors);
@@ -219,7 +220,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     client: ClientInfo,
     user: UserSession,
-    body: web::Json<ChangePasswordBody>,
+    body: Json<ChangePasswordBody>,
 ) -> Result {
     let body = body.into_inner();
     let mut errors = Vec::new();
@@ -257,7 +258,7 @@ pub async fn me(caller: Caller) -> Result {
 /// Change name, company, country or phone (`null` clears an optional field).
 #[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfileBody,
     responses((status = 200, body = UserBody), (status = 422, body = Problem)))]
-pub async fn update_profile(state: web::Data<AppState>, user: UserSession, body: web::Json<ProfileBody>) -> Result {
+pub async fn update_profile(state: web::Data<AppState>, user: UserSession, body: Json<ProfileBody>) -> Result {
     let body = body.into_inner();
     let name = match &body.name {
         Patch::Absent => None,
@@ -291,7 +292,7 @@ pub async fn list_sessions(state: web::Data<AppState>, user: UserSession) -> Res
 
 /// End one of your sessions.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "me", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The session's id")),
+    params(("id" = uuid::Uuid, Path, description = "The session's id")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn revoke_session(
     state: web::Data<AppState>,
@@ -319,19 +320,27 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(StatusBody { status: "ok" })
 }
 
+/// How long `/readyz` waits for the database: less than a probe's usual
+/// timeout (1 s in Kubernetes), so that a database that is down is a 503
+/// rather than a probe timeout after the pool's 5 s checkout wait.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);
+
 /// The database answers.
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses((status = 200, body = StatusBody), (status = 503, body = Problem)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result {
-    state.auth.store().inner().ping().await.map_err(|cause| {
-        tracing::warn!(error = %cause, "not ready: the database does not answer");
-        ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the database does not answer",
-        )
-    })?;
-    Ok(HttpResponse::Ok().json(StatusBody { status: "ready" }))
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.auth.store().inner().ping()).await;
+    let cause = match ping {
+        Ok(Ok(())) => return Ok(HttpResponse::Ok().json(StatusBody { status: "ready" })),
+        Ok(Err(cause)) => cause.to_string(),
+        Err(_) => format!("no answer within {} ms", READY_TIMEOUT.as_millis()),
+    };
+    tracing::warn!(error = %cause, "not ready: the database does not answer");
+    Err(ApiError::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database does not answer",
+    ))
 }
 
 /// Prometheus metrics.

@@ -315,3 +315,244 @@ impl Merged for Value {
         base
     }
 }
+
+/// Property tests: access tokens arrive from anyone, in any shape.
+mod properties {
+    use super::*;
+    use josekit::jws::JwsSigner;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    const NOW: i64 = 1_750_000_000;
+
+    /// One key for every case: our signer, and the PEM to forge with it.
+    fn ours() -> &'static (JwtSigner, Vec<u8>) {
+        static OURS: OnceLock<(JwtSigner, Vec<u8>)> = OnceLock::new();
+        OURS.get_or_init(|| {
+            let (key, pem, _dir) = key_with_pem();
+            (JwtSigner::new(&key, ISSUER).unwrap(), pem)
+        })
+    }
+
+    /// A compact JWS over arbitrary header and payload JSON, signed by our
+    /// key with its kid: the strongest forgery short of a valid token.
+    fn sign_raw(header: &Value, payload: &Value) -> String {
+        let (_, pem) = ours();
+        let signer = EdDSA.signer_from_pem(pem).unwrap();
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
+        let signature = signer.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<String>().prop_map(Value::from),
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z]{1,4}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Text a client might send as a bearer token.
+    fn arbitrary_token() -> impl Strategy<Value = String> {
+        let segment = "[A-Za-z0-9_-]{0,120}";
+        prop_oneof![
+            any::<String>(),
+            (segment, segment, segment).prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
+            "[A-Za-z0-9_.=+/-]{0,600}",
+            // Header and payload that decode, with a random signature.
+            (
+                json_value(),
+                json_value(),
+                proptest::collection::vec(any::<u8>(), 0..80),
+                proptest::sample::select(vec!["EdDSA", "none", "HS256", "RS256", "ES256", ""]),
+            )
+                .prop_map(|(header_extra, payload_extra, signature, alg)| {
+                    let header = json!({"alg": alg, "typ": "at+jwt", "kid": ours().0.key_id(), "x": header_extra});
+                    let payload = json!({"x": payload_extra}).merged(good_payload());
+                    format!(
+                        "{}.{}.{}",
+                        URL_SAFE_NO_PAD.encode(header.to_string()),
+                        URL_SAFE_NO_PAD.encode(payload.to_string()),
+                        URL_SAFE_NO_PAD.encode(signature)
+                    )
+                }),
+        ]
+    }
+
+    /// Ways to change a valid token.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Replace(usize, char),
+        Delete(usize),
+        Insert(usize, char),
+        Truncate(usize),
+        SwapSegments(usize, usize),
+        Append(String),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let base64url_char = proptest::sample::select(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.="
+                .chars()
+                .collect::<Vec<_>>(),
+        );
+        let some_char = prop_oneof![base64url_char, any::<char>()];
+        prop_oneof![
+            4 => (any::<usize>(), some_char.clone()).prop_map(|(i, c)| Mutation::Replace(i, c)),
+            1 => any::<usize>().prop_map(Mutation::Delete),
+            1 => (any::<usize>(), some_char).prop_map(|(i, c)| Mutation::Insert(i, c)),
+            1 => any::<usize>().prop_map(Mutation::Truncate),
+            1 => (0..3usize, 0..3usize).prop_map(|(a, b)| Mutation::SwapSegments(a, b)),
+            1 => "[A-Za-z0-9_.-]{1,8}".prop_map(Mutation::Append),
+        ]
+    }
+
+    fn apply(token: &str, mutation: &Mutation) -> String {
+        let chars: Vec<char> = token.chars().collect();
+        let mut out = chars.clone();
+        match mutation {
+            Mutation::Replace(i, c) => out[i % chars.len()] = *c,
+            Mutation::Delete(i) => {
+                out.remove(i % chars.len());
+            }
+            Mutation::Insert(i, c) => out.insert(i % (chars.len() + 1), *c),
+            Mutation::Truncate(i) => out.truncate(i % chars.len()),
+            Mutation::SwapSegments(a, b) => {
+                let mut segments: Vec<&str> = token.split('.').collect();
+                segments.swap(*a, *b);
+                return segments.join(".");
+            }
+            Mutation::Append(tail) => return format!("{token}{tail}"),
+        }
+        out.into_iter().collect()
+    }
+
+    fn claims_from((user, session, token_id, plan, lifetime): (u128, u128, u128, usize, i64)) -> AccessClaims {
+        AccessClaims {
+            user_id: UserId::from_uuid(Uuid::from_u128(user)),
+            session_id: SessionId::from_uuid(Uuid::from_u128(session)),
+            plan: [Plan::Free, Plan::Starter, Plan::Business, Plan::Pro][plan % 4],
+            issued_at: at(NOW),
+            expires_at: at(NOW + lifetime),
+            token_id: Uuid::from_u128(token_id),
+        }
+    }
+
+    fn any_claims() -> impl Strategy<Value = AccessClaims> {
+        (
+            any::<u128>(),
+            any::<u128>(),
+            any::<u128>(),
+            any::<usize>(),
+            1i64..100_000,
+        )
+            .prop_map(claims_from)
+    }
+
+    fn any_now() -> impl Strategy<Value = DateTime<Utc>> {
+        prop_oneof![
+            (DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp()),
+            (NOW - 1_000..NOW + 200_000),
+        ]
+        .prop_map(at)
+    }
+
+    /// Exhaustive, not sampled: every position gets a few replacements, and
+    /// the last two characters of each segment every base64url character,
+    /// the separator and padding. Those hold the unused low bits that a lax
+    /// base64 decoder ignores (a second spelling of the same signature).
+    #[test]
+    fn every_single_character_change_of_a_token_is_refused() {
+        let (signer, _) = ours();
+        let token = signer.sign(&claims()).unwrap();
+        let every: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ "
+            .chars()
+            .collect();
+        let few = ['A', 'B', 'g', '_', '.', '='];
+        let segment_ends: Vec<usize> = token.match_indices('.').map(|(i, _)| i).chain([token.len()]).collect();
+        let mut tried = 0;
+        for index in 0..token.len() {
+            let near_an_end = segment_ends.iter().any(|end| index < *end && end - index <= 2);
+            let replacements: &[char] = if near_an_end { &every } else { &few };
+            for &replacement in replacements {
+                let changed = apply(&token, &Mutation::Replace(index, replacement));
+                if changed != token {
+                    tried += 1;
+                    assert_eq!(
+                        signer.verify(&changed, at(NOW)),
+                        Err(TokenVerifyError::Invalid),
+                        "{replacement:?} at {index}"
+                    );
+                }
+            }
+        }
+        assert!(tried > 2_000, "{tried}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics_and_never_verifies(token in arbitrary_token(), now in any_now()) {
+            let (signer, _) = ours();
+            prop_assert_eq!(signer.verify(&token, now), Err(TokenVerifyError::Invalid));
+            prop_assert_eq!(signer.verifier().verify(&token, now), Err(TokenVerifyError::Invalid));
+        }
+
+        #[test]
+        fn a_mutated_valid_token_never_verifies(claims in any_claims(), mutation in mutation()) {
+            let (signer, _) = ours();
+            let token = signer.sign(&claims).unwrap();
+            prop_assert_eq!(signer.verify(&token, at(NOW)), Ok(claims));
+            let mutated = apply(&token, &mutation);
+            prop_assume!(mutated != token);
+            // Invalid, never merely expired or accepted.
+            prop_assert_eq!(signer.verify(&mutated, at(NOW)), Err(TokenVerifyError::Invalid), "{:?}", mutation);
+        }
+
+        #[test]
+        fn signed_tokens_with_arbitrary_claims_never_panic_and_verify_only_when_well_formed(
+            header_extra in proptest::collection::btree_map(
+                proptest::sample::select(vec!["typ", "alg", "kid", "crit", "b64", "cty", "jku", "x5u"]),
+                json_value(),
+                0..3,
+            ),
+            payload_extra in proptest::collection::btree_map(
+                proptest::sample::select(vec!["exp", "iat", "nbf", "sub", "sid", "jti", "plan", "iss", "aud"]),
+                json_value(),
+                0..4,
+            ),
+            now in any_now(),
+        ) {
+            let (signer, _) = ours();
+            let header = Value::Object(header_extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+                .merged(json!({"alg": "EdDSA", "typ": "at+jwt", "kid": signer.key_id()}));
+            let payload = Value::Object(payload_extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+                .merged(good_payload());
+            let token = sign_raw(&header, &payload);
+            if let Ok(verified) = signer.verify(&token, now) {
+                // Accepted only with every claim as this service writes it.
+                prop_assert!(now < verified.expires_at);
+                prop_assert_eq!(payload["iss"].as_str(), Some(ISSUER));
+                prop_assert_eq!(header["alg"].as_str(), Some("EdDSA"));
+                prop_assert_eq!(header["kid"].as_str(), Some(signer.key_id()));
+                prop_assert_eq!(payload["exp"].as_i64(), Some(verified.expires_at.timestamp()));
+            }
+        }
+    }
+}
