@@ -321,7 +321,9 @@ impl Config {
             })
             .collect::<Result<_, _>>()?;
         let oauth_redirect_allowlist = src.list("AUTH_OAUTH_REDIRECT_ALLOWLIST");
-        // Parsed as the redirect policy will parse them: scheme, host, port, path.
+        // Parsed as the redirect policy will parse them: scheme, host, port,
+        // path. The public URL alone first, so that its error names it.
+        convosphere_domain::oauth::RedirectPolicy::new(&public_url, &[]).map_err(|e| bad("AUTH_PUBLIC_URL", e))?;
         convosphere_domain::oauth::RedirectPolicy::new(&public_url, &oauth_redirect_allowlist)
             .map_err(|e| bad("AUTH_OAUTH_REDIRECT_ALLOWLIST", e))?;
         let oauth_google = src.oauth("GOOGLE", &["ISSUER"])?;
@@ -558,6 +560,13 @@ mod tests {
             proptest::sample::select(KNOWN.to_vec())
         }
 
+        /// The variable an OAuth client id or secret needs with it.
+        fn sibling(var: &str) -> Option<String> {
+            var.strip_suffix("_CLIENT_ID")
+                .map(|p| format!("{p}_CLIENT_SECRET"))
+                .or_else(|| var.strip_suffix("_CLIENT_SECRET").map(|p| format!("{p}_CLIENT_ID")))
+        }
+
         /// The variable an error names: its first word, before the colon.
         fn named(err: &ConfigError) -> &str {
             err.0.split(':').next().unwrap_or_default()
@@ -570,12 +579,15 @@ mod tests {
             fn one_arbitrary_value_never_panics_and_an_error_names_it(var in variable(), value in value()) {
                 if let Err(err) = Config::from_sources(None, vec![(var.to_owned(), value.clone())]) {
                     // The one rule across variables: the redis backend needs a URL.
+                    // The rules across variables: the redis backend needs a URL,
+                    // and an OAuth client id its secret (and the other way round).
                     let expected = if var == "AUTH_RATE_LIMIT_BACKEND" && value.trim() == "redis" {
-                        "AUTH_REDIS_URL"
+                        "AUTH_REDIS_URL".to_owned()
                     } else {
-                        var
+                        var.to_owned()
                     };
-                    prop_assert_eq!(named(&err), expected, "{}", err);
+                    let name = named(&err);
+                    prop_assert!(name == expected || sibling(var).as_deref() == Some(name), "{}", err);
                     prop_assert!(!err.0.contains('\n'), "not one line: {}", err);
                 }
             }
@@ -588,7 +600,8 @@ mod tests {
                 if let Err(err) = Config::from_sources(None, env) {
                     let name = named(&err);
                     prop_assert!(
-                        name == "AUTH_REDIS_URL" || pairs.iter().any(|(k, _)| *k == name),
+                        name == "AUTH_REDIS_URL"
+                            || pairs.iter().any(|(k, _)| *k == name || sibling(k).as_deref() == Some(name)),
                         "{} names none of {:?}", err, pairs.iter().map(|(k, _)| k).collect::<Vec<_>>()
                     );
                 }
