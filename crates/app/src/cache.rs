@@ -623,6 +623,14 @@ impl<S: convosphere_domain::ports::OAuthRepository> convosphere_domain::ports::O
         self.inner.issue_login_code(code, user, provider, now, expires_at).await
     }
 
+    async fn login_code_owner(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserId, convosphere_domain::oauth::Provider)>, InfraError> {
+        self.inner.login_code_owner(code, now).await
+    }
+
     async fn consume_login_code(
         &self,
         code: &TokenHash,

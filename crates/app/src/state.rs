@@ -53,6 +53,32 @@ pub struct AppState {
     /// The OAuth providers and the redirect policy.
     pub oauth: OAuthLogin<OAuthClients>,
     mail: MailService,
+    /// Permits for work done after answering (see [`after_answer`]).
+    background: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many jobs [`after_answer`] runs at once; a caller beyond that waits
+/// for a permit before answering, so a flood is held back, not queued.
+const BACKGROUND_JOBS: usize = 64;
+
+/// Runs `job` after the answer is sent: for work whose cost would tell a
+/// caller something (a reset link written only for a known address).
+/// A failure is logged with `what`; the caller already has its answer.
+pub async fn after_answer<F, Fut>(state: &actix_web::web::Data<AppState>, what: &'static str, job: F)
+where
+    F: FnOnce(Arc<AppState>) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<(), convosphere_domain::InfraError>> + 'static,
+{
+    let Ok(permit) = state.background.clone().acquire_owned().await else {
+        return;
+    };
+    let state = state.clone().into_inner();
+    actix_web::rt::spawn(async move {
+        let _permit = permit;
+        if let Err(error) = job(state).await {
+            tracing::error!(%error, "{what} failed after the answer was sent");
+        }
+    });
 }
 
 fn chrono(d: std::time::Duration) -> chrono::Duration {
@@ -127,6 +153,7 @@ impl AppState {
             oauth,
             config,
             mail,
+            background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_JOBS)),
         })
     }
 

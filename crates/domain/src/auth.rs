@@ -95,6 +95,35 @@ pub struct LoginRequest {
     pub client: ClientContext,
 }
 
+/// The second factor presented with a login, for an account with 2FA on.
+#[derive(Debug, Clone, Default)]
+pub struct SecondFactor {
+    /// The current TOTP code.
+    pub totp_code: Option<Redacted>,
+    /// A recovery code instead of the TOTP code.
+    pub recovery_code: Option<Redacted>,
+}
+
+/// What checking the password of a signed-in user found.
+pub(crate) enum PasswordCheck {
+    /// It is theirs.
+    Right,
+    /// It is not; counted toward the lockout and recorded.
+    Wrong,
+    /// The account is locked out: nothing was checked.
+    Locked,
+}
+
+/// What checking a second factor found.
+pub(crate) enum FactorCheck {
+    /// None was presented.
+    Missing,
+    /// Wrong or already used: counted toward the lockout and recorded.
+    Wrong,
+    /// Accepted (and used up).
+    Passed,
+}
+
 /// A string that `Debug` prints as `***` (a password in a request).
 #[derive(Clone, Default)]
 pub struct Redacted(pub String);
@@ -239,9 +268,12 @@ pub enum ResetPasswordError {
 /// Outcomes of [`Auth::change_password`].
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
-    /// The current password is wrong.
+    /// The current password is wrong; counted toward the lockout.
     #[error("the current password is wrong")]
     InvalidCredentials,
+    /// Locked out after wrong passwords: no password is checked until it ends.
+    #[error("the account is locked")]
+    Locked,
     /// The new password is refused.
     #[error("{0}")]
     WeakPassword(PasswordError),
@@ -564,28 +596,14 @@ where
             return Err(LoginError::EmailNotVerified);
         }
         if user.mfa_enabled {
-            let used = match (&request.totp_code, &request.recovery_code) {
-                (None, None) => return Err(LoginError::MfaRequired),
-                (Some(code), _) => self.use_totp_code(user.id, &code.0, now).await?.then_some("totp"),
-                (None, Some(code)) => self
-                    .store
-                    .use_recovery_code(user.id, &RecoveryCode::hash_of(&code.0), now)
-                    .await?
-                    .then_some("recovery_code"),
+            let factor = SecondFactor {
+                totp_code: request.totp_code.clone(),
+                recovery_code: request.recovery_code.clone(),
             };
-            match used {
-                None => {
-                    // Wrong codes count toward the lockout like wrong passwords.
-                    self.count_failure(&user, client).await?;
-                    refused("invalid_mfa_code").await?;
-                    return Err(LoginError::InvalidMfaCode);
-                }
-                Some("recovery_code") => {
-                    let left = self.store.recovery_codes_left(user.id).await?.to_string();
-                    self.record(user.id, EventKind::RecoveryCodeUsed, client, &[("left", &left)])
-                        .await?;
-                }
-                Some(_) => {}
+            match self.check_second_factor(&user, &factor, client).await? {
+                FactorCheck::Missing => return Err(LoginError::MfaRequired),
+                FactorCheck::Wrong => return Err(LoginError::InvalidMfaCode),
+                FactorCheck::Passed => {}
             }
         }
         // Cleared only now: a right password must not reset the count of
@@ -619,6 +637,47 @@ where
                 .await?;
         }
         Ok(())
+    }
+
+    /// Checks the second factor of a user with 2FA on, whose first factor
+    /// (the password, or a provider's login) checked out. A wrong code
+    /// counts toward the lockout like a wrong password.
+    pub(crate) async fn check_second_factor(
+        &self,
+        user: &User,
+        factor: &SecondFactor,
+        client: &ClientContext,
+    ) -> Result<FactorCheck, InfraError> {
+        let now = self.clock.now();
+        let used = match (&factor.totp_code, &factor.recovery_code) {
+            (None, None) => return Ok(FactorCheck::Missing),
+            (Some(code), _) => self.use_totp_code(user.id, &code.0, now).await?.then_some("totp"),
+            (None, Some(code)) => self
+                .store
+                .use_recovery_code(user.id, &RecoveryCode::hash_of(&code.0), now)
+                .await?
+                .then_some("recovery_code"),
+        };
+        match used {
+            None => {
+                self.count_failure(user, client).await?;
+                self.record(
+                    user.id,
+                    EventKind::LoginFailed,
+                    client,
+                    &[("reason", "invalid_mfa_code")],
+                )
+                .await?;
+                Ok(FactorCheck::Wrong)
+            }
+            Some("recovery_code") => {
+                let left = self.store.recovery_codes_left(user.id).await?.to_string();
+                self.record(user.id, EventKind::RecoveryCodeUsed, client, &[("left", &left)])
+                    .await?;
+                Ok(FactorCheck::Passed)
+            }
+            Some(_) => Ok(FactorCheck::Passed),
+        }
     }
 
     /// Checks a TOTP code of a user with 2FA on; `true` once per code.
@@ -833,6 +892,31 @@ where
             .await
     }
 
+    /// Checks the password of a signed-in user before a change to how they
+    /// sign in. A wrong one counts toward the lockout as at login (a stolen
+    /// access token must not be a way to guess the password), and a locked
+    /// account has no password checked until the lockout ends.
+    pub(crate) async fn confirm_password(
+        &self,
+        user: &User,
+        password: &str,
+        step: &str,
+        client: &ClientContext,
+    ) -> Result<PasswordCheck, InfraError> {
+        if user.is_locked_out(self.clock.now()) {
+            return Ok(PasswordCheck::Locked);
+        }
+        if self.password_matches(user, password).await? {
+            return Ok(PasswordCheck::Right);
+        }
+        if user.password_hash.is_some() {
+            self.count_failure(user, client).await?;
+        }
+        let details = [("reason", "invalid_password"), ("step", step)];
+        self.record(user.id, EventKind::LoginFailed, client, &details).await?;
+        Ok(PasswordCheck::Wrong)
+    }
+
     /// Changes the password of a logged-in user; every other session ends.
     pub async fn change_password(
         &self,
@@ -842,8 +926,10 @@ where
         client: &ClientContext,
     ) -> Result<(), ChangePasswordError> {
         let user = &principal.user;
-        if !self.password_matches(user, current).await? {
-            return Err(ChangePasswordError::InvalidCredentials);
+        match self.confirm_password(user, current, "password_change", client).await? {
+            PasswordCheck::Right => {}
+            PasswordCheck::Wrong => return Err(ChangePasswordError::InvalidCredentials),
+            PasswordCheck::Locked => return Err(ChangePasswordError::Locked),
         }
         let password = Password::new_for(new_password, &[user.email.as_str(), &user.name])
             .map_err(ChangePasswordError::WeakPassword)?;

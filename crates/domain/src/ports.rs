@@ -584,6 +584,14 @@ pub trait OAuthRepository: Send + Sync {
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 
+    /// The account and provider of a login code that is unused and
+    /// unexpired, without using it (a login that waits for its second factor).
+    fn login_code_owner(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(UserId, crate::oauth::Provider)>, InfraError>> + Send;
+
     /// Uses a login code: its account and provider if it was unused and
     /// unexpired. Of parallel calls with one code, exactly one gets them.
     fn consume_login_code(

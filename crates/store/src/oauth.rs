@@ -154,6 +154,25 @@ impl OAuthRepository for Store {
         Ok(())
     }
 
+    async fn login_code_owner(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserId, Provider)>, InfraError> {
+        let hash = code.to_hex();
+        let now = db_time(now);
+        let found = with_conn!(self, |conn| {
+            Ok(oauth_login_codes::table
+                .filter(oauth_login_codes::hash.eq(hash))
+                .filter(oauth_login_codes::used_at.is_null())
+                .filter(oauth_login_codes::expires_at.gt(now))
+                .select((oauth_login_codes::user_id, oauth_login_codes::provider))
+                .first::<(String, String)>(conn)
+                .optional()?)
+        })?;
+        code_owner(found)
+    }
+
     async fn consume_login_code(
         &self,
         code: &TokenHash,
@@ -175,9 +194,14 @@ impl OAuthRepository for Store {
             .get_result::<(String, String)>(conn)
             .optional()?)
         })?;
-        match used {
-            None => Ok(None),
-            Some((user, name)) => Ok(Some((user_id(&user)?, provider(&name)?))),
-        }
+        code_owner(used)
+    }
+}
+
+/// The account and provider of a login code's row.
+fn code_owner(row: Option<(String, String)>) -> Result<Option<(UserId, Provider)>, InfraError> {
+    match row {
+        None => Ok(None),
+        Some((user, name)) => Ok(Some((user_id(&user)?, provider(&name)?))),
     }
 }

@@ -1,8 +1,8 @@
 //! Request and response bodies of the JSON API.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use convosphere_domain::auth::IssuedTokens;
-use convosphere_domain::{SecurityEvent, Session, SessionId, User};
+use convosphere_domain::auth::{IssuedTokens, Redacted};
+use convosphere_domain::{SecondFactor, SecurityEvent, Session, SessionId, User};
 use serde::{Deserialize, Serialize, Serializer};
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -465,6 +465,20 @@ pub struct CodeBody {
 pub struct OAuthCodeBody {
     /// The one-time code the callback put in the redirect (`?code=`).
     pub code: Option<String>,
+    /// A TOTP code, when two-factor authentication is on for the account.
+    pub totp_code: Option<String>,
+    /// A recovery code, instead of a TOTP code.
+    pub recovery_code: Option<String>,
+}
+
+impl OAuthCodeBody {
+    /// The second factor sent with the code (empty strings are none).
+    pub fn second_factor(&mut self) -> SecondFactor {
+        SecondFactor {
+            totp_code: self.totp_code.take().filter(|c| !c.is_empty()).map(Redacted),
+            recovery_code: self.recovery_code.take().filter(|c| !c.is_empty()).map(Redacted),
+        }
+    }
 }
 
 /// The recovery codes, shown this once.

@@ -11,8 +11,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use convosphere_domain::auth::oauth::{OAuthCallback, OAuthCallbackError, OAuthExchangeError, OAuthStartError};
+use convosphere_domain::auth::LoginError;
 use convosphere_domain::oauth::Provider;
 use convosphere_domain::oauth::DEFAULT_REDIRECT_PATH;
+use convosphere_domain::SecondFactor;
 use std::collections::HashMap;
 
 /// The cookie that binds a login to the browser that started it.
@@ -148,8 +150,18 @@ pub async fn callback(
             // the web pages (one of their sessions) and show the dashboard.
             let dashboard = format!("{}{DEFAULT_REDIRECT_PATH}?code=", state.config.public_url);
             if let Some(code) = location.strip_prefix(&dashboard) {
-                let tokens = state.auth.oauth_exchange(code, &client.context()).await?;
-                let mut response = crate::web::signed_in_response(&state, &tokens, DEFAULT_REDIRECT_PATH)?;
+                let outcome = state
+                    .auth
+                    .oauth_exchange(code, &SecondFactor::default(), &client.context())
+                    .await;
+                let mut response = match outcome {
+                    Ok(tokens) => crate::web::signed_in_response(&state, &tokens, DEFAULT_REDIRECT_PATH)?,
+                    // 2FA is on: the code waits for it at the second-factor page.
+                    Err(OAuthExchangeError::MfaRequired) => {
+                        crate::web::provider_second_factor(&state, code, DEFAULT_REDIRECT_PATH)?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if let Ok(value) = HeaderValue::from_str(&clear) {
                     response.headers_mut().append(header::SET_COOKIE, value);
                 }
@@ -179,17 +191,22 @@ pub async fn callback(
 }
 
 /// Trade the one-time code of the callback for a token pair. The code works
-/// once, for 60 seconds; the login is a session like any other.
+/// once, for 60 seconds; the login is a session like any other. When the
+/// account has two-factor authentication on, the exchange needs `totp_code`
+/// (or `recovery_code`) as the password login does: without one it answers
+/// 401 `mfa_required` and the code keeps working for the rest of its minute.
 #[utoipa::path(post, path = "/v1/auth/oauth/exchange", tag = "oauth", request_body = OAuthCodeBody,
-    responses((status = 200, body = TokenPair), (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = TokenPair), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn exchange(state: web::Data<AppState>, client: ClientInfo, body: Json<OAuthCodeBody>) -> Result {
+    let mut body = body.into_inner();
+    let factor = body.second_factor();
     let mut errors = Vec::new();
-    let code = required(body.into_inner().code, "code", &mut errors);
+    let code = required(body.code, "code", &mut errors);
     no_errors(errors)?;
     let outcome = state
         .auth
-        .oauth_exchange(&code, &client.context())
+        .oauth_exchange(&code, &factor, &client.context())
         .await
         .map_err(ApiError::from);
     let label = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
@@ -206,6 +223,8 @@ impl From<OAuthExchangeError> for ApiError {
             OAuthExchangeError::Locked => {
                 ApiError::new(StatusCode::FORBIDDEN, "account_locked", "this account is locked")
             }
+            OAuthExchangeError::MfaRequired => LoginError::MfaRequired.into(),
+            OAuthExchangeError::InvalidMfaCode => LoginError::InvalidMfaCode.into(),
             OAuthExchangeError::Internal(cause) => cause.into(),
         }
     }

@@ -398,6 +398,7 @@ impl From<ChangePasswordError> for ApiError {
             ChangePasswordError::InvalidCredentials => {
                 Self::unauthorized("invalid_credentials", "the current password is wrong")
             }
+            ChangePasswordError::Locked => account_locked(),
             ChangePasswordError::WeakPassword(reason) => Self::weak_password(reason, "new_password"),
             ChangePasswordError::Internal(cause) => cause.into(),
         }
@@ -465,6 +466,7 @@ impl From<DisableTotpError> for ApiError {
     fn from(e: DisableTotpError) -> Self {
         match e {
             DisableTotpError::InvalidCredentials => invalid_credentials(),
+            DisableTotpError::Locked => account_locked(),
             DisableTotpError::Internal(cause) => cause.into(),
         }
     }

@@ -5,7 +5,7 @@ use super::dto::*;
 use super::extract::{json_config, query_config, ClientInfo, Json};
 use super::middleware::ip_limit;
 use super::problem::{ApiError, Problem};
-use crate::state::AppState;
+use crate::state::{after_answer, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::auth::{LoginRequest, Redacted, SignupRequest};
@@ -139,7 +139,13 @@ fn email_field(body: EmailBody) -> Result<String> {
 #[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "accounts", request_body = EmailBody,
     responses((status = 202, body = StatusBody)))]
 pub async fn resend_verification(state: web::Data<AppState>, body: Json<EmailBody>) -> Result {
-    state.auth.resend_verification(&email_field(body.into_inner())?).await?;
+    let email = email_field(body.into_inner())?;
+    // After answering: the time of the answer must not tell whether the
+    // address has an account.
+    after_answer(&state, "resending a verification link", |state| async move {
+        state.auth.resend_verification(&email).await
+    })
+    .await;
     Ok(accepted())
 }
 
@@ -184,7 +190,13 @@ pub async fn refresh(state: web::Data<AppState>, client: ClientInfo, body: Json<
 #[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "accounts", request_body = EmailBody,
     responses((status = 202, body = StatusBody)))]
 pub async fn forgot_password(state: web::Data<AppState>, body: Json<EmailBody>) -> Result {
-    state.auth.forgot_password(&email_field(body.into_inner())?).await?;
+    let email = email_field(body.into_inner())?;
+    // After answering: the time of the answer must not tell whether the
+    // address has an account.
+    after_answer(&state, "sending a password reset link", |state| async move {
+        state.auth.forgot_password(&email).await
+    })
+    .await;
     Ok(accepted())
 }
 

@@ -5,14 +5,14 @@ use super::error::{page_error, PageError};
 use super::layout::{self, alert, auth_page, csrf_field, field, form_error, form_problems, html, Input};
 use super::session::{is_signed_in, safe_next, see_other, signed_in_response, AnonForm, SignedInForm, Visitor};
 use crate::http::problem::ApiError;
-use crate::state::AppState;
+use crate::state::{after_answer, AppState};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use convosphere_domain::auth::{
     LinkError, LoginError, LoginRequest, Redacted, ResetPasswordError, SignupError, SignupRequest,
 };
 use convosphere_domain::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
-use convosphere_domain::FieldError;
+use convosphere_domain::{FieldError, SecondFactor};
 use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,10 @@ type Page = Result<HttpResponse, PageError>;
 /// How long a login may wait for its second factor.
 const MFA_TICKET_SECS: i64 = 300;
 const MFA_TICKET: &str = "login_mfa";
+/// The cookie that carries a provider login's ticket to the second-factor
+/// step (the browser arrives there by a redirect, not a form).
+const MFA_COOKIE: &str = "convosphere_mfa";
+const MFA_PATH: &str = "/login/two-factor";
 
 fn required(form: &super::form::FormData, name: &'static str, label: &str, errors: &mut Vec<FieldError>) -> String {
     let value = form.text(name);
@@ -241,10 +245,61 @@ pub(crate) async fn login_form(
 
 /// A login waiting for its second factor, sealed into the form of that step.
 #[derive(Serialize, Deserialize)]
-struct PendingLogin {
-    email: String,
-    password: String,
-    next: String,
+enum PendingLogin {
+    /// E-mail and password checked out; asked again with the code.
+    Password {
+        email: String,
+        password: String,
+        next: String,
+    },
+    /// A provider's login; its one-time code is exchanged with the code.
+    Provider { code: String, next: String },
+}
+
+impl PendingLogin {
+    fn next(&self) -> &str {
+        match self {
+            Self::Password { next, .. } | Self::Provider { next, .. } => next,
+        }
+    }
+}
+
+/// The answer to a provider login of an account with 2FA on: on to the
+/// second-factor step, the exchange code sealed in a cookie for that page.
+pub(crate) fn provider_second_factor(state: &AppState, code: &str, next: &str) -> Result<HttpResponse, ApiError> {
+    let pending = PendingLogin::Provider {
+        code: code.to_owned(),
+        next: next.to_owned(),
+    };
+    // The exchange code dies after its minute anyway.
+    let ticket = state.web.seal_ticket(MFA_TICKET, 60, &pending)?;
+    let cookie = actix_web::cookie::Cookie::build(MFA_COOKIE, ticket)
+        .path(MFA_PATH)
+        .http_only(true)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .secure(state.config.is_https())
+        .max_age(actix_web::cookie::time::Duration::seconds(60))
+        .finish();
+    let mut response = see_other(MFA_PATH);
+    response
+        .add_cookie(&cookie)
+        .map_err(|e| ApiError::internal(&convosphere_domain::InfraError::new(e.to_string())))?;
+    Ok(response)
+}
+
+/// `GET /login/two-factor`: the step of a provider login that waits for
+/// its second factor; without one, back to the login page.
+pub(crate) async fn login_mfa_form(state: web::Data<AppState>, req: HttpRequest, visitor: Visitor) -> Page {
+    let ticket = req.cookie(MFA_COOKIE).map(|c| c.value().to_owned());
+    if state
+        .web
+        .open_ticket::<PendingLogin>(MFA_TICKET, ticket.as_deref())
+        .is_none()
+    {
+        return Ok(see_other("/login?notice=session_expired"));
+    }
+    let ticket = ticket.unwrap_or_default();
+    Ok(html(StatusCode::OK, mfa_page(&visitor.csrf, &ticket, None, &[])))
 }
 
 fn mfa_page(csrf: &str, ticket: &str, error: Option<&str>, errors: &[FieldError]) -> Markup {
@@ -263,7 +318,7 @@ fn mfa_page(csrf: &str, ticket: &str, error: Option<&str>, errors: &[FieldError]
                 details.recovery {
                     summary { "Lost your phone? Use a recovery code" }
                     (field(Input { name: "recovery_code", label: "Recovery code", autocomplete: Some("off"),
-                        hint: Some("One of the ten codes you saved when you turned two-factor authentication on, like abcde-fghij. Each works once."),
+                        hint: Some("One of the ten codes you saved when you turned two-factor authentication on, like abcdef-ghijkl-mnopqr-stuvwx. Each works once."),
                         ..Input::default() }, errors))
                 }
                 button.btn.btn-primary.btn-block type="submit" { "Verify and sign in" }
@@ -343,7 +398,7 @@ pub(crate) async fn login(state: web::Data<AppState>, post: AnonForm) -> Page {
     match outcome {
         Ok(tokens) => Ok(signed_in_response(&state, &tokens, &next)?),
         Err(LoginError::MfaRequired) => {
-            let pending = PendingLogin { email, password, next };
+            let pending = PendingLogin::Password { email, password, next };
             let ticket = state
                 .web
                 .seal_ticket(MFA_TICKET, MFA_TICKET_SECS, &pending)
@@ -381,24 +436,52 @@ pub(crate) async fn login_mfa(state: web::Data<AppState>, post: AnonForm) -> Pag
             mfa_page(&post.csrf, &ticket, None, &errors),
         ));
     }
-    let outcome = state
-        .auth
-        .login(LoginRequest {
-            email: pending.email.clone(),
-            password: Redacted(pending.password),
-            totp_code: code.map(Redacted),
-            recovery_code: recovery.map(Redacted),
-            client: post.client.context(),
-        })
-        .await;
-    count_login(&state, &outcome);
+    let factor = SecondFactor {
+        totp_code: code.map(Redacted),
+        recovery_code: recovery.map(Redacted),
+    };
+    let outcome = match &pending {
+        PendingLogin::Password { email, password, .. } => {
+            let outcome = state
+                .auth
+                .login(LoginRequest {
+                    email: email.clone(),
+                    password: Redacted(password.clone()),
+                    totp_code: factor.totp_code,
+                    recovery_code: factor.recovery_code,
+                    client: post.client.context(),
+                })
+                .await;
+            count_login(&state, &outcome);
+            outcome.map_err(ApiError::from)
+        }
+        PendingLogin::Provider { code, .. } => state
+            .auth
+            .oauth_exchange(code, &factor, &post.client.context())
+            .await
+            .map_err(ApiError::from),
+    };
+    let email = match &pending {
+        PendingLogin::Password { email, .. } => email.as_str(),
+        PendingLogin::Provider { .. } => "",
+    };
     match outcome {
-        Ok(tokens) => Ok(signed_in_response(&state, &tokens, &pending.next)?),
-        Err(LoginError::InvalidMfaCode) => Ok(html(
+        Ok(tokens) => {
+            let mut response = signed_in_response(&state, &tokens, pending.next())?;
+            if matches!(pending, PendingLogin::Provider { .. }) {
+                let mut gone = actix_web::cookie::Cookie::build(MFA_COOKIE, "").path(MFA_PATH).finish();
+                gone.make_removal();
+                response
+                    .add_cookie(&gone)
+                    .map_err(|e| page_error(convosphere_domain::InfraError::new(e.to_string())))?;
+            }
+            Ok(response)
+        }
+        Err(error) if error.code() == "invalid_mfa_code" => Ok(html(
             StatusCode::UNAUTHORIZED,
             mfa_page(&post.csrf, &ticket, Some("invalid_mfa_code"), &[]),
         )),
-        Err(error) => login_failed(&state, &post.csrf, &pending.email, &pending.next, error.into()),
+        Err(error) => login_failed(&state, &post.csrf, email, pending.next(), error),
     }
 }
 
@@ -451,7 +534,11 @@ pub(crate) async fn forgot(state: web::Data<AppState>, post: AnonForm) -> Page {
             forgot_page(&post.csrf, &email, &errors),
         ));
     }
-    state.auth.forgot_password(&email).await.map_err(page_error)?;
+    let address = email.clone();
+    after_answer(&state, "sending a password reset link", |state| async move {
+        state.auth.forgot_password(&address).await
+    })
+    .await;
     let ttl = layout::human_duration(state.config.password_reset_ttl);
     Ok(html(
         StatusCode::OK,
@@ -584,7 +671,10 @@ pub(crate) async fn verify(state: web::Data<AppState>, post: AnonForm) -> Page {
 pub(crate) async fn resend(state: web::Data<AppState>, post: AnonForm) -> Page {
     let email = post.form.text("email");
     if !email.trim().is_empty() {
-        state.auth.resend_verification(&email).await.map_err(page_error)?;
+        after_answer(&state, "resending a verification link", |state| async move {
+            state.auth.resend_verification(&email).await
+        })
+        .await;
     }
     Ok(html(
         StatusCode::OK,

@@ -18,6 +18,7 @@ mod security;
 pub mod session;
 mod sessions;
 
+pub(crate) use account::provider_second_factor;
 pub use session::{signed_in_response, WebState};
 
 use actix_web::middleware::from_fn;
@@ -37,7 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(account::login_form))
                 .route(web::post().to(account::login)),
         )
-        .service(page("/login/two-factor").route(web::post().to(account::login_mfa)))
+        .service(
+            page("/login/two-factor")
+                .route(web::get().to(account::login_mfa_form))
+                .route(web::post().to(account::login_mfa)),
+        )
         .service(page("/logout").route(web::post().to(account::logout)))
         .service(
             page("/forgot-password")

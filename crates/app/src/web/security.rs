@@ -173,6 +173,14 @@ pub(crate) async fn change_password(state: web::Data<AppState>, post: SignedInFo
                 vec![FieldError::new("new_password", reason.code(), reason.to_string())],
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
+            Err(ChangePasswordError::Locked) => (
+                vec![FieldError::new(
+                    "current_password",
+                    "account_locked",
+                    "too many wrong passwords: try again later",
+                )],
+                StatusCode::FORBIDDEN,
+            ),
             Err(ChangePasswordError::Internal(cause)) => return Err(page_error(cause)),
         }
     };
@@ -372,6 +380,15 @@ pub(crate) async fn disable_totp(state: web::Data<AppState>, post: SignedInForm)
                 )],
                 Some("invalid_credentials"),
                 StatusCode::UNAUTHORIZED,
+            ),
+            Err(DisableTotpError::Locked) => (
+                vec![FieldError::new(
+                    "disable_password",
+                    "account_locked",
+                    "too many wrong passwords: try again later",
+                )],
+                Some("account_locked"),
+                StatusCode::FORBIDDEN,
             ),
             Err(DisableTotpError::Internal(cause)) => return Err(page_error(cause)),
         }

@@ -11,13 +11,13 @@ on_both_backends!(
 );
 
 /// The code of the step `offset` steps from now.
-fn code(secret: &str, offset: i64) -> String {
+pub fn code(secret: &str, offset: i64) -> String {
     let secret = TotpSecret::from_bytes(data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap());
     format!("{:06}", secret.code_at_step(step_of(chrono::Utc::now()) + offset))
 }
 
 /// Turns 2FA on; returns the base32 secret and the recovery codes.
-async fn enable_totp(app: &TestApp, access: &str) -> (String, Vec<String>) {
+pub async fn enable_totp(app: &TestApp, access: &str) -> (String, Vec<String>) {
     let setup = app.post_auth("/v1/me/mfa/totp", access, json!({})).await;
     assert_eq!(setup.status(), 200);
     assert_eq!(setup.headers()["cache-control"], "no-store");

@@ -4,6 +4,8 @@
 //! cookies of the service and of the provider, as a person's browser would.
 
 use super::harness::*;
+use super::mfa::{code as totp_at, enable_totp};
+use super::web::hidden;
 use convosphere_oauth::testing::{Account, Browser, TestOidcProvider, CLIENT_ID, CLIENT_SECRET};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -48,6 +50,8 @@ with_providers!(
     github_logins_need_a_verified_primary_address,
     github_refusals_and_failures_are_oauth_failed,
     facebook_logins_use_the_graph_api_address,
+    an_account_with_2fa_needs_its_code_after_a_provider_login,
+    a_browser_signs_in_with_a_provider_and_then_its_code,
 );
 
 struct World {
@@ -703,4 +707,110 @@ mod fake {
                 .collect()
         }
     }
+}
+
+/// Logs in with the password and turns 2FA on; answers the TOTP secret and
+/// the recovery codes.
+async fn ada_with_2fa(app: &TestApp) -> (String, Vec<String>) {
+    app.verified_user("ada@example.com").await;
+    let access = app.tokens("ada@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    enable_totp(app, &access).await
+}
+
+async fn an_account_with_2fa_needs_its_code_after_a_provider_login(world: World) {
+    let (secret, recovery) = ada_with_2fa(&world.app).await;
+    let account = Account::new("ada-google", "ada@example.com");
+    let callback = world
+        .login(&Browser::new(), "google", Some(ALLOWED), &account.login_hint())
+        .await;
+    let code = query(&location(&callback), "code").unwrap();
+    let exchange = |extra: Value| {
+        let mut body = json!({ "code": code });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        world.app.post("/v1/auth/oauth/exchange", body)
+    };
+
+    // Without the second factor: asked for it, and the code still works.
+    problem(exchange(json!({})).await, 401, "mfa_required").await;
+    problem(exchange(json!({"totp_code": "000000"})).await, 401, "invalid_mfa_code").await;
+    // The step of confirming is spent; the next one logs in.
+    let pair = exchange(json!({"totp_code": totp_at(&secret, 1)})).await;
+    assert_eq!(pair.status(), StatusCode::OK);
+    let pair: Value = pair.json().await.unwrap();
+    let access = pair["access_token"].as_str().unwrap();
+    let events: Value = world.app.get_auth("/v1/me/events", access).await.json().await.unwrap();
+    assert_eq!(events["events"][0]["type"], "login_succeeded");
+    assert_eq!(events["events"][0]["details"]["method"], "oauth:google+totp");
+    assert_eq!(events["events"][1]["details"]["reason"], "invalid_mfa_code");
+    // Used: the code is gone, whatever comes with it.
+    let again = exchange(json!({"totp_code": totp_at(&secret, 0)})).await;
+    problem(again, 400, "oauth_failed").await;
+
+    // A recovery code serves as well, once.
+    let callback = world
+        .login(&Browser::new(), "google", Some(ALLOWED), &account.login_hint())
+        .await;
+    let code = query(&location(&callback), "code").unwrap();
+    let body = json!({"code": code, "recovery_code": recovery[0].to_uppercase()});
+    let pair = world.app.post("/v1/auth/oauth/exchange", body).await;
+    assert_eq!(pair.status(), StatusCode::OK);
+    let pair: Value = pair.json().await.unwrap();
+    let access = pair["access_token"].as_str().unwrap();
+    let sessions: Value = world.app.get_auth("/v1/sessions", access).await.json().await.unwrap();
+    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 3, "{sessions}");
+}
+
+async fn a_browser_signs_in_with_a_provider_and_then_its_code(world: World) {
+    let (secret, _) = ada_with_2fa(&world.app).await;
+    let browser = Browser::new();
+    let account = Account::new("ada-google", "ada@example.com");
+    // No redirect_to: a person at the web pages, sent to the second-factor step.
+    let callback = world.login(&browser, "google", None, &account.login_hint()).await;
+    assert_eq!(callback.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&callback), "/login/two-factor");
+    let step = browser
+        .client
+        .get(world.app.url("/login/two-factor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(step.status(), StatusCode::OK);
+    let page = step.text().await.unwrap();
+    let (csrf, ticket) = (hidden(&page, "csrf").unwrap(), hidden(&page, "ticket").unwrap());
+    let post = |code: String| {
+        browser
+            .client
+            .post(world.app.url("/login/two-factor"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("ticket", ticket.as_str()),
+                ("code", code.as_str()),
+            ])
+            .send()
+    };
+    let wrong = post("000000".into()).await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.text().await.unwrap().contains("name=\"ticket\""),
+        "the step is offered again"
+    );
+    let signed_in = post(totp_at(&secret, 1)).await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&signed_in), "/dashboard");
+    let dashboard = browser.client.get(world.app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    assert!(dashboard.text().await.unwrap().contains("ada@example.com"));
+
+    // The step's page without a login waiting for it sends to the login page.
+    let stranger = Browser::new()
+        .client
+        .get(world.app.url("/login/two-factor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::SEE_OTHER);
+    assert!(location(&stranger).starts_with("/login"));
 }

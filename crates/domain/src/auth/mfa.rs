@@ -1,6 +1,6 @@
 //! Turning TOTP two-factor authentication on and off.
 
-use super::{Auth, Principal};
+use super::{Auth, PasswordCheck, Principal};
 use crate::event::{ClientContext, EventKind};
 use crate::mfa::{RecoveryCode, TotpSecret, RECOVERY_CODES};
 use crate::ports::{Mailer, PasswordHasher, Store, TokenSigner};
@@ -43,9 +43,12 @@ pub enum ConfirmTotpError {
 /// Outcomes of [`Auth::disable_totp`].
 #[derive(Debug, thiserror::Error)]
 pub enum DisableTotpError {
-    /// The password is wrong.
+    /// The password is wrong; counted toward the lockout.
     #[error("the password is wrong")]
     InvalidCredentials,
+    /// Locked out after wrong passwords: no password is checked until it ends.
+    #[error("the account is locked")]
+    Locked,
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -113,8 +116,10 @@ where
         client: &ClientContext,
     ) -> Result<(), DisableTotpError> {
         let user = &principal.user;
-        if !self.password_matches(user, password).await? {
-            return Err(DisableTotpError::InvalidCredentials);
+        match self.confirm_password(user, password, "mfa_disable", client).await? {
+            PasswordCheck::Right => {}
+            PasswordCheck::Wrong => return Err(DisableTotpError::InvalidCredentials),
+            PasswordCheck::Locked => return Err(DisableTotpError::Locked),
         }
         let was_on = self.store.totp(user.id).await?.is_some_and(|e| e.confirmed);
         self.store.disable_totp(user.id).await?;

@@ -10,9 +10,11 @@
 //!    code; finds or makes the account (the linking rules); answers where to
 //!    send the browser, with a one-time code.
 //! 3. [`Auth::oauth_exchange`]: trades that code, once, within a minute,
-//!    for a session like any other.
+//!    for a session like any other. An account with 2FA on needs its second
+//!    factor here too: the provider's login replaces the password, not the
+//!    TOTP code.
 
-use super::{Auth, IssuedTokens};
+use super::{Auth, FactorCheck, IssuedTokens, SecondFactor};
 use crate::event::{ClientContext, EventKind};
 use crate::oauth::{
     with_query, AuthorizationRequest, CodeGrant, LinkOutcome, LinkedIdentity, PendingLogin, Provider, ProviderIdentity,
@@ -114,9 +116,16 @@ pub enum OAuthExchangeError {
     /// Unknown, used or expired code.
     #[error("the code is invalid, used or expired")]
     Failed,
-    /// The account was suspended meanwhile.
+    /// The account is suspended, or locked out after wrong second factors.
     #[error("the account is locked")]
     Locked,
+    /// 2FA is on and no code came with the exchange; the code still works
+    /// (for the rest of its minute) together with one.
+    #[error("a TOTP or recovery code is required")]
+    MfaRequired,
+    /// 2FA is on and the code was wrong or used; counted toward the lockout.
+    #[error("the TOTP or recovery code is wrong or used")]
+    InvalidMfaCode,
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -290,12 +299,23 @@ where
 
     /// Trades the callback's one-time code for a session (one of the user's
     /// [`max_sessions`](super::AuthConfig::max_sessions)), and records the
-    /// login with `method=oauth:<provider>`.
-    pub async fn oauth_exchange(&self, code: &str, client: &ClientContext) -> Result<IssuedTokens, OAuthExchangeError> {
+    /// login with `method=oauth:<provider>` (`+totp` with a second factor).
+    ///
+    /// With 2FA on, `factor` must hold a TOTP or recovery code, checked as
+    /// at the password login; without one the answer is
+    /// [`MfaRequired`](OAuthExchangeError::MfaRequired) and the code is kept,
+    /// so the client can ask for the factor and try again within the minute.
+    pub async fn oauth_exchange(
+        &self,
+        code: &str,
+        factor: &SecondFactor,
+        client: &ClientContext,
+    ) -> Result<IssuedTokens, OAuthExchangeError> {
         let now = self.clock.now();
+        let code = OpaqueToken::presented(code).hash();
         let (user_id, provider) = self
             .store
-            .consume_login_code(&OpaqueToken::presented(code).hash(), now)
+            .login_code_owner(&code, now)
             .await?
             .ok_or(OAuthExchangeError::Failed)?;
         let user = self
@@ -304,23 +324,46 @@ where
             .await?
             .ok_or(OAuthExchangeError::Failed)?;
         if user.suspended {
-            self.oauth_refused(user.id, provider, client).await?;
+            self.oauth_refused(user.id, provider, "suspended", client).await?;
             return Err(OAuthExchangeError::Locked);
         }
-        self.record(
-            user.id,
-            EventKind::LoginSucceeded,
-            client,
-            &[("method", provider.login_method())],
-        )
-        .await?;
+        let mut method = provider.login_method().to_owned();
+        if user.mfa_enabled {
+            // Wrong codes lock the account like at the password login, and
+            // a locked account takes no more of them.
+            if user.is_locked_out(now) {
+                self.oauth_refused(user.id, provider, "locked_out", client).await?;
+                return Err(OAuthExchangeError::Locked);
+            }
+            match self.check_second_factor(&user, factor, client).await? {
+                FactorCheck::Missing => return Err(OAuthExchangeError::MfaRequired),
+                FactorCheck::Wrong => return Err(OAuthExchangeError::InvalidMfaCode),
+                FactorCheck::Passed => method.push_str("+totp"),
+            }
+        }
+        // Used only now, and once: of parallel exchanges one gets the session.
+        self.store
+            .consume_login_code(&code, now)
+            .await?
+            .ok_or(OAuthExchangeError::Failed)?;
+        if user.mfa_enabled && user.failed_logins > 0 {
+            self.store.clear_failed_logins(user.id).await?;
+        }
+        self.record(user.id, EventKind::LoginSucceeded, client, &[("method", &method)])
+            .await?;
         Ok(self
             .open_session(user, client.ip.clone(), client.user_agent.clone())
             .await?)
     }
 
-    async fn oauth_refused(&self, user: UserId, provider: Provider, client: &ClientContext) -> Result<(), InfraError> {
-        let details = [("reason", "suspended"), ("method", provider.login_method())];
+    async fn oauth_refused(
+        &self,
+        user: UserId,
+        provider: Provider,
+        reason: &str,
+        client: &ClientContext,
+    ) -> Result<(), InfraError> {
+        let details = [("reason", reason), ("method", provider.login_method())];
         self.record(user, EventKind::LoginFailed, client, &details).await
     }
 
@@ -335,7 +378,7 @@ where
     ) -> Result<User, AccountError> {
         let usable = |user: User| async move {
             if user.suspended {
-                self.oauth_refused(user.id, provider, client).await?;
+                self.oauth_refused(user.id, provider, "suspended", client).await?;
                 return Err(AccountError::Locked);
             }
             Ok(user)

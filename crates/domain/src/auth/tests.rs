@@ -1259,6 +1259,11 @@ impl World {
         (setup.secret, codes.iter().map(|c| c.expose().to_owned()).collect())
     }
 
+    fn user(&self, id: UserId) -> User {
+        let state = self.store.0.lock().unwrap();
+        state.users.iter().find(|u| u.id == id).unwrap().clone()
+    }
+
     fn event_kinds(&self, user: UserId) -> Vec<&'static str> {
         let state = self.store.0.lock().unwrap();
         state
@@ -1563,6 +1568,17 @@ impl OAuthRepository for &MemoryStore {
         state.login_codes.insert(*code, (user, provider, expires_at, false));
         Ok(())
     }
+    async fn login_code_owner(
+        &self,
+        code: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserId, Provider)>, InfraError> {
+        let state = self.0.lock().unwrap();
+        match state.login_codes.get(code) {
+            Some((user, provider, expires, used)) if *expires > now && !*used => Ok(Some((*user, *provider))),
+            _ => Ok(None),
+        }
+    }
     async fn consume_login_code(
         &self,
         code: &TokenHash,
@@ -1697,7 +1713,7 @@ fn a_first_provider_login_makes_a_verified_free_account_without_a_password() {
     )
     .unwrap();
     assert!(location.starts_with("https://app.example/after?code="), "{location}");
-    let tokens = block_on(auth.oauth_exchange(&login_code(&location), &client())).unwrap();
+    let tokens = block_on(auth.oauth_exchange(&login_code(&location), &SecondFactor::default(), &client())).unwrap();
     let user = tokens.user;
     assert_eq!(user.email.as_str(), "ada@example.com");
     assert!(user.email_verified);
@@ -1738,12 +1754,12 @@ fn a_known_identity_logs_in_to_its_account_whatever_its_address_says_now() {
     let auth = world.auth();
     let oauth = oauth_login(FakeIdp::default());
     let first = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
-    let first = block_on(auth.oauth_exchange(&login_code(&first), &client()))
+    let first = block_on(auth.oauth_exchange(&login_code(&first), &SecondFactor::default(), &client()))
         .unwrap()
         .user;
     // The provider now reports another, unverified address: the subject decides.
     let again = provider_login(&auth, &oauth, None, Ok(identity("g-1", "other@example.com", false))).unwrap();
-    let again = block_on(auth.oauth_exchange(&login_code(&again), &client()))
+    let again = block_on(auth.oauth_exchange(&login_code(&again), &SecondFactor::default(), &client()))
         .unwrap()
         .user;
     assert_eq!(again.id, first.id);
@@ -1761,7 +1777,7 @@ fn a_new_identity_joins_the_account_with_its_verified_address() {
     let oauth = oauth_login(FakeIdp::default());
     let ada = world.verified_user(&auth, "ada@example.com");
     let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ADA@example.com", true))).unwrap();
-    let tokens = block_on(auth.oauth_exchange(&login_code(&location), &client())).unwrap();
+    let tokens = block_on(auth.oauth_exchange(&login_code(&location), &SecondFactor::default(), &client())).unwrap();
     assert_eq!(tokens.user.id, ada.id);
     assert!(
         tokens.user.password_hash.is_some(),
@@ -1780,7 +1796,7 @@ fn joining_an_unverified_account_verifies_it_and_drops_the_unproven_password() {
     // Someone pre-registered the address with a password of their choosing.
     world.signup(&auth, "ada@example.com");
     let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
-    let user = block_on(auth.oauth_exchange(&login_code(&location), &client()))
+    let user = block_on(auth.oauth_exchange(&login_code(&location), &SecondFactor::default(), &client()))
         .unwrap()
         .user;
     assert!(user.email_verified);
@@ -1975,7 +1991,7 @@ fn a_suspended_account_cannot_log_in_through_a_provider() {
     let location = provider_login(&auth, &oauth, None, Ok(identity("g-2", "grace@example.com", true))).unwrap();
     block_on(auth.admin_lock("grace@example.com")).unwrap();
     assert!(matches!(
-        block_on(auth.oauth_exchange(&login_code(&location), &client())),
+        block_on(auth.oauth_exchange(&login_code(&location), &SecondFactor::default(), &client())),
         Err(OAuthExchangeError::Locked)
     ));
 }
@@ -1987,19 +2003,19 @@ fn the_login_code_works_once_and_for_a_minute() {
     let oauth = oauth_login(FakeIdp::default());
     let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
     let code = login_code(&location);
-    block_on(auth.oauth_exchange(&code, &client())).unwrap();
+    block_on(auth.oauth_exchange(&code, &SecondFactor::default(), &client())).unwrap();
     assert!(matches!(
-        block_on(auth.oauth_exchange(&code, &client())),
+        block_on(auth.oauth_exchange(&code, &SecondFactor::default(), &client())),
         Err(OAuthExchangeError::Failed)
     ));
     let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
     world.advance(Duration::seconds(60));
     assert!(matches!(
-        block_on(auth.oauth_exchange(&login_code(&location), &client())),
+        block_on(auth.oauth_exchange(&login_code(&location), &SecondFactor::default(), &client())),
         Err(OAuthExchangeError::Failed)
     ));
     assert!(matches!(
-        block_on(auth.oauth_exchange("made-up", &client())),
+        block_on(auth.oauth_exchange("made-up", &SecondFactor::default(), &client())),
         Err(OAuthExchangeError::Failed)
     ));
 }
@@ -2012,7 +2028,8 @@ fn provider_logins_count_toward_the_session_cap() {
     let mut sessions = Vec::new();
     for _ in 0..6 {
         let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
-        let tokens = block_on(auth.oauth_exchange(&login_code(&location), &client())).unwrap();
+        let tokens =
+            block_on(auth.oauth_exchange(&login_code(&location), &SecondFactor::default(), &client())).unwrap();
         sessions.push(tokens);
         world.advance(Duration::seconds(1));
     }
@@ -2051,4 +2068,142 @@ fn unconfigured_providers_and_foreign_redirects_are_refused_at_start() {
         );
     }
     assert!(world.store.0.lock().unwrap().pending_logins.is_empty());
+}
+
+#[test]
+fn a_provider_login_of_an_account_with_2fa_needs_its_second_factor() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let ada = world.verified_user(&auth, "ada@example.com").id;
+    let (secret, recovery) = world.enable_totp(&auth, "ada@example.com");
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    let code = login_code(&location);
+    let factor = |totp: Option<&str>, recovery: Option<&str>| SecondFactor {
+        totp_code: totp.map(Into::into),
+        recovery_code: recovery.map(Into::into),
+    };
+
+    // No factor: asked for one, and the code is kept for the retry.
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&code, &SecondFactor::default(), &client())),
+        Err(OAuthExchangeError::MfaRequired)
+    ));
+    // A wrong one is refused and counted.
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&code, &factor(Some("000000"), None), &client())),
+        Err(OAuthExchangeError::InvalidMfaCode)
+    ));
+    assert_eq!(world.user(ada).failed_logins, 1);
+    // The right one signs in, once; the count starts again.
+    let now = world.code_now(&secret);
+    let tokens = block_on(auth.oauth_exchange(&code, &factor(Some(&now), None), &client())).unwrap();
+    assert_eq!(tokens.user.id, ada);
+    assert_eq!(world.user(ada).failed_logins, 0);
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&code, &factor(Some(&now), None), &client())),
+        Err(OAuthExchangeError::Failed)
+    ));
+    let state = world.store.0.lock().unwrap();
+    let login = state
+        .events
+        .iter()
+        .rfind(|e| e.kind == EventKind::LoginSucceeded)
+        .unwrap();
+    assert_eq!(login.details, [("method".to_owned(), "oauth:google+totp".to_owned())]);
+    drop(state);
+
+    // A recovery code works instead; then it is spent.
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    block_on(auth.oauth_exchange(&login_code(&location), &factor(None, Some(&recovery[0])), &client())).unwrap();
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&login_code(&location), &factor(None, Some(&recovery[0])), &client())),
+        Err(OAuthExchangeError::InvalidMfaCode)
+    ));
+}
+
+#[test]
+fn wrong_second_factors_after_a_provider_login_lock_the_account() {
+    let world = World::new();
+    let auth = world.auth();
+    let oauth = oauth_login(FakeIdp::default());
+    let ada = world.verified_user(&auth, "ada@example.com").id;
+    let (secret, _) = world.enable_totp(&auth, "ada@example.com");
+    let location = provider_login(&auth, &oauth, None, Ok(identity("g-1", "ada@example.com", true))).unwrap();
+    let code = login_code(&location);
+    let wrong = SecondFactor {
+        totp_code: Some("000000".into()),
+        recovery_code: None,
+    };
+    let threshold = auth.config.lockout_threshold;
+    for _ in 0..threshold {
+        assert!(matches!(
+            block_on(auth.oauth_exchange(&code, &wrong, &client())),
+            Err(OAuthExchangeError::InvalidMfaCode)
+        ));
+    }
+    assert!(world.event_kinds(ada).contains(&"locked_out"));
+    assert!(world.user(ada).is_locked_out(world.clock.now()));
+    // Locked: not even the right code gets in, and none is checked.
+    let right = SecondFactor {
+        totp_code: Some(Redacted(world.code_now(&secret))),
+        recovery_code: None,
+    };
+    assert!(matches!(
+        block_on(auth.oauth_exchange(&code, &right, &client())),
+        Err(OAuthExchangeError::Locked)
+    ));
+    let failures = world.event_kinds(ada).iter().filter(|k| **k == "login_failed").count();
+    assert_eq!(
+        failures,
+        usize::try_from(threshold).unwrap() + 1,
+        "the last one as locked_out"
+    );
+}
+
+#[test]
+fn wrong_passwords_behind_a_session_count_toward_the_lockout() {
+    let world = World::new();
+    let auth = world.auth();
+    let ada = world.verified_user(&auth, "ada@example.com").id;
+    let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let threshold = auth.config.lockout_threshold;
+    // A thief with the access token guesses at the password change and at
+    // 2FA disable: both count, as at login.
+    for attempt in 0..threshold {
+        let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+        if attempt % 2 == 0 {
+            assert!(matches!(
+                block_on(auth.change_password(&principal, "a wrong guess 1", "a brand new passphrase", &client())),
+                Err(ChangePasswordError::InvalidCredentials)
+            ));
+        } else {
+            assert!(matches!(
+                block_on(auth.disable_totp(&principal, "a wrong guess 2", &client())),
+                Err(crate::auth::mfa::DisableTotpError::InvalidCredentials)
+            ));
+        }
+    }
+    assert!(world.user(ada).is_locked_out(world.clock.now()));
+    assert!(world.event_kinds(ada).contains(&"locked_out"));
+    // Locked: even the right password is not checked, anywhere.
+    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    assert!(matches!(
+        block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())),
+        Err(ChangePasswordError::Locked)
+    ));
+    assert!(matches!(
+        block_on(auth.disable_totp(&principal, PASSWORD, &client())),
+        Err(crate::auth::mfa::DisableTotpError::Locked)
+    ));
+    assert!(matches!(
+        login(&auth, "ada@example.com", PASSWORD),
+        Err(LoginError::Locked)
+    ));
+    // It ends with the lockout.
+    world.advance(auth.config.lockout_duration);
+    let fresh = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let principal = block_on(auth.authenticate(&fresh.access_token)).unwrap();
+    block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())).unwrap();
 }
