@@ -4,6 +4,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod state;
 pub mod usage;

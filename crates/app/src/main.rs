@@ -2,37 +2,25 @@
 
 use clap::Parser;
 use convosphere_auth::cli::{Cli, Command, UserCommand};
-use convosphere_auth::config::{Config, LogFormat};
+use convosphere_auth::config::Config;
 use convosphere_auth::state::{open_store, AppState, StartError};
 use convosphere_domain::Plan;
 use std::process::ExitCode;
 
-/// Logs go to stderr: `info` for the server, `warn` for one-shot commands
-/// (whose stderr is their one-line error), unless `RUST_LOG` says otherwise.
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
+/// mimalloc: a request allocates and frees dozens of small buffers (headers,
+/// JSON, log lines, cache copies); glibc's malloc took about a tenth of the
+/// CPU time of `/v1/authz` (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runs a command; the error is the one line printed on stderr (exit 1).
 async fn run(cli: Cli) -> Result<(), StartError> {
     let config = Config::load(cli.config.as_deref())?;
     let command = cli.command.unwrap_or(Command::Serve);
-    init_logging(
-        config.log_format,
-        if matches!(command, Command::Serve) {
-            "info"
-        } else {
-            "warn"
-        },
-    );
+    let serving = matches!(command, Command::Serve);
+    // Logs go to stderr: `info` for the server, `warn` for one-shot commands
+    // (whose stderr is their one-line error), unless `RUST_LOG` says otherwise.
+    let _log_guard = convosphere_auth::logging::init(config.log_format, if serving { "info" } else { "warn" }, serving);
     match command {
         Command::Serve => {
             let started = convosphere_auth::start(config).await?;

@@ -53,10 +53,8 @@ fn new_request_id() -> String {
 /// Whatever is logged while the request is handled carries its id through
 /// the `request` span (its method and path are on the request's line). That
 /// line is written once the span is left, with the id, method and path as
-/// its own fields: inside the span, the JSON formatter would parse the
-/// span's fields back and write them twice (`span` and `spans`), which cost
-/// more than the rest of the line. Fields are given as `&str`, which is
-/// written as is, rather than `%value`, which goes through `fmt`.
+/// its own fields ([`crate::logging`]): inside the span, the JSON
+/// formatter would parse the span's fields back and write them twice.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -134,14 +132,13 @@ pub async fn observe(
             .with_label_values(&[route, method.as_str()])
             .observe(elapsed.as_secs_f64());
     }
-    tracing::info!(
-        request_id = id.as_str(),
-        method = method.as_str(),
-        path = request.path(),
-        status = status.as_u16(),
-        latency_ms = elapsed.as_secs_f64() * 1e3,
-        "request"
-    );
+    crate::logging::write(&crate::logging::RequestLine {
+        request_id: &id,
+        method: method.as_str(),
+        path: request.path(),
+        status: status.as_u16(),
+        latency: elapsed,
+    });
     Ok(response)
 }
 
