@@ -52,6 +52,8 @@ pub enum EndReason {
     PasswordReset,
     /// An operator suspended the account.
     Suspended,
+    /// Two-factor authentication was turned on or off from another session.
+    MfaChanged,
 }
 
 impl EndReason {
@@ -65,6 +67,7 @@ impl EndReason {
             Self::PasswordChanged => "password_changed",
             Self::PasswordReset => "password_reset",
             Self::Suspended => "suspended",
+            Self::MfaChanged => "mfa_changed",
         }
     }
 }

@@ -4,6 +4,7 @@ use super::{Auth, PasswordCheck, Principal};
 use crate::event::{ClientContext, EventKind};
 use crate::mfa::{RecoveryCode, TotpSecret, RECOVERY_CODES};
 use crate::ports::{Mailer, PasswordHasher, Store, TokenSigner};
+use crate::session::EndReason;
 use crate::InfraError;
 
 /// A TOTP secret handed to its owner to enter in an authenticator app.
@@ -103,6 +104,11 @@ where
         if !self.store.confirm_totp(user, step, &hashes, now).await? {
             return Err(ConfirmTotpError::NotPending);
         }
+        // A factor changed: every other session ends, as for a password
+        // change (a session opened with only the password is not trusted on).
+        self.store
+            .end_user_sessions(user, Some(principal.session_id), now, EndReason::MfaChanged)
+            .await?;
         self.record(user, EventKind::MfaEnabled, client, &[]).await?;
         Ok(codes)
     }
@@ -124,6 +130,10 @@ where
         let was_on = self.store.totp(user.id).await?.is_some_and(|e| e.confirmed);
         self.store.disable_totp(user.id).await?;
         if was_on {
+            let now = self.clock.now();
+            self.store
+                .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::MfaChanged)
+                .await?;
             self.record(user.id, EventKind::MfaDisabled, client, &[]).await?;
         }
         Ok(())

@@ -2207,3 +2207,50 @@ fn wrong_passwords_behind_a_session_count_toward_the_lockout() {
     let principal = block_on(auth.authenticate(&fresh.access_token)).unwrap();
     block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())).unwrap();
 }
+
+#[test]
+fn turning_2fa_on_or_off_ends_every_other_session() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let mine = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let thief = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let principal = block_on(auth.authenticate(&mine.access_token)).unwrap();
+    let setup = block_on(auth.begin_totp(&principal)).unwrap();
+    // Only beginning the setup changes nothing yet.
+    block_on(auth.authenticate(&thief.access_token)).unwrap();
+    block_on(auth.confirm_totp(&principal, &world.code_now(&setup.secret), &client())).unwrap();
+    block_on(auth.authenticate(&mine.access_token)).unwrap();
+    assert!(matches!(
+        block_on(auth.authenticate(&thief.access_token)),
+        Err(AuthenticateError::SessionExpired)
+    ));
+
+    world.advance(Duration::seconds(30));
+    let other = block_on(auth.login(LoginRequest {
+        email: "ada@example.com".into(),
+        password: PASSWORD.into(),
+        totp_code: Some(Redacted(world.code_now(&setup.secret))),
+        client: client(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let principal = block_on(auth.authenticate(&mine.access_token)).unwrap();
+    block_on(auth.disable_totp(&principal, PASSWORD, &client())).unwrap();
+    block_on(auth.authenticate(&mine.access_token)).unwrap();
+    assert!(matches!(
+        block_on(auth.authenticate(&other.access_token)),
+        Err(AuthenticateError::SessionExpired)
+    ));
+    let ended: Vec<_> = world
+        .store
+        .0
+        .lock()
+        .unwrap()
+        .sessions
+        .iter()
+        .filter_map(|s| s.end_reason)
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(ended, ["mfa_changed", "mfa_changed"]);
+}
