@@ -165,6 +165,18 @@ impl<S: UserRepository> UserRepository for CachedStore<S> {
         self.inner.create_user(user).await
     }
 
+    async fn create_user_with_link(
+        &self,
+        user: &NewUser,
+        token: &TokenHash,
+        token_expires_at: DateTime<Utc>,
+        event: &convosphere_domain::SecurityEvent,
+    ) -> Result<User, CreateUserError> {
+        self.inner
+            .create_user_with_link(user, token, token_expires_at, event)
+            .await
+    }
+
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
         if let Some(user) = self.caches.users.get(&id) {
             return Ok(Some(user));

@@ -393,6 +393,13 @@ where
         client: &ClientContext,
         details: &[(&str, &str)],
     ) -> Result<(), InfraError> {
+        let event = self.event(user, kind, client, details);
+        self.store.record_event(&event).await
+    }
+
+    /// An event of the user's audit trail, now, with an id later than the
+    /// previous event's.
+    fn event(&self, user: UserId, kind: EventKind, client: &ClientContext, details: &[(&str, &str)]) -> SecurityEvent {
         let now = self.clock.now();
         let millis = now.timestamp_millis();
         let previous = self
@@ -402,7 +409,7 @@ where
             })
             .unwrap_or(millis - 1);
         let id_time = DateTime::from_timestamp_millis(previous.max(millis - 1) + 1).unwrap_or(now);
-        let event = SecurityEvent {
+        SecurityEvent {
             id: EventId::generate(id_time, &*self.rng),
             user_id: user,
             kind,
@@ -413,8 +420,7 @@ where
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-        };
-        self.store.record_event(&event).await
+        }
     }
 
     /// The user's security events older than `before`, newest first, at
@@ -496,10 +502,24 @@ where
             plan: Plan::Free,
             created_at: now,
         };
-        match self.store.create_user(&new_user).await {
+        // The account, its verification link and its `signup` event are
+        // stored together or not at all; the mail goes once they are.
+        let token = OpaqueToken::generate(&*self.rng);
+        let event = self.event(new_user.id, EventKind::Signup, &request.client, &[]);
+        let expires_at = now + self.config.email_verify_ttl;
+        match self
+            .store
+            .create_user_with_link(&new_user, &token.hash(), expires_at, &event)
+            .await
+        {
             Ok(user) => {
-                self.record(user.id, EventKind::Signup, &request.client, &[]).await?;
-                Ok(self.send_link(&user, TokenKind::EmailVerification).await?)
+                let link = self.link("/verify-email", &token);
+                let mail = Mail::VerifyEmail {
+                    to: user.email,
+                    name: user.name,
+                    link,
+                };
+                Ok(self.mailer.send(mail).await?)
             }
             Err(CreateUserError::EmailTaken) => {
                 let existing = self.store.user_by_email(&new_user.email).await?;

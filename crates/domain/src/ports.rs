@@ -59,6 +59,17 @@ pub trait UserRepository: Send + Sync {
     /// Creates an account; [`CreateUserError::EmailTaken`] if the address is in use.
     fn create_user(&self, user: &NewUser) -> impl Future<Output = Result<User, CreateUserError>> + Send;
 
+    /// Creates an account (a signup) with its e-mail verification token
+    /// (by hash) and its first audit event, in one transaction: all three
+    /// or, on [`CreateUserError::EmailTaken`] or a failure, none.
+    fn create_user_with_link(
+        &self,
+        user: &NewUser,
+        token: &TokenHash,
+        token_expires_at: DateTime<Utc>,
+        event: &crate::SecurityEvent,
+    ) -> impl Future<Output = Result<User, CreateUserError>> + Send;
+
     /// The account with this id.
     fn user_by_id(&self, id: UserId) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
 

@@ -40,19 +40,38 @@ fn event_from_row(row: EventRow) -> Result<SecurityEvent, StoreError> {
     })
 }
 
+/// A new row of `security_events`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = security_events)]
+pub(crate) struct NewEventRow {
+    id: String,
+    user_id: String,
+    kind: &'static str,
+    at: NaiveDateTime,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    details: String,
+}
+
+impl NewEventRow {
+    pub(crate) fn new(event: &SecurityEvent) -> Self {
+        Self {
+            id: event.id.to_string(),
+            user_id: event.user_id.to_string(),
+            kind: event.kind.as_str(),
+            at: db_time(event.at),
+            ip: event.ip.clone(),
+            user_agent: event.user_agent.clone(),
+            details: details_json(&event.details),
+        }
+    }
+}
+
 impl EventRepository for Store {
     async fn record_event(&self, event: &SecurityEvent) -> Result<(), InfraError> {
-        let row = (
-            security_events::id.eq(event.id.to_string()),
-            security_events::user_id.eq(event.user_id.to_string()),
-            security_events::kind.eq(event.kind.as_str()),
-            security_events::at.eq(db_time(event.at)),
-            security_events::ip.eq(event.ip.clone()),
-            security_events::user_agent.eq(event.user_agent.clone()),
-            security_events::details.eq(details_json(&event.details)),
-        );
+        let row = NewEventRow::new(event);
         with_conn!(self, |conn| {
-            diesel::insert_into(security_events::table).values(row).execute(conn)?;
+            diesel::insert_into(security_events::table).values(&row).execute(conn)?;
             Ok(())
         })?;
         Ok(())

@@ -2,13 +2,16 @@
 
 use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
-use crate::models::{db_time, NewInvalidation, ProfileChanges, UserRow};
-use crate::schema::users;
+use crate::events::NewEventRow;
+use crate::models::{db_time, NewInvalidation, NewOneTimeToken, ProfileChanges, UserRow};
+use crate::schema::{one_time_tokens, security_events, users};
 use crate::Store;
 use chrono::{DateTime, Utc};
 use convosphere_domain::ports::{CreateUserError, FailedLogin, UserRepository};
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{Email, InfraError, NewUser, PasswordHash, Plan, User, UserId};
+use convosphere_domain::{
+    Email, InfraError, NewUser, PasswordHash, Plan, SecurityEvent, TokenHash, TokenKind, User, UserId,
+};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 
@@ -45,6 +48,52 @@ impl UserRepository for Store {
                 }
                 Err(e) => Err(StoreError::from(e)),
             }
+        })
+        .map_err(InfraError::from)?;
+        match created {
+            Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
+            None => Err(CreateUserError::EmailTaken),
+        }
+    }
+
+    async fn create_user_with_link(
+        &self,
+        user: &NewUser,
+        token: &TokenHash,
+        token_expires_at: DateTime<Utc>,
+        event: &SecurityEvent,
+    ) -> Result<User, CreateUserError> {
+        let user_row = UserRow::new(user);
+        let token_row = NewOneTimeToken {
+            hash: token.to_hex(),
+            user_id: user.id.to_string(),
+            kind: TokenKind::EmailVerification.as_str().to_owned(),
+            created_at: db_time(user.created_at),
+            expires_at: db_time(token_expires_at),
+        };
+        let event_row = NewEventRow::new(event);
+        let created = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                // ON CONFLICT DO NOTHING rather than catching the unique
+                // violation: on PostgreSQL a failed statement would abort
+                // the transaction.
+                let Some(created) = diesel::insert_into(users::table)
+                    .values(&user_row)
+                    .on_conflict_do_nothing()
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                diesel::insert_into(one_time_tokens::table)
+                    .values(&token_row)
+                    .execute(conn)?;
+                diesel::insert_into(security_events::table)
+                    .values(&event_row)
+                    .execute(conn)?;
+                Ok(Some(created))
+            })
         })
         .map_err(InfraError::from)?;
         match created {

@@ -116,6 +116,22 @@ fn active(s: &Session, now: DateTime<Utc>, cutoff: DateTime<Utc>) -> bool {
 }
 
 impl UserRepository for &MemoryStore {
+    async fn create_user_with_link(
+        &self,
+        n: &NewUser,
+        token: &TokenHash,
+        token_expires_at: DateTime<Utc>,
+        event: &crate::SecurityEvent,
+    ) -> Result<User, CreateUserError> {
+        // One lock for all three: all or nothing, as the port says.
+        let user = UserRepository::create_user(self, n).await?;
+        let mut state = self.0.lock().unwrap();
+        state
+            .tokens
+            .insert(*token, (TokenKind::EmailVerification, user.id, token_expires_at, false));
+        state.events.push(event.clone());
+        Ok(user)
+    }
     async fn create_user(&self, n: &NewUser) -> Result<User, CreateUserError> {
         let mut state = self.0.lock().unwrap();
         if state.users.iter().any(|u| u.email == n.email) {

@@ -95,7 +95,7 @@ async fn disabling_forgets_the_secret_and_the_codes(db: TestDb) {
     assert!(db.store.begin_totp(ada, "sealed-again", t0()).await.unwrap());
 }
 
-fn event(user: UserId, kind: EventKind, minute: i64) -> SecurityEvent {
+pub fn event(user: UserId, kind: EventKind, minute: i64) -> SecurityEvent {
     let at = t0() + minutes(minute);
     SecurityEvent {
         id: EventId::from_uuid(

@@ -1,9 +1,10 @@
 //! Accounts: creation, look-up, profile, flags, and the failed-login counter.
 
-use crate::support::{in_parallel, minutes, new_user, t0, user, TestDb};
-use convosphere_domain::ports::{CreateUserError, UserRepository};
+use crate::mfa_events::event;
+use crate::support::{in_parallel, minutes, new_user, t0, token, user, TestDb};
+use convosphere_domain::ports::{CreateUserError, EventRepository, OneTimeTokenRepository, UserRepository};
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{Email, PasswordHash, Plan, UserId};
+use convosphere_domain::{Email, EventKind, PasswordHash, Plan, TokenKind, UserId};
 
 on_both_backends!(
     an_account_is_found_by_id_and_by_email_in_any_case,
@@ -12,6 +13,7 @@ on_both_backends!(
     flags_plan_and_password_hash_are_stored,
     parallel_failed_logins_lock_the_account_exactly_once,
     failed_logins_are_not_counted_while_the_account_is_locked,
+    a_signup_stores_the_account_its_link_and_its_event_or_nothing,
 );
 
 async fn an_account_is_found_by_id_and_by_email_in_any_case(db: TestDb) {
@@ -153,4 +155,62 @@ async fn failed_logins_are_not_counted_while_the_account_is_locked(db: TestDb) {
             .unwrap()
             .locked
     );
+}
+
+async fn a_signup_stores_the_account_its_link_and_its_event_or_nothing(db: TestDb) {
+    let ada = new_user("ada@example.com");
+    let link = token();
+    let signed_up = event(ada.id, EventKind::Signup, 0);
+    let created = db
+        .store
+        .create_user_with_link(&ada, &link, t0() + minutes(60), &signed_up)
+        .await
+        .unwrap();
+    assert_eq!(created.id, ada.id);
+    let owner = db
+        .store
+        .peek_token(TokenKind::EmailVerification, &link, t0())
+        .await
+        .unwrap();
+    assert_eq!(owner, Some(ada.id));
+    let events = db.store.events(ada.id, None, 10).await.unwrap();
+    assert_eq!(events, vec![signed_up]);
+
+    // A taken address: nothing of the second signup is stored.
+    let again = new_user("ADA@example.com");
+    let second_link = token();
+    let refused = db
+        .store
+        .create_user_with_link(
+            &again,
+            &second_link,
+            t0() + minutes(60),
+            &event(again.id, EventKind::Signup, 1),
+        )
+        .await;
+    assert!(matches!(refused, Err(CreateUserError::EmailTaken)));
+    let none = db
+        .store
+        .peek_token(TokenKind::EmailVerification, &second_link, t0())
+        .await;
+    assert_eq!(none.unwrap(), None);
+    assert!(db.store.events(again.id, None, 10).await.unwrap().is_empty());
+
+    // A write that fails after the account's (here: the link's hash is
+    // taken) leaves no account behind: one transaction.
+    let grace = new_user("grace@example.com");
+    let failed = db
+        .store
+        .create_user_with_link(
+            &grace,
+            &link,
+            t0() + minutes(60),
+            &event(grace.id, EventKind::Signup, 2),
+        )
+        .await;
+    assert!(matches!(failed, Err(CreateUserError::Infra(_))));
+    assert_eq!(db.store.user_by_id(grace.id).await.unwrap(), None);
+    let email = Email::parse("grace@example.com").unwrap();
+    assert_eq!(db.store.user_by_email(&email).await.unwrap(), None);
+    assert!(db.store.events(grace.id, None, 10).await.unwrap().is_empty());
 }
