@@ -5,6 +5,7 @@ use crate::models::{
     db_time, provider, user_id, NewInvalidation, NewLoginCode, NewOAuthIdentity, PendingLoginRow, UserRow,
 };
 use crate::schema::{oauth_identities, oauth_login_codes, oauth_pending_logins, users};
+use crate::users::insert_user_unless_taken;
 use crate::Store;
 use chrono::{DateTime, Utc};
 use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider};
@@ -105,16 +106,7 @@ impl OAuthRepository for Store {
                 if linked.is_some() {
                     return Ok(None);
                 }
-                // ON CONFLICT DO NOTHING rather than catching the unique
-                // violation: on PostgreSQL a failed statement would abort
-                // the transaction.
-                let Some(created) = diesel::insert_into(users::table)
-                    .values(&user_row)
-                    .on_conflict_do_nothing()
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
-                    .optional()?
-                else {
+                let Some(created) = insert_user_unless_taken!(conn, &user_row) else {
                     return Ok(None);
                 };
                 diesel::insert_into(oauth_identities::table)

@@ -31,6 +31,22 @@ fn updated_now() -> chrono::NaiveDateTime {
     db_time(Utc::now())
 }
 
+/// Inserts a `UserRow` inside a transaction: the stored row, or `None` when
+/// the address is taken. ON CONFLICT DO NOTHING rather than catching the
+/// unique violation: on PostgreSQL a failed statement would abort the
+/// transaction. A macro, as the connection type differs per backend.
+macro_rules! insert_user_unless_taken {
+    ($conn:expr, $row:expr) => {
+        diesel::insert_into($crate::schema::users::table)
+            .values($row)
+            .on_conflict_do_nothing()
+            .returning($crate::models::UserRow::as_returning())
+            .get_result($conn)
+            .optional()?
+    };
+}
+pub(crate) use insert_user_unless_taken;
+
 impl UserRepository for Store {
     async fn create_user(&self, user: &NewUser) -> Result<User, CreateUserError> {
         let row = UserRow::new(user);
@@ -74,16 +90,7 @@ impl UserRepository for Store {
         let event_row = NewEventRow::new(event);
         let created = with_conn!(self, |conn| {
             conn.write_transaction(|conn| {
-                // ON CONFLICT DO NOTHING rather than catching the unique
-                // violation: on PostgreSQL a failed statement would abort
-                // the transaction.
-                let Some(created) = diesel::insert_into(users::table)
-                    .values(&user_row)
-                    .on_conflict_do_nothing()
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
-                    .optional()?
-                else {
+                let Some(created) = insert_user_unless_taken!(conn, &user_row) else {
                     return Ok(None);
                 };
                 diesel::insert_into(one_time_tokens::table)
