@@ -5,7 +5,7 @@ use crate::models::{
     db_time, provider, user_id, NewInvalidation, NewLoginCode, NewOAuthIdentity, PendingLoginRow, UserRow,
 };
 use crate::schema::{oauth_identities, oauth_login_codes, oauth_pending_logins, users};
-use crate::users::insert_user_unless_taken;
+use crate::users::{created_user, insert_user_unless_taken};
 use crate::Store;
 use chrono::{DateTime, Utc};
 use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider};
@@ -116,10 +116,7 @@ impl OAuthRepository for Store {
             })
         })
         .map_err(InfraError::from)?;
-        match created {
-            Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
-            None => Err(CreateUserError::EmailTaken),
-        }
+        created_user(created)
     }
 
     async fn issue_login_code(

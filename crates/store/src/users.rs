@@ -47,6 +47,14 @@ macro_rules! insert_user_unless_taken {
 }
 pub(crate) use insert_user_unless_taken;
 
+/// The account an insert made, or `EmailTaken` when it made none.
+pub(crate) fn created_user(row: Option<UserRow>) -> Result<User, CreateUserError> {
+    match row {
+        Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
+        None => Err(CreateUserError::EmailTaken),
+    }
+}
+
 impl UserRepository for Store {
     async fn create_user(&self, user: &NewUser) -> Result<User, CreateUserError> {
         let row = UserRow::new(user);
@@ -66,10 +74,7 @@ impl UserRepository for Store {
             }
         })
         .map_err(InfraError::from)?;
-        match created {
-            Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
-            None => Err(CreateUserError::EmailTaken),
-        }
+        created_user(created)
     }
 
     async fn create_user_with_link(
@@ -103,10 +108,7 @@ impl UserRepository for Store {
             })
         })
         .map_err(InfraError::from)?;
-        match created {
-            Some(row) => Ok(User::try_from(row).map_err(InfraError::from)?),
-            None => Err(CreateUserError::EmailTaken),
-        }
+        created_user(created)
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {

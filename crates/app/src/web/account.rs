@@ -262,6 +262,25 @@ impl PendingLogin {
             Self::Password { next, .. } | Self::Provider { next, .. } => next,
         }
     }
+
+    /// The address to fill the login form with again (none for a provider's login).
+    fn email(&self) -> &str {
+        match self {
+            Self::Password { email, .. } => email,
+            Self::Provider { .. } => "",
+        }
+    }
+}
+
+/// The cookie that carries a provider login's ticket to the second-factor page.
+fn mfa_cookie(state: &AppState, ticket: String, max_age_secs: i64) -> actix_web::cookie::Cookie<'static> {
+    actix_web::cookie::Cookie::build(MFA_COOKIE, ticket)
+        .path(MFA_PATH)
+        .http_only(true)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .secure(state.config.is_https())
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age_secs))
+        .finish()
 }
 
 /// The answer to a provider login of an account with 2FA on: on to the
@@ -273,13 +292,7 @@ pub(crate) fn provider_second_factor(state: &AppState, code: &str, next: &str) -
     };
     // The exchange code dies after its minute anyway.
     let ticket = state.web.seal_ticket(MFA_TICKET, 60, &pending)?;
-    let cookie = actix_web::cookie::Cookie::build(MFA_COOKIE, ticket)
-        .path(MFA_PATH)
-        .http_only(true)
-        .same_site(actix_web::cookie::SameSite::Lax)
-        .secure(state.config.is_https())
-        .max_age(actix_web::cookie::time::Duration::seconds(60))
-        .finish();
+    let cookie = mfa_cookie(state, ticket, 60);
     let mut response = see_other(MFA_PATH);
     response
         .add_cookie(&cookie)
@@ -461,15 +474,11 @@ pub(crate) async fn login_mfa(state: web::Data<AppState>, post: AnonForm) -> Pag
             .await
             .map_err(ApiError::from),
     };
-    let email = match &pending {
-        PendingLogin::Password { email, .. } => email.as_str(),
-        PendingLogin::Provider { .. } => "",
-    };
     match outcome {
         Ok(tokens) => {
             let mut response = signed_in_response(&state, &tokens, pending.next())?;
             if matches!(pending, PendingLogin::Provider { .. }) {
-                let mut gone = actix_web::cookie::Cookie::build(MFA_COOKIE, "").path(MFA_PATH).finish();
+                let mut gone = mfa_cookie(&state, String::new(), 0);
                 gone.make_removal();
                 response
                     .add_cookie(&gone)
@@ -481,7 +490,7 @@ pub(crate) async fn login_mfa(state: web::Data<AppState>, post: AnonForm) -> Pag
             StatusCode::UNAUTHORIZED,
             mfa_page(&post.csrf, &ticket, Some("invalid_mfa_code"), &[]),
         )),
-        Err(error) => login_failed(&state, &post.csrf, email, pending.next(), error),
+        Err(error) => login_failed(&state, &post.csrf, pending.email(), pending.next(), error),
     }
 }
 
