@@ -26,22 +26,89 @@ use convosphere_domain::{
     Email, EndReason, EventId, InfraError, NewUser, PasswordHash, Plan, SecurityEvent, Session, SessionId, TokenHash,
     TokenKind, User, UserId,
 };
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many entries each cache holds at most.
 pub const CACHE_CAPACITY: u64 = 100_000;
 /// How often the invalidation feed is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// A bounded concurrent cache whose entries expire `ttl` after they were
+/// inserted. `quick_cache` underneath: its S3-FIFO eviction keeps entries
+/// that are read again over a flood of one-off keys (forged API keys, say),
+/// and a read costs a hash and a short read lock. moka, used before, cost
+/// several times that per read (a `/v1/authz` request makes two or three),
+/// for features these caches do not use.
+pub struct TtlCache<K, V> {
+    entries: quick_cache::sync::Cache<K, (V, Instant)>,
+    ttl: Duration,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
+    /// At most about `capacity` entries, each kept at most `ttl`.
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            ttl,
+        }
+    }
+
+    /// A copy of the entry, unless it is missing or has expired.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
+        let (value, expires) = self.entries.get(key)?;
+        if Instant::now() >= expires {
+            self.entries.remove(key);
+            return None;
+        }
+        Some(value)
+    }
+
+    /// The entry, or else the one `make` gives, added for `ttl` from now.
+    /// Callers that ask for a missing key at once share one `make`'s value.
+    pub fn get_with(&self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some(value) = self.get(&key) {
+            return value;
+        }
+        let made = self.entries.get_or_insert_with(&key, || {
+            Ok::<_, std::convert::Infallible>((make(), Instant::now() + self.ttl))
+        });
+        match made {
+            Ok((value, _)) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Adds or replaces an entry, for `ttl` from now.
+    pub fn insert(&self, key: K, value: V) {
+        self.entries.insert(key, (value, Instant::now() + self.ttl));
+    }
+
+    /// Forgets an entry.
+    pub fn invalidate<Q>(&self, key: &Q)
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
+        self.entries.remove(key);
+    }
+
+    /// Forgets every entry.
+    pub fn invalidate_all(&self) {
+        self.entries.clear();
+    }
+}
+
 /// The caches of credentials' state.
 pub struct Caches {
-    sessions: Cache<SessionId, Session>,
-    users: Cache<UserId, User>,
-    keys: Cache<String, Option<ApiKey>>,
+    sessions: TtlCache<SessionId, Session>,
+    users: TtlCache<UserId, User>,
+    keys: TtlCache<String, Option<ApiKey>>,
     /// Moves on after every invalidation. A read-through snapshots it before
     /// reading the database and caches what it read only if it has not
     /// moved: otherwise a read that began before a revocation committed
@@ -54,20 +121,11 @@ impl Caches {
         Self {
             // A session's `last_active_at` may be touched by another instance:
             // re-read it every minute (the idle timeout is hours).
-            sessions: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            sessions: TtlCache::new(CACHE_CAPACITY, Duration::from_secs(60)),
             // Profile fields changed on another instance show within 5 s;
             // plan changes and suspensions come through the feed at once.
-            users: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(Duration::from_secs(5))
-                .build(),
-            keys: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            users: TtlCache::new(CACHE_CAPACITY, Duration::from_secs(5)),
+            keys: TtlCache::new(CACHE_CAPACITY, Duration::from_secs(60)),
             generation: AtomicU64::new(0),
         }
     }
@@ -82,10 +140,10 @@ impl Caches {
     }
 
     /// Caches `value` unless an invalidation happened since `seen`.
-    fn insert_if_current<K, V>(&self, cache: &Cache<K, V>, seen: u64, key: K, value: V)
+    fn insert_if_current<K, V>(&self, cache: &TtlCache<K, V>, seen: u64, key: K, value: V)
     where
-        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: Hash + Eq + Clone,
+        V: Clone,
     {
         if self.generation() != seen {
             return;
@@ -544,7 +602,7 @@ where
 /// A token signer that remembers verified tokens until they expire.
 pub struct CachedSigner<T> {
     inner: T,
-    verified: Cache<[u8; 32], AccessClaims>,
+    verified: TtlCache<[u8; 32], AccessClaims>,
 }
 
 impl<T> CachedSigner<T> {
@@ -552,10 +610,7 @@ impl<T> CachedSigner<T> {
     pub fn new(inner: T, max_ttl: Duration) -> Self {
         Self {
             inner,
-            verified: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(max_ttl)
-                .build(),
+            verified: TtlCache::new(CACHE_CAPACITY, max_ttl),
         }
     }
 
@@ -649,5 +704,72 @@ impl<S: convosphere_domain::ports::OAuthRepository> convosphere_domain::ports::O
         now: DateTime<Utc>,
     ) -> Result<Option<(UserId, convosphere_domain::oauth::Provider)>, InfraError> {
         self.inner.consume_login_code(code, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_lives_until_its_ttl_and_not_after() {
+        let cache = TtlCache::new(100, Duration::from_millis(50));
+        cache.insert("a".to_owned(), 1);
+        cache.insert("b".to_owned(), 2);
+        assert_eq!(cache.get("a"), Some(1));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b"), None);
+        // A new insert starts a new lifetime.
+        cache.insert("a".to_owned(), 3);
+        assert_eq!(cache.get("a"), Some(3));
+    }
+
+    #[test]
+    fn entries_are_forgotten_one_by_one_or_all_at_once() {
+        let cache = TtlCache::new(100, Duration::from_secs(60));
+        for (key, value) in [("a", 1), ("b", 2), ("c", 3)] {
+            cache.insert(key.to_owned(), value);
+        }
+        cache.invalidate("a");
+        assert_eq!((cache.get("a"), cache.get("b")), (None, Some(2)));
+        cache.invalidate_all();
+        assert_eq!((cache.get("b"), cache.get("c")), (None, None));
+    }
+
+    #[test]
+    fn the_cache_stays_near_its_capacity_and_keeps_what_is_read_again() {
+        let cache = TtlCache::new(1_000, Duration::from_secs(60));
+        cache.insert(u64::MAX, "hot");
+        for key in 0..50_000u64 {
+            cache.insert(key, "once");
+            // The hot entry is read as often as a real credential would be.
+            if key % 10 == 0 {
+                assert_eq!(cache.get(&u64::MAX), Some("hot"), "evicted after {key} one-off keys");
+            }
+        }
+        assert!(cache.entries.len() <= 1_100, "{} entries", cache.entries.len());
+    }
+
+    #[test]
+    fn callers_that_ask_at_once_share_one_value() {
+        let cache = Arc::new(TtlCache::new(100, Duration::from_secs(60)));
+        let made = Arc::new(AtomicU64::new(0));
+        let values: Vec<u64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (cache, made) = (Arc::clone(&cache), Arc::clone(&made));
+                    scope.spawn(move || {
+                        cache.get_with(7u8, || {
+                            std::thread::sleep(Duration::from_millis(20));
+                            made.fetch_add(1, Ordering::SeqCst) + 100
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        assert!(values.iter().all(|&v| v == 100), "{values:?}");
     }
 }

@@ -288,7 +288,7 @@ pub struct PrincipalBody {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The scopes held (a user token holds all ten).
-    pub scopes: Vec<String>,
+    pub scopes: Vec<&'static str>,
     /// The session, for a user token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -438,9 +438,35 @@ pub struct AuthzBody {
     /// `user` or `api_key`.
     pub principal: &'static str,
     /// The scopes the credential holds.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<&'static str>,
     /// The account's plan.
     pub plan: &'static str,
+}
+
+impl AuthzBody {
+    /// The body as `serde_json` writes it, written directly: it is the
+    /// answer to every request of the platform. Nothing in it needs
+    /// escaping (a UUID, scope and plan names, `user` or `api_key`).
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(96 + self.scopes.iter().map(|s| s.len() + 3).sum::<usize>());
+        out.push_str("{\"user_id\":\"");
+        out.push_str(&self.user_id);
+        out.push_str("\",\"principal\":\"");
+        out.push_str(self.principal);
+        out.push_str("\",\"scopes\":[");
+        for (i, scope) in self.scopes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(scope);
+            out.push('"');
+        }
+        out.push_str("],\"plan\":\"");
+        out.push_str(self.plan);
+        out.push_str("\"}");
+        out
+    }
 }
 
 /// `POST /v1/me/mfa/totp`: the new secret, to enter in an authenticator app.

@@ -170,22 +170,59 @@ impl FromRequest for ClientInfo {
     }
 }
 
-/// The bearer credential of a request, or `missing_credentials`.
-pub fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+/// The bearer credential of a request, or `missing_credentials`: printable
+/// ASCII without spaces (RFC 6750's `b64token` and the API key format are
+/// narrower still; what they refuse is refused by the credential's check).
+pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let missing = || ApiError::unauthorized("missing_credentials", "send Authorization: Bearer <credential>");
-    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(missing)?;
-    let value = value.to_str().map_err(|_| missing())?;
-    let (scheme, credential) = value.split_once(' ').ok_or_else(missing)?;
-    let credential = credential.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() || credential.contains(' ') {
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(missing)?.as_bytes();
+    let space = value.iter().position(|&b| b == b' ').ok_or_else(missing)?;
+    let (scheme, rest) = value.split_at(space);
+    let credential = rest.trim_ascii();
+    // One pass without an early exit, so that it runs on whole vectors: an
+    // access token is about 500 bytes, and this runs on every request.
+    let printable = credential.iter().fold(true, |ok, &b| ok & b.is_ascii_graphic());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || credential.is_empty() || !printable {
         return Err(missing());
     }
-    Ok(credential.to_owned())
+    std::str::from_utf8(credential).map_err(|_| missing())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bearer_credential_is_printable_ascii_after_the_scheme() {
+        let read = |value: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value))
+                .to_http_request();
+            bearer(&req).map(str::to_owned).map_err(|e| e.code().to_owned())
+        };
+        assert_eq!(read("Bearer cs_abc.def-ghi_~+/="), Ok("cs_abc.def-ghi_~+/=".to_owned()));
+        assert_eq!(read("bearer   token  "), Ok("token".to_owned()));
+        assert_eq!(read("BEARER token"), Ok("token".to_owned()));
+        for refused in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "Bearer two words",
+            "Bearer t\tab",
+            "Bearertoken",
+        ] {
+            assert_eq!(read(refused), Err("missing_credentials".to_owned()), "{refused:?}");
+        }
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((
+                header::AUTHORIZATION,
+                header::HeaderValue::from_bytes(b"Bearer t\xc3\xa9").unwrap(),
+            ))
+            .to_http_request();
+        assert_eq!(bearer(&req).unwrap_err().code(), "missing_credentials");
+        let none = actix_web::test::TestRequest::default().to_http_request();
+        assert_eq!(bearer(&none).unwrap_err().code(), "missing_credentials");
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -12,19 +12,19 @@ use actix_web::{Error, HttpMessage, ResponseError};
 use convosphere_domain::ports::RateLimitDecision;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
-use tracing::Instrument;
 
 const REQUEST_ID: &str = "x-request-id";
 
-fn request_id(req: &ServiceRequest) -> String {
+fn request_id(req: &ServiceRequest) -> Rc<str> {
     req.headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .map_or_else(new_request_id, str::to_owned)
+        .map_or_else(new_request_id, Rc::from)
 }
 
 /// A new request id in the layout of a random (version 4) UUID, without a
@@ -34,7 +34,7 @@ fn request_id(req: &ServiceRequest) -> String {
 /// that collide with negligible probability), do not reveal how many
 /// requests the process has served, and differ between processes. Not a
 /// secret: it is echoed in responses and logs.
-fn new_request_id() -> String {
+fn new_request_id() -> Rc<str> {
     static KEY: OnceLock<RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let key = KEY.get_or_init(RandomState::new);
@@ -42,7 +42,8 @@ fn new_request_id() -> String {
     let high = key.hash_one((n, 0u8));
     let low = key.hash_one((n, 1u8));
     let bytes = (u128::from(high) << 64 | u128::from(low)).to_be_bytes();
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    Rc::from(&*uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
 }
 
 /// Gives every request an id (its `X-Request-Id`, or a new one), a log
@@ -50,20 +51,17 @@ fn new_request_id() -> String {
 /// body or a query string, which may hold tokens), and metrics; turns the
 /// router's bare 404s and 405s into problem+json.
 ///
-/// Whatever is logged while the request is handled carries its id through
-/// the `request` span (its method and path are on the request's line). That
-/// line is written once the span is left, with the id, method and path as
-/// its own fields ([`crate::logging`]): inside the span, the JSON
-/// formatter would parse the span's fields back and write them twice.
+/// Whatever is logged while the request is handled carries its id
+/// ([`crate::logging::with_request_id`]); its method and path are on the
+/// request's line.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    let span = tracing::info_span!("request", request_id = id.as_str());
     let state = state(req.request()).ok();
-    let response = next.call(req).instrument(span).await?;
+    let response = crate::logging::with_request_id(Rc::clone(&id), next.call(req)).await?;
 
     let status = response.status();
     // Problem JSON, or a page's own HTML error, is kept as it is.
@@ -193,7 +191,7 @@ mod tests {
 
     #[test]
     fn new_request_ids_are_distinct_random_uuids() {
-        let ids: HashSet<String> = (0..10_000).map(|_| new_request_id()).collect();
+        let ids: HashSet<Rc<str>> = (0..10_000).map(|_| new_request_id()).collect();
         assert_eq!(ids.len(), 10_000);
         for id in ids.iter().take(100) {
             let uuid = uuid::Uuid::parse_str(id).unwrap();

@@ -19,8 +19,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let limited = |path: &str| web::resource(path).wrap(from_fn(ip_limit));
     cfg.app_data(json_config())
         .app_data(query_config())
-        // The gateway check first: the hottest route, matched before any other.
+        // The gateway check first and `/v1/me` next: the hottest routes,
+        // matched before any other. Each `{param}` route before a path
+        // costs that path a regex match (about 1 µs).
         .service(web::resource("/v1/authz").route(web::get().to(super::keys::authz)))
+        .service(
+            web::resource("/v1/me")
+                .route(web::get().to(me))
+                .route(web::patch().to(update_profile)),
+        )
         .service(limited("/v1/auth/signup").route(web::post().to(signup)))
         .service(limited("/v1/auth/verify-email").route(web::post().to(verify_email)))
         .service(limited("/v1/auth/verify-email/resend").route(web::post().to(resend_verification)))
@@ -33,11 +40,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(limited("/v1/auth/oauth/exchange").route(web::post().to(super::oauth::exchange)))
         .service(web::resource("/v1/auth/logout").route(web::post().to(logout)))
         .service(web::resource("/v1/auth/password/change").route(web::post().to(change_password)))
-        .service(
-            web::resource("/v1/me")
-                .route(web::get().to(me))
-                .route(web::patch().to(update_profile)),
-        )
         .service(
             web::resource("/v1/me/mfa/totp")
                 .route(web::post().to(super::mfa::begin_totp))
@@ -254,7 +256,7 @@ pub async fn me(caller: Caller) -> Result {
         user: UserBody::from(caller.user()),
         principal: PrincipalBody {
             kind: caller.kind(),
-            scopes: caller.scopes().to_strings(),
+            scopes: caller.scopes().iter().map(|scope| scope.as_str()).collect(),
             session_id: match &caller {
                 Caller::User(principal) => Some(principal.session_id.to_string()),
                 Caller::Key(_) => None,

@@ -16,6 +16,7 @@
 
 use super::error::{page_error, PageError};
 use super::form::FormData;
+use crate::cache::TtlCache;
 use crate::http::extract::{state, ClientInfo};
 use crate::http::problem::ApiError;
 use crate::state::{AppAuth, AppState};
@@ -34,7 +35,6 @@ use convosphere_domain::ports::{RateLimiter, Rng, SecretBox};
 use convosphere_domain::{InfraError, SessionId, User};
 use futures_util::future::LocalBoxFuture;
 use hmac::{Hmac, Mac};
-use moka::sync::Cache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -66,7 +66,7 @@ pub struct WebState {
     ticket_box: Sealer,
     csrf_key: SecretKey,
     secure: bool,
-    refreshes: Cache<[u8; 32], Arc<OnceCell<Refreshed>>>,
+    refreshes: TtlCache<[u8; 32], Arc<OnceCell<Refreshed>>>,
 }
 
 /// A refresh's outcome, shared by the requests that presented the same token.
@@ -115,10 +115,7 @@ impl WebState {
             ticket_box: Sealer::new(&derive(secret, "convosphere web: form ticket v1")),
             csrf_key: derive(secret, "convosphere web: csrf v1"),
             secure,
-            refreshes: Cache::builder()
-                .max_capacity(crate::cache::CACHE_CAPACITY)
-                .time_to_live(REFRESH_GRACE)
-                .build(),
+            refreshes: TtlCache::new(crate::cache::CACHE_CAPACITY, REFRESH_GRACE),
         }
     }
 
