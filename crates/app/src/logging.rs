@@ -123,8 +123,15 @@ impl LogWriter {
             .name("log-writer".into())
             .spawn(move || write_out(&shared, out, interval))
             .ok();
-        if let Some(thread) = &thread {
-            let _ = pending.writer.set(thread.thread().clone());
+        match &thread {
+            Some(thread) => {
+                let _ = pending.writer.set(thread.thread().clone());
+            }
+            // No thread (the process is out of threads): every line is
+            // written at once, to stderr, rather than waiting for nobody.
+            None => {
+                pending.state.lock().unwrap_or_else(PoisonError::into_inner).closed = Some(Box::new(std::io::stderr()));
+            }
         }
         (
             LogWriter {
