@@ -418,8 +418,9 @@ fn push_timestamp(out: &mut String, at: SystemTime) {
     out.push('Z');
 }
 
-/// Appends `text` as the inside of a JSON string.
-fn push_escaped(out: &mut String, text: &str) {
+/// Appends `text` as the inside of a JSON string, escaped as `serde_json`
+/// escapes it.
+pub(crate) fn push_escaped(out: &mut String, text: &str) {
     // Ids, methods and paths almost never hold anything to escape.
     if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         out.push_str(text);
@@ -432,6 +433,8 @@ fn push_escaped(out: &mut String, text: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             c if u32::from(c) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }

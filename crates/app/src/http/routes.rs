@@ -252,7 +252,7 @@ pub async fn change_password(
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
     responses((status = 200, body = MeBody), (status = 401, body = Problem)))]
 pub async fn me(caller: Caller) -> Result {
-    Ok(HttpResponse::Ok().json(MeBody {
+    let body = MeBody {
         user: UserBody::from(caller.user()),
         principal: PrincipalBody {
             kind: caller.kind(),
@@ -266,7 +266,10 @@ pub async fn me(caller: Caller) -> Result {
                 Caller::User(_) => None,
             },
         },
-    }))
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body.to_json()))
 }
 
 /// Change name, company, country or phone (`null` clears an optional field).
