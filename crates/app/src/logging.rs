@@ -81,11 +81,12 @@ struct Pending {
     taken: Condvar,
     writer: OnceLock<Thread>,
     stopping: AtomicBool,
+    /// Bytes waiting that make a logging thread wait for the writer.
+    max: usize,
 }
 
 struct PendingState {
     lines: Vec<u8>,
-    max: usize,
     /// The writer thread is gone: lines are written at once, by the
     /// thread that logs them, under the lock (so they stay whole).
     closed: Option<Box<dyn std::io::Write + Send>>,
@@ -111,12 +112,12 @@ impl LogWriter {
         let pending = Arc::new(Pending {
             state: Mutex::new(PendingState {
                 lines: Vec::with_capacity(64 * 1024),
-                max: max_pending,
                 closed: None,
             }),
             taken: Condvar::new(),
             writer: OnceLock::new(),
             stopping: AtomicBool::new(false),
+            max: max_pending,
         });
         let shared = Arc::clone(&pending);
         let thread = std::thread::Builder::new()
@@ -144,14 +145,12 @@ impl LogWriter {
     /// Appends `bytes` (whole lines) for the writer thread.
     pub fn append(&self, bytes: &[u8]) {
         let mut state = self.lock();
-        while state.lines.len() >= state.max && state.closed.is_none() {
+        while state.lines.len() >= self.pending.max && state.closed.is_none() {
             self.wake();
             state = self.pending.taken.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
         match state.closed.as_mut() {
-            Some(out) => {
-                let _ = out.write_all(bytes).and_then(|()| out.flush());
-            }
+            Some(out) => write_through(out, bytes),
             None => {
                 state.lines.extend_from_slice(bytes);
                 if state.lines.len() >= WAKE_AT {
@@ -183,7 +182,7 @@ fn write_out(pending: &Pending, mut out: Box<dyn std::io::Write + Send>, interva
             let mut state = pending.state.lock().unwrap_or_else(PoisonError::into_inner);
             std::mem::swap(&mut state.lines, &mut batch);
             if stopping {
-                let _ = out.write_all(&batch).and_then(|()| out.flush());
+                write_through(&mut out, &batch);
                 state.closed = Some(out);
                 pending.taken.notify_all();
                 return;
@@ -191,14 +190,19 @@ fn write_out(pending: &Pending, mut out: Box<dyn std::io::Write + Send>, interva
         }
         pending.taken.notify_all();
         if !batch.is_empty() {
-            // Nothing can be done about a failing stderr but to go on.
-            let _ = out.write_all(&batch).and_then(|()| out.flush());
+            write_through(&mut out, &batch);
             batch.clear();
             // A burst may have grown the buffer: do not keep megabytes.
             batch.shrink_to(64 * 1024);
         }
         std::thread::park_timeout(interval);
     }
+}
+
+/// Writes `bytes` and flushes. Nothing can be done about a failing stderr
+/// but to go on.
+fn write_through(out: &mut Box<dyn std::io::Write + Send>, bytes: &[u8]) {
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }
 
 impl Drop for LogGuard {

@@ -89,7 +89,12 @@ pub async fn charge(state: &AppState, req: &HttpRequest, user: &User) -> Result<
     let budget = state.config.rate_limits.per_minute(user.plan);
     let mut key = String::with_capacity(41);
     key.push_str("acct:");
-    key.push_str(&uuid_string(user.id.as_uuid()));
+    key.push_str(
+        user.id
+            .as_uuid()
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     let decision = state.limiter.check(&key, budget).await?;
     req.extensions_mut().insert(decision);
     if !decision.allowed {

@@ -5,8 +5,13 @@ use convosphere_domain::auth::{IssuedTokens, Redacted};
 use convosphere_domain::{SecondFactor, SecurityEvent, Session, SessionId, User};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// RFC 3339 in UTC to the second, as every body writes times.
+fn rfc3339_string(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
+    s.serialize_str(&rfc3339_string(at))
 }
 
 /// An account, as every endpoint shows it.
@@ -338,17 +343,11 @@ impl MeBody {
         out.push_str(",\"mfa_enabled\":");
         out.push_str(if user.mfa_enabled { "true" } else { "false" });
         out.push_str(",\"created_at\":");
-        push_string(&mut out, &user.created_at.to_rfc3339_opts(SecondsFormat::Secs, true));
+        push_string(&mut out, &rfc3339_string(&user.created_at));
         out.push_str("},\"principal\":{\"type\":");
         push_string(&mut out, principal.kind);
-        out.push_str(",\"scopes\":[");
-        for (i, scope) in principal.scopes.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_string(&mut out, scope);
-        }
-        out.push(']');
+        out.push_str(",\"scopes\":");
+        push_strings(&mut out, &principal.scopes);
         for (name, value) in [
             ("session_id", &principal.session_id),
             ("api_key_id", &principal.api_key_id),
@@ -370,6 +369,18 @@ fn push_string(out: &mut String, text: &str) {
     out.push('"');
     crate::logging::push_escaped(out, text);
     out.push('"');
+}
+
+/// Appends `items` as a JSON array of strings.
+fn push_strings(out: &mut String, items: &[&str]) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_string(out, item);
+    }
+    out.push(']');
 }
 
 fn rfc3339_opt<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -511,26 +522,18 @@ pub struct AuthzBody {
 
 impl AuthzBody {
     /// The body as `serde_json` writes it, written directly: it is the
-    /// answer to every request of the platform. Nothing in it needs
-    /// escaping (a UUID, scope and plan names, `user` or `api_key`).
+    /// answer to every request of the platform.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(96 + self.scopes.iter().map(|s| s.len() + 3).sum::<usize>());
-        out.push_str("{\"user_id\":\"");
-        out.push_str(&self.user_id);
-        out.push_str("\",\"principal\":\"");
-        out.push_str(self.principal);
-        out.push_str("\",\"scopes\":[");
-        for (i, scope) in self.scopes.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('"');
-            out.push_str(scope);
-            out.push('"');
-        }
-        out.push_str("],\"plan\":\"");
-        out.push_str(self.plan);
-        out.push_str("\"}");
+        out.push_str("{\"user_id\":");
+        push_string(&mut out, &self.user_id);
+        out.push_str(",\"principal\":");
+        push_string(&mut out, self.principal);
+        out.push_str(",\"scopes\":");
+        push_strings(&mut out, &self.scopes);
+        out.push_str(",\"plan\":");
+        push_string(&mut out, self.plan);
+        out.push('}');
         out
     }
 }
