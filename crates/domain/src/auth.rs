@@ -445,20 +445,38 @@ where
         format!("{}{path}?token={}", self.config.public_url, token.expose())
     }
 
+    /// How long a link of this kind stays valid.
+    fn link_ttl(&self, kind: TokenKind) -> Duration {
+        match kind {
+            TokenKind::EmailVerification => self.config.email_verify_ttl,
+            TokenKind::PasswordReset => self.config.password_reset_ttl,
+        }
+    }
+
+    /// The e-mail that carries `token` to `user` as a link of this kind.
+    fn link_mail(&self, user: &User, kind: TokenKind, token: &OpaqueToken) -> Mail {
+        let (to, name) = (user.email.clone(), user.name.clone());
+        match kind {
+            TokenKind::EmailVerification => Mail::VerifyEmail {
+                to,
+                name,
+                link: self.link("/verify-email", token),
+            },
+            TokenKind::PasswordReset => Mail::PasswordReset {
+                to,
+                name,
+                link: self.link("/reset-password", token),
+            },
+        }
+    }
+
     async fn send_link(&self, user: &User, kind: TokenKind) -> Result<(), InfraError> {
         let now = self.clock.now();
         let token = OpaqueToken::generate(&*self.rng);
-        let (ttl, path) = match kind {
-            TokenKind::EmailVerification => (self.config.email_verify_ttl, "/verify-email"),
-            TokenKind::PasswordReset => (self.config.password_reset_ttl, "/reset-password"),
-        };
-        self.store.issue_token(user.id, kind, &token.hash(), now + ttl).await?;
-        let (to, name, link) = (user.email.clone(), user.name.clone(), self.link(path, &token));
-        let mail = match kind {
-            TokenKind::EmailVerification => Mail::VerifyEmail { to, name, link },
-            TokenKind::PasswordReset => Mail::PasswordReset { to, name, link },
-        };
-        self.mailer.send(mail).await
+        self.store
+            .issue_token(user.id, kind, &token.hash(), now + self.link_ttl(kind))
+            .await?;
+        self.mailer.send(self.link_mail(user, kind, &token)).await
     }
 
     /// Signs up. Answers the same whether or not the address is taken: a
@@ -506,21 +524,16 @@ where
         // stored together or not at all; the mail goes once they are.
         let token = OpaqueToken::generate(&*self.rng);
         let event = self.event(new_user.id, EventKind::Signup, &request.client, &[]);
-        let expires_at = now + self.config.email_verify_ttl;
+        let expires_at = now + self.link_ttl(TokenKind::EmailVerification);
         match self
             .store
             .create_user_with_link(&new_user, &token.hash(), expires_at, &event)
             .await
         {
-            Ok(user) => {
-                let link = self.link("/verify-email", &token);
-                let mail = Mail::VerifyEmail {
-                    to: user.email,
-                    name: user.name,
-                    link,
-                };
-                Ok(self.mailer.send(mail).await?)
-            }
+            Ok(user) => Ok(self
+                .mailer
+                .send(self.link_mail(&user, TokenKind::EmailVerification, &token))
+                .await?),
             Err(CreateUserError::EmailTaken) => {
                 let existing = self.store.user_by_email(&new_user.email).await?;
                 let name = existing.map(|u| u.name).unwrap_or(new_user.name);
