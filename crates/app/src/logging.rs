@@ -425,8 +425,12 @@ fn push_timestamp(out: &mut String, at: SystemTime) {
 /// Appends `text` as the inside of a JSON string, escaped as `serde_json`
 /// escapes it.
 pub(crate) fn push_escaped(out: &mut String, text: &str) {
-    // Ids, methods and paths almost never hold anything to escape.
-    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    // Ids, methods and paths almost never hold anything to escape. One
+    // pass without an early exit, so that it runs on whole vectors.
+    let plain = text
+        .bytes()
+        .fold(true, |plain, b| plain & (b != b'"') & (b != b'\\') & (b >= 0x20));
+    if plain {
         out.push_str(text);
         return;
     }

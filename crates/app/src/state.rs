@@ -268,7 +268,10 @@ impl convosphere_domain::ports::RateLimiter for Limiter {
     ) -> Result<convosphere_domain::ports::RateLimitDecision, convosphere_domain::InfraError> {
         match self {
             Limiter::Memory(limiter) => limiter.check(key, per_minute).await,
-            Limiter::Redis(limiter) => limiter.check(key, per_minute).await,
+            // Boxed: the Redis client's future is kilobytes, and every
+            // authenticated request's future would carry (and move) that
+            // space even with the in-memory limiter.
+            Limiter::Redis(limiter) => Box::pin(limiter.check(key, per_minute)).await,
         }
     }
 }

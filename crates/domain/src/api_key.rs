@@ -8,7 +8,8 @@
 
 use crate::{ScopeSet, UserId};
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::zeroize::Zeroizing;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -20,6 +21,8 @@ pub const API_KEY_LEN: usize = 50;
 pub const PUBLIC_ID_LEN: usize = 8;
 /// Length of the secret part.
 pub const SECRET_LEN: usize = 32;
+/// Length of the checksum at the end.
+const CHECKSUM_LEN: usize = 6;
 /// Length of the shown prefix (`cs_` + public id).
 pub const PREFIX_LEN: usize = 11;
 
@@ -65,14 +68,14 @@ fn is_base62(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn checksum(body: &str) -> String {
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(body.as_bytes());
-    let mut out = [b'0'; 6];
+    let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|b| char::from(*b)).collect()
+    out
 }
 
 fn random_base62(rng: &dyn crate::ports::Rng, len: usize) -> String {
@@ -109,8 +112,11 @@ pub enum ApiKeyFormatError {
 /// assert!(PresentedApiKey::parse("cs_notakey").is_err());
 /// ```
 pub struct PresentedApiKey {
-    public_id: String,
-    secret: SecretString,
+    /// Base62, checked by `parse`. Fixed-size fields: reading a key on
+    /// every gateway check allocates nothing.
+    public_id: [u8; PUBLIC_ID_LEN],
+    /// Zeroed when dropped.
+    secret: Zeroizing<[u8; SECRET_LEN]>,
 }
 
 impl PresentedApiKey {
@@ -123,29 +129,33 @@ impl PresentedApiKey {
         if !(is_base62(public_id) && is_base62(secret) && is_base62(sum)) {
             return Err(ApiKeyFormatError::Malformed);
         }
-        if checksum(&key[..44]).as_bytes().ct_eq(sum.as_bytes()).unwrap_u8() != 1 {
+        if checksum(&key[..44]).ct_eq(sum.as_bytes()).unwrap_u8() != 1 {
             return Err(ApiKeyFormatError::BadChecksum);
         }
-        Ok(Self {
-            public_id: public_id.to_owned(),
-            secret: SecretString::from(secret.to_owned()),
-        })
+        let mut presented = Self {
+            public_id: [0; PUBLIC_ID_LEN],
+            secret: Zeroizing::new([0; SECRET_LEN]),
+        };
+        presented.public_id.copy_from_slice(public_id.as_bytes());
+        presented.secret.copy_from_slice(secret.as_bytes());
+        Ok(presented)
     }
 
     /// The public id (characters 4 to 11), by which the key is looked up.
     pub fn public_id(&self) -> &str {
-        &self.public_id
+        // Base62 is ASCII: never the empty fallback.
+        std::str::from_utf8(&self.public_id).unwrap_or_default()
     }
 
     /// Whether the secret matches a stored hash, in constant time.
     pub fn matches(&self, stored: &SecretHash) -> bool {
-        SecretHash::of(self.secret.expose_secret()).0.ct_eq(&stored.0).into()
+        SecretHash::of(&self.secret[..]).0.ct_eq(&stored.0).into()
     }
 }
 
 impl fmt::Debug for PresentedApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PresentedApiKey(cs_{}_***)", self.public_id)
+        write!(f, "PresentedApiKey(cs_{}_***)", self.public_id())
     }
 }
 
@@ -154,8 +164,8 @@ impl fmt::Debug for PresentedApiKey {
 pub struct SecretHash(pub [u8; 32]);
 
 impl SecretHash {
-    fn of(secret: &str) -> Self {
-        Self(Sha256::digest(secret.as_bytes()).into())
+    fn of(secret: &[u8]) -> Self {
+        Self(Sha256::digest(secret).into())
     }
 }
 
@@ -180,11 +190,11 @@ impl GeneratedApiKey {
     pub fn generate(rng: &dyn crate::ports::Rng) -> Self {
         let public_id = random_base62(rng, PUBLIC_ID_LEN);
         let secret = random_base62(rng, SECRET_LEN);
-        let body = format!("cs_{public_id}_{secret}");
-        let key = format!("{body}{}", checksum(&body));
+        let mut key = format!("cs_{public_id}_{secret}");
+        key.extend(checksum(&key).map(char::from));
         Self {
             key: SecretString::from(key),
-            secret_hash: SecretHash::of(&secret),
+            secret_hash: SecretHash::of(secret.as_bytes()),
             public_id,
         }
     }
@@ -264,6 +274,7 @@ impl ApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     struct Rng(AtomicU64);
@@ -330,9 +341,9 @@ mod tests {
 
     #[test]
     fn checksums_are_six_base62_characters() {
-        assert_eq!(checksum("").len(), 6);
-        assert_eq!(checksum("cs_abc").len(), 6);
-        assert!(is_base62(&checksum("anything")));
+        for body in ["", "cs_abc", "anything"] {
+            assert!(is_base62(std::str::from_utf8(&checksum(body)).unwrap()));
+        }
     }
 
     /// Property tests: `parse` takes whatever a client sends.
@@ -366,7 +377,7 @@ mod tests {
                     prop_assert_eq!(key.len(), API_KEY_LEN);
                     prop_assert!(key.starts_with("cs_") && &key[11..12] == "_");
                     prop_assert!(is_base62(&key[3..11]) && is_base62(&key[12..]));
-                    prop_assert_eq!(checksum(&key[..44]), &key[44..]);
+                    prop_assert_eq!(&checksum(&key[..44])[..], key[44..].as_bytes());
                     prop_assert_eq!(parsed.public_id(), &key[3..11]);
                 }
             }

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use convosphere_domain::auth::{IssuedTokens, Redacted};
-use convosphere_domain::{SecondFactor, SecurityEvent, Session, SessionId, User};
+use actix_web::http::header::HeaderValue;
+use convosphere_domain::{Scope, ScopeSet, SecondFactor, SecurityEvent, Session, SessionId, User};
+use std::cell::RefCell;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// RFC 3339 in UTC to the second, as every body writes times.
@@ -293,7 +295,9 @@ pub struct PrincipalBody {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The scopes held (a user token holds all ten).
-    pub scopes: Vec<&'static str>,
+    #[serde(serialize_with = "scope_names")]
+    #[schema(value_type = Vec<String>)]
+    pub scopes: ScopeSet,
     /// The session, for a user token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -347,7 +351,7 @@ impl MeBody {
         out.push_str("},\"principal\":{\"type\":");
         push_string(&mut out, principal.kind);
         out.push_str(",\"scopes\":");
-        push_strings(&mut out, &principal.scopes);
+        with_scope_texts(principal.scopes, |texts| out.push_str(&texts.json));
         for (name, value) in [
             ("session_id", &principal.session_id),
             ("api_key_id", &principal.api_key_id),
@@ -371,16 +375,53 @@ fn push_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// Appends `items` as a JSON array of strings.
-fn push_strings(out: &mut String, items: &[&str]) {
-    out.push('[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+/// The texts of a set of scopes in the gateway's answer and in
+/// `GET /v1/me`: each is the same for every request with that set.
+pub(crate) struct ScopeTexts {
+    /// The JSON array of the names: `["agents:read","chat:write"]`.
+    pub json: String,
+    /// The names separated by spaces, for `X-Auth-Scopes`.
+    pub header: HeaderValue,
+}
+
+impl ScopeTexts {
+    fn of(set: ScopeSet) -> Self {
+        let mut json = String::from("[");
+        for (i, scope) in set.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            push_string(&mut json, scope.as_str());
         }
-        push_string(out, item);
+        json.push(']');
+        // Scope names are visible ASCII: never the empty fallback.
+        let header = HeaderValue::try_from(set.to_string()).unwrap_or(HeaderValue::from_static(""));
+        Self { json, header }
     }
-    out.push(']');
+}
+
+/// Calls `f` with the texts of `set`, made once per set and thread (there
+/// are 1,024 sets of the ten scopes).
+pub(crate) fn with_scope_texts<R>(set: ScopeSet, f: impl FnOnce(&ScopeTexts) -> R) -> R {
+    thread_local! {
+        static TEXTS: RefCell<Vec<Option<ScopeTexts>>> = RefCell::new(Vec::new());
+    }
+    let index = Scope::ALL
+        .iter()
+        .enumerate()
+        .fold(0, |index, (bit, scope)| index | usize::from(set.contains(*scope)) << bit);
+    TEXTS.with(|texts| {
+        let mut texts = texts.borrow_mut();
+        if texts.is_empty() {
+            texts.resize_with(1 << Scope::ALL.len(), || None);
+        }
+        f(texts[index].get_or_insert_with(|| ScopeTexts::of(set)))
+    })
+}
+
+/// A set of scopes as serde writes it: an array of their names.
+fn scope_names<S: Serializer>(set: &ScopeSet, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(set.iter().map(|scope| scope.as_str()))
 }
 
 fn rfc3339_opt<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -515,7 +556,9 @@ pub struct AuthzBody {
     /// `user` or `api_key`.
     pub principal: &'static str,
     /// The scopes the credential holds.
-    pub scopes: Vec<&'static str>,
+    #[serde(serialize_with = "scope_names")]
+    #[schema(value_type = Vec<String>)]
+    pub scopes: ScopeSet,
     /// The account's plan.
     pub plan: &'static str,
 }
@@ -524,13 +567,20 @@ impl AuthzBody {
     /// The body as `serde_json` writes it, written directly: it is the
     /// answer to every request of the platform.
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(96 + self.scopes.iter().map(|s| s.len() + 3).sum::<usize>());
+        with_scope_texts(self.scopes, |texts| self.to_json_with(&texts.json))
+    }
+
+    /// [`Self::to_json`] with the `scopes` array's text at hand.
+    pub(crate) fn to_json_with(&self, scopes_json: &str) -> String {
+        let mut out = String::with_capacity(
+            64 + self.user_id.len() + self.principal.len() + scopes_json.len() + self.plan.len(),
+        );
         out.push_str("{\"user_id\":");
         push_string(&mut out, &self.user_id);
         out.push_str(",\"principal\":");
         push_string(&mut out, self.principal);
         out.push_str(",\"scopes\":");
-        push_strings(&mut out, &self.scopes);
+        out.push_str(scopes_json);
         out.push_str(",\"plan\":");
         push_string(&mut out, self.plan);
         out.push('}');
@@ -641,7 +691,7 @@ pub struct EventList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convosphere_domain::{Plan, Scope};
+    use convosphere_domain::Plan;
     use proptest::prelude::*;
 
     proptest! {
@@ -678,7 +728,7 @@ mod tests {
                 },
                 principal: PrincipalBody {
                     kind: if key.is_some() { "api_key" } else { "user" },
-                    scopes: scopes.iter().map(|scope| scope.as_str()).collect(),
+                    scopes: scopes.iter().copied().collect(),
                     session_id: session,
                     api_key_id: key,
                 },

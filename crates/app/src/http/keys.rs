@@ -1,12 +1,12 @@
 //! API keys and the gateway check.
 
 use super::auth::{Caller, UserSession};
-use super::dto::{ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
+use super::dto::{with_scope_texts, ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
 use super::extract::{optional_json, ClientInfo, Json};
 use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, Result};
 use crate::state::AppState;
-use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use convosphere_domain::api_key::ApiKeyId;
@@ -158,21 +158,44 @@ pub async fn rotate(
 
 /// The scopes named by `scope=` parameters.
 fn required_scopes(query: &str) -> Result<ScopeSet> {
+    // Gateways send `scope=agents:read&scope=…`: without `%` or `+`
+    // nothing needs decoding, and the pairs are read in place.
+    if query.bytes().any(|b| b == b'%' || b == b'+') {
+        return decoded_scopes(query);
+    }
     let mut set = ScopeSet::EMPTY;
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name == "scope" {
-            // An empty `scope=` (a gateway's unset variable) must not
-            // quietly turn the check into authentication only.
-            if value.trim().is_empty() {
-                return Err(ApiError::invalid_request("scope= names no scope"));
-            }
-            for scope in value.split_whitespace() {
-                let scope: Scope = scope.parse().map_err(|e| ApiError::invalid_request(format!("{e}")))?;
-                set.insert(scope);
-            }
+            add_scopes(&mut set, value)?;
         }
     }
     Ok(set)
+}
+
+/// [`required_scopes`] for any query: percent-decoded, `+` as a space.
+fn decoded_scopes(query: &str) -> Result<ScopeSet> {
+    let mut set = ScopeSet::EMPTY;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "scope" {
+            add_scopes(&mut set, &value)?;
+        }
+    }
+    Ok(set)
+}
+
+/// Adds the space-separated scopes of one `scope` parameter.
+fn add_scopes(set: &mut ScopeSet, value: &str) -> Result<()> {
+    // An empty `scope=` (a gateway's unset variable) must not quietly
+    // turn the check into authentication only.
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid_request("scope= names no scope"));
+    }
+    for scope in value.split_whitespace() {
+        let scope: Scope = scope.parse().map_err(|e| ApiError::invalid_request(format!("{e}")))?;
+        set.insert(scope);
+    }
+    Ok(())
 }
 
 /// The gateway check: is the credential valid, does it hold the scopes,
@@ -188,28 +211,22 @@ pub async fn authz(req: HttpRequest, caller: Caller) -> Result {
         return Err(ApiError::insufficient_scope(missing.as_str()));
     }
     let user = caller.user();
-    let user_id = super::auth::uuid_string(user.id.as_uuid());
-    let scopes = held.to_string();
     let body = AuthzBody {
-        user_id: user_id.clone(),
+        user_id: super::auth::uuid_string(user.id.as_uuid()),
         principal: caller.kind(),
-        scopes: held.iter().map(|scope| scope.as_str()).collect(),
+        scopes: held,
         plan: user.plan.as_str(),
     };
-    let mut response = HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body.to_json());
-    // Header names as constants: parsing them is a measurable part of the
-    // gateway's hottest answer.
+    let (json, scopes) = with_scope_texts(held, |texts| (body.to_json_with(&texts.json), texts.header.clone()));
+    let mut response = HttpResponse::Ok().body(json);
+    // Header names and constant values as constants: parsing them is a
+    // measurable part of the gateway's hottest answer.
     let headers = response.headers_mut();
-    for (name, value) in [
-        (X_AUTH_USER_ID, HeaderValue::try_from(user_id)),
-        (X_AUTH_SCOPES, HeaderValue::try_from(scopes)),
-    ] {
-        if let Ok(value) = value {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(user_id) = HeaderValue::try_from(body.user_id) {
+        headers.insert(HeaderName::from_static(X_AUTH_USER_ID), user_id);
     }
+    headers.insert(HeaderName::from_static(X_AUTH_SCOPES), scopes);
     headers.insert(
         HeaderName::from_static(X_AUTH_PLAN),
         HeaderValue::from_static(user.plan.as_str()),
@@ -248,10 +265,25 @@ mod tests {
             let body = AuthzBody {
                 user_id: uuid::Uuid::new_v4().to_string(),
                 principal,
-                scopes: scopes.iter().map(|scope| scope.as_str()).collect(),
+                scopes: scopes.iter().copied().collect(),
                 plan: plan.as_str(),
             };
             prop_assert_eq!(body.to_json(), serde_json::to_string(&body).unwrap());
+        }
+
+        /// Read in place or decoded, a query names the same scopes.
+        #[test]
+        fn a_query_without_escapes_reads_as_decoded(
+            query in prop_oneof![
+                "[a-z=&:]{0,40}",
+                "((scope|x|scop)(=[a-z: ]{0,14})?&?){0,4}",
+                proptest::collection::vec(proptest::sample::select(Scope::ALL.to_vec()), 0..5)
+                    .prop_map(|scopes| scopes.iter().map(|s| format!("scope={}", s.as_str())).collect::<Vec<_>>().join("&")),
+            ],
+        ) {
+            let read = required_scopes(&query).map_err(|e| e.code().to_owned());
+            let decoded = decoded_scopes(&query).map_err(|e| e.code().to_owned());
+            prop_assert_eq!(read, decoded);
         }
 
         /// The query string of `/v1/authz` is whatever the gateway forwards.

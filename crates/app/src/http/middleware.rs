@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
 use convosphere_domain::ports::RateLimitDecision;
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -101,7 +102,7 @@ pub async fn observe(
         let headers = response.headers_mut();
         headers.insert(
             HeaderName::from_static("ratelimit-limit"),
-            HeaderValue::from(decision.limit),
+            number_header(u64::from(decision.limit)),
         );
         headers.insert(
             HeaderName::from_static("ratelimit-remaining"),
@@ -109,7 +110,7 @@ pub async fn observe(
         );
         headers.insert(
             HeaderName::from_static("ratelimit-reset"),
-            HeaderValue::from(reset_seconds(&decision)),
+            number_header(reset_seconds(&decision)),
         );
     }
     let elapsed = started.elapsed();
@@ -138,6 +139,40 @@ pub async fn observe(
         latency: elapsed,
     });
     Ok(response)
+}
+
+/// A number as a header value. The limit and the reset of `RateLimit-*`
+/// take few values (one per plan; 0 to 60 seconds): those are made once
+/// per thread and shared, instead of formatted and allocated per answer.
+fn number_header(n: u64) -> HeaderValue {
+    /// Numbers below this are kept by index; larger ones (the plans'
+    /// limits) in a short list.
+    const SMALL: usize = 128;
+    const LARGE: usize = 16;
+    thread_local! {
+        static SMALL_VALUES: RefCell<Vec<Option<HeaderValue>>> = const { RefCell::new(Vec::new()) };
+        static LARGE_VALUES: RefCell<Vec<(u64, HeaderValue)>> = const { RefCell::new(Vec::new()) };
+    }
+    match usize::try_from(n) {
+        Ok(small) if small < SMALL => SMALL_VALUES.with(|values| {
+            let mut values = values.borrow_mut();
+            if values.is_empty() {
+                values.resize(SMALL, None);
+            }
+            values[small].get_or_insert_with(|| HeaderValue::from(n)).clone()
+        }),
+        _ => LARGE_VALUES.with(|values| {
+            let mut values = values.borrow_mut();
+            if let Some((_, value)) = values.iter().find(|(kept, _)| *kept == n) {
+                return value.clone();
+            }
+            let value = HeaderValue::from(n);
+            if values.len() < LARGE {
+                values.push((n, value.clone()));
+            }
+            value
+        }),
+    }
 }
 
 /// `RateLimit-Reset`: whole seconds until the budget is full again, rounded up.
@@ -188,6 +223,15 @@ pub async fn ip_limit(
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn numbers_in_headers_are_their_decimal_text_however_often_asked() {
+        for round in 0..2 {
+            for n in (0..300).chain([1_000, 10_000, u64::from(u32::MAX), u64::MAX]) {
+                assert_eq!(number_header(n).to_str().unwrap(), n.to_string(), "round {round}");
+            }
+        }
+    }
 
     #[test]
     fn new_request_ids_are_distinct_random_uuids() {

@@ -256,7 +256,7 @@ pub async fn me(caller: Caller) -> Result {
         user: UserBody::from(caller.user()),
         principal: PrincipalBody {
             kind: caller.kind(),
-            scopes: caller.scopes().iter().map(|scope| scope.as_str()).collect(),
+            scopes: caller.scopes(),
             session_id: match &caller {
                 Caller::User(principal) => Some(principal.session_id.to_string()),
                 Caller::Key(_) => None,
@@ -267,9 +267,12 @@ pub async fn me(caller: Caller) -> Result {
             },
         },
     };
-    Ok(HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body.to_json()))
+    let mut response = HttpResponse::Ok().body(body.to_json());
+    response.headers_mut().insert(
+        actix_web::http::header::CONTENT_TYPE,
+        actix_web::http::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 /// Change name, company, country or phone (`null` clears an optional field).
