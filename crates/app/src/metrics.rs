@@ -1,9 +1,30 @@
 //! Prometheus metrics, exposed at `/metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Tells one [`Metrics`] from another (tests build several per process).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// How many labelled request series each thread keeps at hand.
+const SERIES_PER_THREAD: usize = 64;
+
+/// One request series of one [`Metrics`], kept by a thread.
+struct Series {
+    metrics: u64,
+    route: Box<str>,
+    method: Box<str>,
+    status: u16,
+    requests: IntCounter,
+    duration: Histogram,
+}
 
 /// The service's metrics, in one registry (no global state).
 pub struct Metrics {
+    id: u64,
     registry: Registry,
     /// Requests by route pattern, method and status.
     pub http_requests: IntCounterVec,
@@ -54,6 +75,7 @@ impl Metrics {
         registry.register(Box::new(mail_sent.clone()))?;
         registry.register(Box::new(mail_failed.clone()))?;
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             http_requests,
             http_duration,
@@ -65,10 +87,98 @@ impl Metrics {
         })
     }
 
+    /// Counts one answered request and its latency. Each thread looks a
+    /// series up by its labels once (that hashes them under a lock) and
+    /// keeps it: every request makes this call.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        thread_local! {
+            static SERIES: RefCell<Vec<Series>> = const { RefCell::new(Vec::new()) };
+        }
+        SERIES.with(|series| {
+            let mut series = series.borrow_mut();
+            let kept = series
+                .iter()
+                .find(|s| s.metrics == self.id && s.status == status && *s.route == *route && *s.method == *method);
+            if let Some(kept) = kept {
+                kept.requests.inc();
+                kept.duration.observe(seconds);
+                return;
+            }
+            let requests = self
+                .http_requests
+                .with_label_values(&[route, method, status.to_string().as_str()]);
+            let duration = self.http_duration.with_label_values(&[route, method]);
+            requests.inc();
+            duration.observe(seconds);
+            if series.len() < SERIES_PER_THREAD {
+                series.push(Series {
+                    metrics: self.id,
+                    route: route.into(),
+                    method: method.into(),
+                    status,
+                    requests,
+                    duration,
+                });
+            }
+        });
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(metrics: &Metrics, route: &str, status: &str) -> u64 {
+        metrics.http_requests.with_label_values(&[route, "GET", status]).get()
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status_per_registry() {
+        let (first, second) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        for _ in 0..3 {
+            first.observe_request("/v1/authz", "GET", 200, 0.001);
+        }
+        first.observe_request("/v1/authz", "GET", 401, 0.001);
+        first.observe_request("/v1/me", "GET", 200, 0.001);
+        second.observe_request("/v1/authz", "GET", 200, 0.001);
+        assert_eq!(count(&first, "/v1/authz", "200"), 3);
+        assert_eq!(count(&first, "/v1/authz", "401"), 1);
+        assert_eq!(count(&first, "/v1/me", "200"), 1);
+        assert_eq!(count(&second, "/v1/authz", "200"), 1);
+        assert_eq!(
+            first
+                .http_duration
+                .with_label_values(&["/v1/authz", "GET"])
+                .get_sample_count(),
+            4
+        );
+        // From another thread, the same series.
+        std::thread::scope(|s| {
+            s.spawn(|| first.observe_request("/v1/authz", "GET", 200, 0.002));
+        });
+        assert_eq!(count(&first, "/v1/authz", "200"), 4);
+        assert!(first
+            .render()
+            .contains("convosphere_auth_http_requests_total{method=\"GET\",route=\"/v1/authz\",status=\"200\"} 4"));
+    }
+
+    #[test]
+    fn more_series_than_a_thread_keeps_are_all_counted() {
+        let metrics = Metrics::new().unwrap();
+        for round in 0..2 {
+            for n in 0..(2 * SERIES_PER_THREAD) {
+                metrics.observe_request(&format!("/route/{n}"), "GET", 200, 0.001);
+            }
+            for n in 0..(2 * SERIES_PER_THREAD) {
+                assert_eq!(count(&metrics, &format!("/route/{n}"), "200"), round + 1);
+            }
+        }
     }
 }

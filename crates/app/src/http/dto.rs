@@ -1,11 +1,11 @@
 //! Request and response bodies of the JSON API.
 
+use actix_web::http::header::HeaderValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 use convosphere_domain::auth::{IssuedTokens, Redacted};
-use actix_web::http::header::HeaderValue;
 use convosphere_domain::{Scope, ScopeSet, SecondFactor, SecurityEvent, Session, SessionId, User};
-use std::cell::RefCell;
 use serde::{Deserialize, Serialize, Serializer};
+use std::cell::RefCell;
 
 /// RFC 3339 in UTC to the second, as every body writes times.
 fn rfc3339_string(at: &DateTime<Utc>) -> String {
@@ -404,12 +404,11 @@ impl ScopeTexts {
 /// are 1,024 sets of the ten scopes).
 pub(crate) fn with_scope_texts<R>(set: ScopeSet, f: impl FnOnce(&ScopeTexts) -> R) -> R {
     thread_local! {
-        static TEXTS: RefCell<Vec<Option<ScopeTexts>>> = RefCell::new(Vec::new());
+        static TEXTS: RefCell<Vec<Option<ScopeTexts>>> = const { RefCell::new(Vec::new()) };
     }
-    let index = Scope::ALL
-        .iter()
-        .enumerate()
-        .fold(0, |index, (bit, scope)| index | usize::from(set.contains(*scope)) << bit);
+    let index = Scope::ALL.iter().enumerate().fold(0, |index, (bit, scope)| {
+        index | usize::from(set.contains(*scope)) << bit
+    });
     TEXTS.with(|texts| {
         let mut texts = texts.borrow_mut();
         if texts.is_empty() {
@@ -572,9 +571,8 @@ impl AuthzBody {
 
     /// [`Self::to_json`] with the `scopes` array's text at hand.
     pub(crate) fn to_json_with(&self, scopes_json: &str) -> String {
-        let mut out = String::with_capacity(
-            64 + self.user_id.len() + self.principal.len() + scopes_json.len() + self.plan.len(),
-        );
+        let mut out =
+            String::with_capacity(64 + self.user_id.len() + self.principal.len() + scopes_json.len() + self.plan.len());
         out.push_str("{\"user_id\":");
         push_string(&mut out, &self.user_id);
         out.push_str(",\"principal\":");

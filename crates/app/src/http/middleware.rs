@@ -11,39 +11,29 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
 use convosphere_domain::ports::RateLimitDecision;
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
-const REQUEST_ID: &str = "x-request-id";
+// Header names as constants: made from text, they are parsed on every use.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn request_id(req: &ServiceRequest) -> Rc<str> {
     req.headers()
-        .get(REQUEST_ID)
+        .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map_or_else(new_request_id, Rc::from)
 }
 
-/// A new request id in the layout of a random (version 4) UUID, without a
-/// system call: a counter through SipHash under a key drawn at random once
-/// per process. Ids are distinct within a process (the counter never
-/// repeats, and two 64-bit outputs of a keyed hash of it make 122 bits
-/// that collide with negligible probability), do not reveal how many
-/// requests the process has served, and differ between processes. Not a
-/// secret: it is echoed in responses and logs.
+/// A new request id: a random (version 4) UUID from the thread's CSPRNG
+/// (`rand`'s `ThreadRng`, no system call per id). Ids do not reveal how
+/// many requests the process has served. Not a secret: it is echoed in
+/// responses and logs.
 fn new_request_id() -> Rc<str> {
-    static KEY: OnceLock<RandomState> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let key = KEY.get_or_init(RandomState::new);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let high = key.hash_one((n, 0u8));
-    let low = key.hash_one((n, 1u8));
-    let bytes = (u128::from(high) << 64 | u128::from(low)).to_be_bytes();
-    let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     Rc::from(&*uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
 }
 
@@ -92,26 +82,15 @@ pub async fn observe(
         _ => response.map_into_left_body(),
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID), value);
+        response.headers_mut().insert(REQUEST_ID, value);
     }
     // The limiter's decision, kept by `ip_limit` or the authentication extractor.
     let decision = response.request().extensions().get::<RateLimitDecision>().copied();
     if let Some(decision) = decision {
         let headers = response.headers_mut();
-        headers.insert(
-            HeaderName::from_static("ratelimit-limit"),
-            number_header(u64::from(decision.limit)),
-        );
-        headers.insert(
-            HeaderName::from_static("ratelimit-remaining"),
-            HeaderValue::from(decision.remaining),
-        );
-        headers.insert(
-            HeaderName::from_static("ratelimit-reset"),
-            number_header(reset_seconds(&decision)),
-        );
+        headers.insert(RATELIMIT_LIMIT, number_header(u64::from(decision.limit)));
+        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+        headers.insert(RATELIMIT_RESET, number_header(reset_seconds(&decision)));
     }
     let elapsed = started.elapsed();
     let request = response.request();
@@ -122,14 +101,7 @@ pub async fn observe(
     if let Some(state) = state {
         state
             .metrics
-            .http_requests
-            .with_label_values(&[route, method.as_str(), status.as_str()])
-            .inc();
-        state
-            .metrics
-            .http_duration
-            .with_label_values(&[route, method.as_str()])
-            .observe(elapsed.as_secs_f64());
+            .observe_request(route, method.as_str(), status.as_u16(), elapsed.as_secs_f64());
     }
     crate::logging::write(&crate::logging::RequestLine {
         request_id: &id,
