@@ -377,7 +377,7 @@ mod tests {
                     prop_assert_eq!(key.len(), API_KEY_LEN);
                     prop_assert!(key.starts_with("cs_") && &key[11..12] == "_");
                     prop_assert!(is_base62(&key[3..11]) && is_base62(&key[12..]));
-                    prop_assert_eq!(&checksum(&key[..44])[..], key[44..].as_bytes());
+                    prop_assert_eq!(&checksum(&key[..44])[..], &key.as_bytes()[44..]);
                     prop_assert_eq!(parsed.public_id(), &key[3..11]);
                 }
             }
