@@ -692,6 +692,27 @@ mod tests {
     use convosphere_domain::Plan;
     use proptest::prelude::*;
 
+    /// Every one of the 1,024 sets, asked twice (made, then kept), gives
+    /// its names in the header and in the JSON array.
+    #[test]
+    fn the_texts_of_every_scope_set_name_its_scopes() {
+        for round in 0..2 {
+            for mask in 0..(1usize << Scope::ALL.len()) {
+                let set: ScopeSet = Scope::ALL
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| mask & (1 << bit) != 0)
+                    .map(|(_, scope)| *scope)
+                    .collect();
+                let names: Vec<&str> = set.iter().map(|scope| scope.as_str()).collect();
+                with_scope_texts(set, |texts| {
+                    assert_eq!(texts.header.to_str().unwrap(), names.join(" "), "round {round}");
+                    assert_eq!(serde_json::from_str::<Vec<String>>(&texts.json).unwrap(), names);
+                });
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
