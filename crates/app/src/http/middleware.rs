@@ -5,7 +5,7 @@ use super::extract::{state, ClientInfo};
 use super::problem::{ApiError, PROBLEM_JSON};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
@@ -87,10 +87,7 @@ pub async fn observe(
     // The limiter's decision, kept by `ip_limit` or the authentication extractor.
     let decision = response.request().extensions().get::<RateLimitDecision>().copied();
     if let Some(decision) = decision {
-        let headers = response.headers_mut();
-        headers.insert(RATELIMIT_LIMIT, number_header(u64::from(decision.limit)));
-        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
-        headers.insert(RATELIMIT_RESET, number_header(reset_seconds(&decision)));
+        insert_rate_limit_headers(response.headers_mut(), &decision);
     }
     let elapsed = started.elapsed();
     let request = response.request();
@@ -152,13 +149,12 @@ fn reset_seconds(decision: &RateLimitDecision) -> u64 {
     decision.reset_after.as_secs_f64().ceil() as u64
 }
 
-/// The `RateLimit-*` headers of a decision.
-pub fn rate_limit_headers(decision: &convosphere_domain::ports::RateLimitDecision) -> [(&'static str, String); 3] {
-    [
-        ("ratelimit-limit", decision.limit.to_string()),
-        ("ratelimit-remaining", decision.remaining.to_string()),
-        ("ratelimit-reset", reset_seconds(decision).to_string()),
-    ]
+/// Sets the `RateLimit-*` headers of a decision: on every answer that
+/// passed a limiter (`observe`) and on its 429 (`ApiError::rate_limited`).
+pub fn insert_rate_limit_headers(headers: &mut HeaderMap, decision: &RateLimitDecision) {
+    headers.insert(RATELIMIT_LIMIT, number_header(u64::from(decision.limit)));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, number_header(reset_seconds(decision)));
 }
 
 /// `AUTH_IP_RATE_LIMIT` requests per minute per client IP.
@@ -229,9 +225,8 @@ mod tests {
         assert_eq!(reset_seconds(&decision(std::time::Duration::ZERO)), 0);
         assert_eq!(reset_seconds(&decision(std::time::Duration::from_millis(1))), 1);
         assert_eq!(reset_seconds(&decision(std::time::Duration::from_secs(60))), 60);
-        assert_eq!(
-            rate_limit_headers(&decision(std::time::Duration::from_millis(1500)))[2].1,
-            "2"
-        );
+        let mut headers = HeaderMap::new();
+        insert_rate_limit_headers(&mut headers, &decision(std::time::Duration::from_millis(1500)));
+        assert_eq!(headers.get("ratelimit-reset").unwrap(), "2");
     }
 }

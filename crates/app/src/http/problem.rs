@@ -8,6 +8,7 @@ use convosphere_domain::auth::{
     AdminError, AuthenticateError, ChangePasswordError, LinkError, LoginError, NotFoundError, ProfileError,
     RefreshError, ResetPasswordError, SignupError,
 };
+use convosphere_domain::ports::RateLimitDecision;
 use convosphere_domain::{FieldError, InfraError, PasswordError};
 use serde::Serialize;
 use std::fmt;
@@ -32,7 +33,8 @@ pub struct ErrorParts {
     /// The scope a 403 `insufficient_scope` lacks.
     scope: Option<String>,
     retry_after: Option<u64>,
-    rate_limit_headers: Option<[(&'static str, String); 3]>,
+    /// The limiter's decision behind a 429, for its `RateLimit-*` headers.
+    rate_limit: Option<RateLimitDecision>,
 }
 
 /// One entry of `errors`.
@@ -76,7 +78,7 @@ impl ApiError {
             bearer_error: None,
             scope: None,
             retry_after: None,
-            rate_limit_headers: None,
+            rate_limit: None,
         }))
     }
 
@@ -135,16 +137,15 @@ impl ApiError {
     }
 
     /// 429 `rate_limited` with `Retry-After` and the `RateLimit-*` headers of a refusal.
-    pub fn rate_limited(decision: &convosphere_domain::ports::RateLimitDecision) -> Self {
+    pub fn rate_limited(decision: &RateLimitDecision) -> Self {
         let retry_after_secs = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil() as u64);
-        let headers = super::middleware::rate_limit_headers(decision);
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many requests; slow down",
         );
         error.retry_after = Some(retry_after_secs.max(1));
-        error.rate_limit_headers = Some(headers);
+        error.rate_limit = Some(*decision);
         error
     }
 
@@ -279,12 +280,11 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        if let Some(headers) = &self.rate_limit_headers {
-            for (name, value) in headers {
-                response.insert_header((*name, value.as_str()));
-            }
+        let mut answer = response.body(serde_json::to_string(&self.problem()).unwrap_or_default());
+        if let Some(decision) = &self.rate_limit {
+            super::middleware::insert_rate_limit_headers(answer.headers_mut(), decision);
         }
-        response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+        answer
     }
 }
 
