@@ -1,11 +1,20 @@
 //! Request and response bodies of the JSON API.
 
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::HttpResponse;
 use chrono::{DateTime, SecondsFormat, Utc};
 use convosphere_domain::auth::{IssuedTokens, Redacted};
 use convosphere_domain::{Scope, ScopeSet, SecondFactor, SecurityEvent, Session, SessionId, User};
 use serde::{Deserialize, Serialize, Serializer};
 use std::cell::RefCell;
+
+/// A 200 answer whose JSON body was written by hand (`/v1/authz`, `/v1/me`).
+pub(crate) fn json_ok(body: String) -> HttpResponse {
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+    let mut response = HttpResponse::Ok().body(body);
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
+    response
+}
 
 /// RFC 3339 in UTC to the second, as every body writes times.
 fn rfc3339_string(at: &DateTime<Utc>) -> String {

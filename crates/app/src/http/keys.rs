@@ -1,12 +1,12 @@
 //! API keys and the gateway check.
 
 use super::auth::{Caller, UserSession};
-use super::dto::{with_scope_texts, ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
+use super::dto::{json_ok, with_scope_texts, ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
 use super::extract::{optional_json, ClientInfo, Json};
 use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, Result};
 use crate::state::AppState;
-use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use convosphere_domain::api_key::ApiKeyId;
@@ -19,7 +19,6 @@ use secrecy::ExposeSecret;
 const X_AUTH_USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
 const X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
 const X_AUTH_PLAN: HeaderName = HeaderName::from_static("x-auth-plan");
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Reads an optional RFC 3339 time.
 fn parse_expiry(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
@@ -220,9 +219,8 @@ pub async fn authz(req: HttpRequest, caller: Caller) -> Result {
         plan: user.plan.as_str(),
     };
     let (json, scopes) = with_scope_texts(held, |texts| (body.to_json_with(&texts.json), texts.header.clone()));
-    let mut response = HttpResponse::Ok().body(json);
+    let mut response = json_ok(json);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, JSON);
     if let Ok(user_id) = HeaderValue::try_from(body.user_id) {
         headers.insert(X_AUTH_USER_ID, user_id);
     }

@@ -267,12 +267,7 @@ pub async fn me(caller: Caller) -> Result {
             },
         },
     };
-    let mut response = HttpResponse::Ok().body(body.to_json());
-    response.headers_mut().insert(
-        actix_web::http::header::CONTENT_TYPE,
-        actix_web::http::header::HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(super::dto::json_ok(body.to_json()))
 }
 
 /// Change name, company, country or phone (`null` clears an optional field).
