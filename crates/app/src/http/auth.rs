@@ -78,23 +78,23 @@ pub async fn authenticate(state: &AppState, credential: &str) -> Result<Caller, 
 /// A UUID in its hyphenated lower-case form, without going through `fmt`
 /// (which costs more than the rest of making the string).
 pub(crate) fn uuid_string(uuid: uuid::Uuid) -> String {
-    uuid.hyphenated()
-        .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_owned()
+    let mut out = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
+    push_uuid(&mut out, uuid);
+    out
+}
+
+/// Appends a UUID as [`uuid_string`] writes it.
+fn push_uuid(out: &mut String, uuid: uuid::Uuid) {
+    out.push_str(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
 }
 
 /// Counts one request against the account's plan budget. The decision is
 /// kept in the request so that the answer carries `RateLimit-*` headers.
 pub async fn charge(state: &AppState, req: &HttpRequest, user: &User) -> Result<RateLimitDecision, ApiError> {
     let budget = state.config.rate_limits.per_minute(user.plan);
-    let mut key = String::with_capacity(41);
+    let mut key = String::with_capacity(5 + uuid::fmt::Hyphenated::LENGTH);
     key.push_str("acct:");
-    key.push_str(
-        user.id
-            .as_uuid()
-            .hyphenated()
-            .encode_lower(&mut uuid::Uuid::encode_buffer()),
-    );
+    push_uuid(&mut key, user.id.as_uuid());
     let decision = state.limiter.check(&key, budget).await?;
     req.extensions_mut().insert(decision);
     if !decision.allowed {
