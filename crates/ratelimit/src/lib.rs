@@ -15,36 +15,80 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
-/// Idle keys are swept after this many checks unless told otherwise.
-pub const DEFAULT_HOUSEKEEPING_EVERY: u64 = 1024;
+/// Idle keys are swept this often unless told otherwise.
+pub const DEFAULT_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many budgets are kept in the lock-free table; more (a service has
+/// one per plan and one per IP) go to a map behind a lock.
+const TABLE_SLOTS: usize = 16;
 
 /// One governor keyed limiter: one GCRA state per key, all with the same quota.
-type KeyedLimiter<C> = governor::RateLimiter<String, DashMapStateStore<String>, C, StateInformationMiddleware>;
+type KeyedLimiter<C> = governor::RateLimiter<Key, DashMapStateStore<Key>, C, StateInformationMiddleware>;
+
+/// A budget (requests per minute) and its limiter.
+type Budget<C> = (NonZeroU32, KeyedLimiter<C>);
+
+/// A limiter key. Keys as long as the service's (`acct:` and a UUID, `ip:`
+/// and an IPv6 address) are kept inline, so a check allocates nothing.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<str>),
+}
+
+const INLINE_KEY: usize = 46;
+
+impl Key {
+    fn new(key: &str) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE_KEY => {
+                let mut bytes = [0; INLINE_KEY];
+                bytes[..key.len()].copy_from_slice(key.as_bytes());
+                Key::Inline { len, bytes }
+            }
+            _ => Key::Heap(key.into()),
+        }
+    }
+}
 
 /// A rate limiter for one process: GCRA per key, in memory, with
 /// [governor](https://docs.rs/governor).
 ///
 /// Each distinct budget (`per_minute`) gets its own keyed limiter, so one
 /// key may be checked against different budgets without them mixing up.
-/// Every [`housekeeping_every`](Self::with_housekeeping_every) checks, keys
-/// whose bucket is full again are dropped ([`retain_recent`](Self::retain_recent)),
-/// which keeps memory bounded by the keys active in the last minute or so.
+/// Every [`housekeeping_interval`](Self::with_housekeeping_interval), a
+/// check first drops the keys whose bucket is full again
+/// ([`retain_recent`](Self::retain_recent)), which keeps memory bounded by
+/// the keys active in the last minute or so.
+///
+/// A check writes no memory that every thread shares, other than its key's
+/// own state: budgets are found in a table read without a lock, and keys
+/// are kept inline. Two threads checking different keys do not slow each
+/// other down.
 ///
 /// The clock is a type parameter so that tests can drive time with
 /// [`governor::clock::FakeRelativeClock`]; production uses governor's default
 /// monotonic clock.
 pub struct MemoryRateLimiter<C: Clock = DefaultClock> {
     clock: C,
-    limiters: RwLock<HashMap<NonZeroU32, Arc<KeyedLimiter<C>>>>,
-    checks: AtomicU64,
-    housekeeping_every: u64,
+    /// Budgets and their limiters, filled in order, never emptied.
+    table: Box<[OnceLock<Budget<C>>; TABLE_SLOTS]>,
+    /// Budgets beyond the table's.
+    overflow: RwLock<HashMap<NonZeroU32, Arc<KeyedLimiter<C>>>>,
+    /// Taken to add a budget.
+    adding: Mutex<()>,
+    started: C::Instant,
+    /// When the last sweep was, in nanoseconds after `started`.
+    swept_at: AtomicU64,
+    housekeeping_interval: Duration,
 }
 
 impl MemoryRateLimiter<DefaultClock> {
     /// A limiter on the monotonic clock, sweeping idle keys every
-    /// [`DEFAULT_HOUSEKEEPING_EVERY`] checks.
+    /// [`DEFAULT_HOUSEKEEPING_INTERVAL`].
     pub fn new() -> Self {
         Self::with_clock(DefaultClock::default())
     }
@@ -60,7 +104,7 @@ impl<C: Clock + Clone> std::fmt::Debug for MemoryRateLimiter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryRateLimiter")
             .field("keys", &self.len())
-            .field("housekeeping_every", &self.housekeeping_every)
+            .field("housekeeping_interval", &self.housekeeping_interval)
             .finish()
     }
 }
@@ -73,17 +117,20 @@ where
     /// [`FakeRelativeClock`](governor::clock::FakeRelativeClock)).
     pub fn with_clock(clock: C) -> Self {
         Self {
+            started: clock.now(),
             clock,
-            limiters: RwLock::new(HashMap::new()),
-            checks: AtomicU64::new(0),
-            housekeeping_every: DEFAULT_HOUSEKEEPING_EVERY,
+            table: Box::new(std::array::from_fn(|_| OnceLock::new())),
+            overflow: RwLock::new(HashMap::new()),
+            adding: Mutex::new(()),
+            swept_at: AtomicU64::new(0),
+            housekeeping_interval: DEFAULT_HOUSEKEEPING_INTERVAL,
         }
     }
 
-    /// Sweeps idle keys every `checks` checks instead (at least every check).
+    /// Sweeps idle keys this often instead.
     #[must_use]
-    pub fn with_housekeeping_every(mut self, checks: u64) -> Self {
-        self.housekeeping_every = checks.max(1);
+    pub fn with_housekeeping_interval(mut self, interval: Duration) -> Self {
+        self.housekeeping_interval = interval;
         self
     }
 
@@ -95,13 +142,8 @@ where
         let Some(limit) = NonZeroU32::new(per_minute) else {
             return decision::zero_budget();
         };
-        let limiter = self.limiter(limit);
-        let outcome = limiter.check_key(&key.to_owned());
-        drop(limiter);
-        if self.checks.fetch_add(1, Ordering::Relaxed) % self.housekeeping_every == self.housekeeping_every - 1 {
-            self.retain_recent();
-        }
-
+        self.sweep_when_due();
+        let outcome = self.with_limiter(limit, |limiter| limiter.check_key(&Key::new(key)));
         match outcome {
             Ok(snapshot) => decision::allowed(limit, snapshot.remaining_burst_capacity()),
             Err(not_until) => decision::refused(limit, not_until.wait_time_from(self.clock.now())),
@@ -110,17 +152,19 @@ where
 
     /// Drops the keys whose bucket is full again (indistinguishable from a
     /// key never seen) and gives the memory back. Runs on its own every
-    /// few checks; call it to sweep now.
+    /// housekeeping interval; call it to sweep now.
     pub fn retain_recent(&self) {
-        for limiter in self.snapshot() {
+        self.for_each_limiter(|limiter| {
             limiter.retain_recent();
             limiter.shrink_to_fit();
-        }
+        });
     }
 
     /// How many keys are remembered, over every budget.
     pub fn len(&self) -> usize {
-        self.snapshot().iter().map(|limiter| limiter.len()).sum()
+        let mut keys = 0;
+        self.for_each_limiter(|limiter| keys += limiter.len());
+        keys
     }
 
     /// Whether no key is remembered.
@@ -128,24 +172,73 @@ where
         self.len() == 0
     }
 
-    fn snapshot(&self) -> Vec<Arc<KeyedLimiter<C>>> {
-        let limiters = self.limiters.read().unwrap_or_else(PoisonError::into_inner);
-        limiters.values().cloned().collect()
+    /// Sweeps if the last sweep is a housekeeping interval ago. One thread
+    /// sweeps; the others go on.
+    fn sweep_when_due(&self) {
+        let now =
+            u64::try_from(Duration::from(self.clock.now().duration_since(self.started)).as_nanos()).unwrap_or(u64::MAX);
+        let last = self.swept_at.load(Ordering::Relaxed);
+        let interval = u64::try_from(self.housekeeping_interval.as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= interval
+            && self
+                .swept_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.retain_recent();
+        }
     }
 
-    /// The keyed limiter of one budget, made on first use.
-    fn limiter(&self, limit: NonZeroU32) -> Arc<KeyedLimiter<C>> {
-        if let Some(limiter) = self.limiters.read().unwrap_or_else(PoisonError::into_inner).get(&limit) {
-            return Arc::clone(limiter);
+    fn for_each_limiter(&self, mut each: impl FnMut(&KeyedLimiter<C>)) {
+        for (_, limiter) in self.table.iter().map_while(OnceLock::get) {
+            each(limiter);
         }
-        let mut limiters = self.limiters.write().unwrap_or_else(PoisonError::into_inner);
-        let limiter = limiters.entry(limit).or_insert_with(|| {
-            Arc::new(
-                governor::RateLimiter::dashmap_with_clock(Quota::per_minute(limit), self.clock.clone())
-                    .with_middleware::<StateInformationMiddleware>(),
-            )
-        });
-        Arc::clone(limiter)
+        let overflow: Vec<_> = self
+            .overflow
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for limiter in overflow {
+            each(&limiter);
+        }
+    }
+
+    /// Runs `f` with the keyed limiter of one budget, made on first use.
+    fn with_limiter<R>(&self, limit: NonZeroU32, f: impl FnOnce(&KeyedLimiter<C>) -> R) -> R {
+        if let Some(limiter) = self.in_table(limit) {
+            return f(limiter);
+        }
+        let adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(limiter) = self.in_table(limit) {
+            drop(adding);
+            return f(limiter);
+        }
+        let new = || {
+            governor::RateLimiter::dashmap_with_clock(Quota::per_minute(limit), self.clock.clone())
+                .with_middleware::<StateInformationMiddleware>()
+        };
+        if let Some(free) = self.table.iter().find(|slot| slot.get().is_none()) {
+            let (_, limiter) = free.get_or_init(|| (limit, new()));
+            drop(adding);
+            return f(limiter);
+        }
+        drop(adding);
+        let limiter = {
+            let mut overflow = self.overflow.write().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(overflow.entry(limit).or_insert_with(|| Arc::new(new())))
+        };
+        f(&limiter)
+    }
+
+    /// The limiter of a budget in the table, read without a lock.
+    fn in_table(&self, limit: NonZeroU32) -> Option<&KeyedLimiter<C>> {
+        self.table
+            .iter()
+            .map_while(OnceLock::get)
+            .find(|(budget, _)| *budget == limit)
+            .map(|(_, limiter)| limiter)
     }
 }
 

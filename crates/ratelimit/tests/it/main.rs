@@ -121,6 +121,42 @@ fn budgets_do_not_share_a_bucket() {
 }
 
 #[test]
+fn keys_of_any_length_keep_their_own_buckets() {
+    let (_clock, limiter) = limiter();
+    let long = "k".repeat(46);
+    let keys = [
+        "ab".to_owned(),
+        "ab\0".to_owned(),
+        format!("{long}a"),
+        format!("{long}b"),
+        long.clone(),
+        "x".repeat(300),
+    ];
+    for key in &keys {
+        assert!(limiter.decide(key, 1).allowed, "{key:?} has its own bucket");
+    }
+    for key in &keys {
+        assert!(!limiter.decide(key, 1).allowed, "{key:?} spent its budget");
+    }
+    assert_eq!(limiter.len(), keys.len());
+}
+
+#[test]
+fn many_budgets_keep_their_own_buckets() {
+    let (_clock, limiter) = limiter();
+    // More budgets than the lock-free table holds: the rest live in its overflow.
+    for budget in 1..=40 {
+        for _ in 0..budget {
+            assert!(limiter.decide("k", budget).allowed, "budget {budget}");
+        }
+        let refused = limiter.decide("k", budget);
+        assert!(!refused.allowed, "budget {budget} is spent");
+        assert_eq!(refused.limit, budget);
+    }
+    assert_eq!(limiter.len(), 40);
+}
+
+#[test]
 fn a_zero_budget_refuses() {
     let (_clock, limiter) = limiter();
     let decision = limiter.decide("k", 0);
@@ -150,14 +186,20 @@ fn idle_keys_are_forgotten() {
 #[test]
 fn housekeeping_runs_on_its_own() {
     let clock = FakeRelativeClock::default();
-    let limiter = MemoryRateLimiter::with_clock(clock.clone()).with_housekeeping_every(50);
+    let limiter = MemoryRateLimiter::with_clock(clock.clone()).with_housekeeping_interval(Duration::from_secs(10));
     for i in 0..49 {
         limiter.decide(&format!("ip:{i}"), 60);
     }
-    assert_eq!(limiter.len(), 49);
+    clock.advance(Duration::from_secs(9));
+    limiter.decide("ip:again", 60);
+    assert_eq!(limiter.len(), 50, "no sweep before the interval");
     clock.advance(Duration::from_secs(120));
     limiter.decide("ip:new", 60);
-    assert_eq!(limiter.len(), 1, "the 50th check swept the idle keys");
+    assert_eq!(
+        limiter.len(),
+        1,
+        "the first check after the interval swept the idle keys"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
