@@ -6,11 +6,11 @@ use super::problem::ApiError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use convosphere_domain::auth::keys::{ApiKeyAuthError, KeyPrincipal};
 use convosphere_domain::auth::Principal;
 use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
-use convosphere_domain::{ScopeSet, User};
+use convosphere_domain::{InfraError, ScopeSet, User};
 use futures_util::future::LocalBoxFuture;
 
 /// The caller of an endpoint that takes any credential.
@@ -78,24 +78,21 @@ pub async fn authenticate(state: &AppState, credential: &str) -> Result<Caller, 
 /// A UUID in its hyphenated lower-case form, without going through `fmt`
 /// (which costs more than the rest of making the string).
 pub(crate) fn uuid_string(uuid: uuid::Uuid) -> String {
-    let mut out = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
-    push_uuid(&mut out, uuid);
-    out
-}
-
-/// Appends a UUID as [`uuid_string`] writes it.
-fn push_uuid(out: &mut String, uuid: uuid::Uuid) {
-    out.push_str(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+    uuid.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// Counts one request against the account's plan budget. The decision is
 /// kept in the request so that the answer carries `RateLimit-*` headers.
 pub async fn charge(state: &AppState, req: &HttpRequest, user: &User) -> Result<RateLimitDecision, ApiError> {
     let budget = state.config.rate_limits.per_minute(user.plan);
-    let mut key = String::with_capacity(5 + uuid::fmt::Hyphenated::LENGTH);
-    key.push_str("acct:");
-    push_uuid(&mut key, user.id.as_uuid());
-    let decision = state.limiter.check(&key, budget).await?;
+    // `acct:` and the UUID, written on the stack: nothing to allocate.
+    let mut key = [0; 5 + uuid::fmt::Hyphenated::LENGTH];
+    key[..5].copy_from_slice(b"acct:");
+    user.id.as_uuid().hyphenated().encode_lower(&mut key[5..]);
+    let key = std::str::from_utf8(&key).map_err(|_| ApiError::internal(&InfraError::new("limiter key")))?;
+    let decision = state.limiter.check(key, budget).await?;
     req.extensions_mut().insert(decision);
     if !decision.allowed {
         state.metrics.rate_limited.with_label_values(&["plan"]).inc();
@@ -104,12 +101,12 @@ pub async fn charge(state: &AppState, req: &HttpRequest, user: &User) -> Result<
     Ok(decision)
 }
 
-async fn caller(req: HttpRequest) -> Result<(web::Data<AppState>, Caller), ApiError> {
-    let state = state(&req)?;
-    let credential = bearer(&req)?;
-    let caller = authenticate(&state, credential).await?;
-    charge(&state, &req, caller.user()).await?;
-    Ok((state, caller))
+async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let state = state(req)?;
+    let credential = bearer(req)?;
+    let caller = authenticate(state, credential).await?;
+    charge(state, req, caller.user()).await?;
+    Ok(caller)
 }
 
 impl FromRequest for Caller {
@@ -118,7 +115,7 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { caller(req).await.map(|(_, caller)| caller) })
+        Box::pin(async move { caller(&req).await })
     }
 }
 
@@ -133,7 +130,7 @@ impl FromRequest for UserSession {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            match caller(req).await?.1 {
+            match caller(&req).await? {
                 Caller::User(principal) => Ok(UserSession(principal)),
                 Caller::Key(_) => Err(ApiError::new(
                     StatusCode::FORBIDDEN,

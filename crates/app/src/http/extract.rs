@@ -99,10 +99,12 @@ fn json_error(err: &JsonPayloadError) -> ApiError {
     }
 }
 
-/// The shared state, from a request.
-pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+/// The shared state, from a request. Borrowed, not cloned: a clone of the
+/// `Arc` inside is an atomic write to a counter every worker thread shares,
+/// and every request asks for the state more than once.
+pub fn state(req: &HttpRequest) -> Result<&AppState, ApiError> {
     req.app_data::<web::Data<AppState>>()
-        .cloned()
+        .map(|data| data.get_ref())
         .ok_or_else(|| ApiError::internal(&convosphere_domain::InfraError::new("application state missing")))
 }
 

@@ -51,7 +51,6 @@ pub async fn observe(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    let state = state(req.request()).ok();
     let response = crate::logging::with_request_id(Rc::clone(&id), next.call(req)).await?;
 
     let status = response.status();
@@ -95,7 +94,7 @@ pub async fn observe(
     let route = request.match_pattern();
     let route = route.as_deref().unwrap_or("unmatched");
     let status = response.status();
-    if let Some(state) = state {
+    if let Ok(state) = state(request) {
         state
             .metrics
             .observe_request(route, method.as_str(), status.as_u16(), elapsed.as_secs_f64());

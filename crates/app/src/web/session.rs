@@ -479,7 +479,7 @@ impl FromRequest for AnonForm {
         Box::pin(async move {
             let state = state(&req)?;
             let client = ClientInfo::of(&req, &state.config.trusted_proxies);
-            ip_allowed(&state, &req, &client).await?;
+            ip_allowed(state, &req, &client).await?;
             let form = FormData::read(&mut payload).await?;
             let cookie = req.cookie(state.web.csrf_cookie_name()).ok_or_else(PageError::csrf)?;
             let csrf = state.web.visitor_csrf(cookie.value());
