@@ -44,6 +44,12 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 const WAKE_AT: usize = 256 * 1024;
 /// Bytes waiting that make a logging thread wait for the writer.
 const MAX_PENDING: usize = 8 * 1024 * 1024;
+/// The capacity each of the two buffers keeps between batches: what a
+/// buffer reaches at a steady rate before the writer wakes (`WAKE_AT` and
+/// the lines logged while it wakes). A buffer that kept less would grow
+/// again, copying itself, in every batch; what a burst grew above this is
+/// given back.
+const KEPT_CAPACITY: usize = 2 * WAKE_AT;
 
 /// Sets up logging to stderr at `default_level` unless `RUST_LOG` says
 /// otherwise; `background` for the server (a writer thread, see above).
@@ -111,7 +117,7 @@ impl LogWriter {
     pub fn spawn(out: Box<dyn std::io::Write + Send>, interval: Duration, max_pending: usize) -> (LogWriter, LogGuard) {
         let pending = Arc::new(Pending {
             state: Mutex::new(PendingState {
-                lines: Vec::with_capacity(64 * 1024),
+                lines: Vec::with_capacity(KEPT_CAPACITY),
                 closed: None,
             }),
             taken: Condvar::new(),
@@ -175,7 +181,7 @@ impl LogWriter {
 /// (or until woken); at the end takes the last lines and hands `out` over
 /// to the logging threads.
 fn write_out(pending: &Pending, mut out: Box<dyn std::io::Write + Send>, interval: Duration) {
-    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut batch: Vec<u8> = Vec::with_capacity(KEPT_CAPACITY);
     loop {
         let stopping = pending.stopping.load(Ordering::Acquire);
         {
@@ -192,8 +198,7 @@ fn write_out(pending: &Pending, mut out: Box<dyn std::io::Write + Send>, interva
         if !batch.is_empty() {
             write_through(&mut out, &batch);
             batch.clear();
-            // A burst may have grown the buffer: do not keep megabytes.
-            batch.shrink_to(64 * 1024);
+            batch.shrink_to(KEPT_CAPACITY);
         }
         std::thread::park_timeout(interval);
     }
