@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 impl ApiKeyRepository for Store {
     async fn create_api_key(&self, key: &ApiKey) -> Result<(), InfraError> {
         let row = ApiKeyRow::new(key);
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             diesel::insert_into(api_keys::table).values(&row).execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The SQLite migration history (`migrations/sqlite`), compiled in.
@@ -28,8 +30,8 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
 /// The pool of either backend.
 pub(crate) enum Pools {
-    /// `sqlite://PATH`.
-    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    /// `sqlite://PATH`, and the turns its writers take.
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>, Arc<WriterTurns>),
     /// `postgres://…`.
     Postgres(Pool<ConnectionManager<PgConnection>>),
 }
@@ -108,7 +110,7 @@ impl Pools {
                 let pool = builder
                     .build(ConnectionManager::new(path))
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                Ok(Self::Sqlite(pool))
+                Ok(Self::Sqlite(pool, Arc::default()))
             }
             Target::Postgres(url) => {
                 drop(PgConnection::establish(&url)?);
@@ -144,6 +146,14 @@ pub(crate) trait Dialect: Connection + Sized {
     /// upgrade. On PostgreSQL it is an ordinary READ COMMITTED transaction;
     /// per-user serialization comes from [`lock_user`](Self::lock_user).
     fn write_transaction<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Self) -> Result<T, StoreError>;
+
+    /// Runs `f`, writes outside a transaction (one statement, atomic on
+    /// its own). On SQLite it runs in the store's writer turn, as
+    /// [`write_transaction`](Self::write_transaction) does; on PostgreSQL
+    /// it just runs.
+    fn write<T, F>(&mut self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Self) -> Result<T, StoreError>;
 
@@ -187,7 +197,14 @@ impl Dialect for SqliteConnection {
     where
         F: FnOnce(&mut Self) -> Result<T, StoreError>,
     {
-        self.immediate_transaction(f)
+        in_writer_turn(|| self.immediate_transaction(f))
+    }
+
+    fn write<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Self) -> Result<T, StoreError>,
+    {
+        in_writer_turn(|| f(self))
     }
 
     fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError> {
@@ -208,7 +225,7 @@ impl Dialect for SqliteConnection {
     fn migrate(&mut self) -> Result<usize, StoreError> {
         // The immediate transaction keeps a second process from migrating at
         // the same time; diesel runs each migration in a savepoint inside it.
-        self.immediate_transaction(|conn| {
+        self.write_transaction(|conn| {
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map(|applied| applied.len())
                 .map_err(migration_error)
@@ -225,6 +242,13 @@ impl Dialect for PgConnection {
         F: FnOnce(&mut Self) -> Result<T, StoreError>,
     {
         self.transaction(f)
+    }
+
+    fn write<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Self) -> Result<T, StoreError>,
+    {
+        f(self)
     }
 
     fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError> {
@@ -264,6 +288,71 @@ impl Dialect for PgConnection {
     }
 }
 
+/// SQLite lets one connection write at a time. A writer that finds the
+/// lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15,
+/// 20, 25… ms between its tries, although a write holds the lock for well
+/// under a millisecond: under parallel writes (logins, refreshes) one write
+/// in a hundred waited some 80 ms. The writers of one store therefore take
+/// turns on this mutex first, which hands the turn over at once. The busy
+/// handler is left for writers in other processes (the command line beside
+/// a running server).
+#[derive(Default)]
+pub(crate) struct WriterTurns(Mutex<()>);
+
+thread_local! {
+    /// The writer turns of the SQLite store whose work this blocking thread
+    /// is running ([`run_blocking_sqlite`]).
+    static CURRENT_TURNS: RefCell<Option<Arc<WriterTurns>>> = const { RefCell::new(None) };
+    /// Whether this thread holds its store's turn (a write inside a write).
+    static HOLDING_TURN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` in the writer turn of the store whose work this thread runs.
+fn in_writer_turn<T>(f: impl FnOnce() -> T) -> T {
+    /// Marks the turn held until dropped (before the turn's guard is).
+    struct Holding;
+    impl Drop for Holding {
+        fn drop(&mut self) {
+            HOLDING_TURN.set(false);
+        }
+    }
+    let turns = CURRENT_TURNS.with_borrow(Clone::clone);
+    let Some(turns) = turns.filter(|_| !HOLDING_TURN.get()) else {
+        return f();
+    };
+    let _turn = turns.0.lock().unwrap_or_else(PoisonError::into_inner);
+    HOLDING_TURN.set(true);
+    let _holding = Holding;
+    f()
+}
+
+/// [`run_blocking`] for SQLite: `f`'s writes take the store's turns.
+pub(crate) async fn run_blocking_sqlite<T, F>(
+    pool: &Pool<ConnectionManager<SqliteConnection>>,
+    turns: &Arc<WriterTurns>,
+    f: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+{
+    /// Clears the thread's store when dropped: the blocking thread goes on
+    /// to run other work.
+    struct Current;
+    impl Drop for Current {
+        fn drop(&mut self) {
+            CURRENT_TURNS.set(None);
+        }
+    }
+    let turns = Arc::clone(turns);
+    run_blocking(pool, move |conn| {
+        CURRENT_TURNS.set(Some(turns));
+        let _current = Current;
+        f(conn)
+    })
+    .await
+}
+
 /// Runs `f` with a pooled connection on tokio's blocking pool: diesel and
 /// r2d2 block, and a blocked async worker would stall every other request.
 pub(crate) async fn run_blocking<C, T, F>(pool: &Pool<ConnectionManager<C>>, f: F) -> Result<T, StoreError>
@@ -290,9 +379,13 @@ where
 macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {
         match $store.pools() {
-            $crate::connection::Pools::Sqlite(pool) => {
-                $crate::connection::run_blocking(pool, move |$conn: &mut ::diesel::sqlite::SqliteConnection| $body)
-                    .await
+            $crate::connection::Pools::Sqlite(pool, turns) => {
+                $crate::connection::run_blocking_sqlite(
+                    pool,
+                    turns,
+                    move |$conn: &mut ::diesel::sqlite::SqliteConnection| $body,
+                )
+                .await
             }
             $crate::connection::Pools::Postgres(pool) => {
                 $crate::connection::run_blocking(pool, move |$conn: &mut ::diesel::pg::PgConnection| $body).await
@@ -305,6 +398,53 @@ pub(crate) use with_conn;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Runs `f` on this thread as the work of the store with `turns`.
+    fn as_store<T>(turns: &Arc<WriterTurns>, f: impl FnOnce() -> T) -> T {
+        CURRENT_TURNS.set(Some(Arc::clone(turns)));
+        let out = f();
+        CURRENT_TURNS.set(None);
+        out
+    }
+
+    #[test]
+    fn the_writers_of_one_store_take_turns() {
+        let turns = Arc::new(WriterTurns::default());
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    as_store(&turns, || {
+                        for _ in 0..50 {
+                            in_writer_turn(|| {
+                                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                                most.fetch_max(now, Ordering::SeqCst);
+                                std::thread::yield_now();
+                                inside.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        }
+                    });
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one writer at a time");
+    }
+
+    #[test]
+    fn a_write_inside_a_write_keeps_the_turn_and_other_stores_do_not_wait() {
+        let (mine, other) = (Arc::new(WriterTurns::default()), Arc::new(WriterTurns::default()));
+        let nested = as_store(&mine, || in_writer_turn(|| in_writer_turn(|| 7)));
+        assert_eq!(nested, 7);
+        let _held = mine.0.lock().unwrap();
+        assert_eq!(
+            as_store(&other, || in_writer_turn(|| 8)),
+            8,
+            "another store's turn is free"
+        );
+        assert_eq!(in_writer_turn(|| 9), 9, "work of no store takes no turn");
+    }
 
     #[test]
     fn urls_name_their_backend() {

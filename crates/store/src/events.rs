@@ -1,6 +1,6 @@
 //! [`EventRepository`] for [`Store`]: the audit trail.
 
-use crate::connection::with_conn;
+use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
 use crate::models::{db_time, user_id};
 use crate::schema::security_events;
@@ -70,10 +70,10 @@ impl NewEventRow {
 impl EventRepository for Store {
     async fn record_event(&self, event: &SecurityEvent) -> Result<(), InfraError> {
         let row = NewEventRow::new(event);
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             diesel::insert_into(security_events::table).values(&row).execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 
@@ -116,8 +116,8 @@ impl Store {
     /// Deletes the security events older than `before` (the retention).
     pub async fn purge_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         let before = db_time(before);
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             Ok(diesel::delete(security_events::table.filter(security_events::at.lt(before))).execute(conn)?)
-        })
+        }))
     }
 }

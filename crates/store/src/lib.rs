@@ -160,7 +160,7 @@ impl Store {
     /// The backend behind this store.
     pub fn backend(&self) -> Backend {
         match *self.pools {
-            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Sqlite(..) => Backend::Sqlite,
             Pools::Postgres(_) => Backend::Postgres,
         }
     }

@@ -110,7 +110,7 @@ impl MfaRepository for Store {
 
     async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, InfraError> {
         let user = user.to_string();
-        let updated = with_conn!(self, |conn| {
+        let updated = with_conn!(self, |conn| conn.write(|conn| {
             // One conditional write: of parallel uses of one code, one wins.
             Ok(diesel::update(
                 totp_secrets::table
@@ -120,7 +120,7 @@ impl MfaRepository for Store {
             )
             .set(totp_secrets::last_step.eq(Some(step)))
             .execute(conn)?)
-        })?;
+        }))?;
         Ok(updated == 1)
     }
 
@@ -128,7 +128,7 @@ impl MfaRepository for Store {
         let user = user.to_string();
         let hash = code.to_hex();
         let now = db_time(now);
-        let updated = with_conn!(self, |conn| {
+        let updated = with_conn!(self, |conn| conn.write(|conn| {
             Ok(diesel::update(
                 recovery_codes::table
                     .find(hash)
@@ -137,7 +137,7 @@ impl MfaRepository for Store {
             )
             .set(recovery_codes::used_at.eq(Some(now)))
             .execute(conn)?)
-        })?;
+        }))?;
         Ok(updated == 1)
     }
 

@@ -16,25 +16,25 @@ use diesel::prelude::*;
 impl OAuthRepository for Store {
     async fn save_pending_login(&self, pending: &PendingLogin) -> Result<(), InfraError> {
         let row = PendingLoginRow::new(pending);
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             diesel::insert_into(oauth_pending_logins::table)
                 .values(&row)
                 .execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 
     async fn take_pending_login(&self, state: &TokenHash) -> Result<Option<PendingLogin>, InfraError> {
         let hash = state.to_hex();
-        let row = with_conn!(self, |conn| {
+        let row = with_conn!(self, |conn| conn.write(|conn| {
             // One DELETE … RETURNING: of parallel takers exactly one deletes
             // the row, and only that one gets it back.
             Ok(diesel::delete(oauth_pending_logins::table.find(hash))
                 .returning(PendingLoginRow::as_returning())
                 .get_result(conn)
                 .optional()?)
-        })?;
+        }))?;
         Ok(row.map(PendingLogin::try_from).transpose()?)
     }
 
@@ -134,12 +134,12 @@ impl OAuthRepository for Store {
             created_at: db_time(now),
             expires_at: db_time(expires_at),
         };
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             diesel::insert_into(oauth_login_codes::table)
                 .values(&row)
                 .execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 
@@ -169,7 +169,7 @@ impl OAuthRepository for Store {
     ) -> Result<Option<(UserId, Provider)>, InfraError> {
         let hash = code.to_hex();
         let now = db_time(now);
-        let used = with_conn!(self, |conn| {
+        let used = with_conn!(self, |conn| conn.write(|conn| {
             // The same conditional UPDATE as one-time tokens: exactly one of
             // parallel uses changes the row and gets its owner.
             Ok(diesel::update(
@@ -182,7 +182,7 @@ impl OAuthRepository for Store {
             .returning((oauth_login_codes::user_id, oauth_login_codes::provider))
             .get_result::<(String, String)>(conn)
             .optional()?)
-        })?;
+        }))?;
         code_owner(used)
     }
 }

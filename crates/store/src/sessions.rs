@@ -159,7 +159,7 @@ impl SessionRepository for Store {
     async fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
         let id = id.to_string();
         let now = db_time(now);
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             // Never backwards: a slower request must not undo a newer touch.
             diesel::update(
                 sessions::table
@@ -169,7 +169,7 @@ impl SessionRepository for Store {
             .set(sessions::last_active_at.eq(now))
             .execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 

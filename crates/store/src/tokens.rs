@@ -74,7 +74,7 @@ impl OneTimeTokenRepository for Store {
     ) -> Result<Option<UserId>, InfraError> {
         let hash = hash.to_hex();
         let now = db_time(now);
-        let owner = with_conn!(self, |conn| {
+        let owner = with_conn!(self, |conn| conn.write(|conn| {
             // One conditional UPDATE: the database lets exactly one of any
             // number of parallel calls change the row (PostgreSQL re-checks
             // the WHERE after waiting for the row lock; SQLite runs writes
@@ -90,7 +90,7 @@ impl OneTimeTokenRepository for Store {
             .returning(one_time_tokens::user_id)
             .get_result::<String>(conn)
             .optional()?)
-        })?;
+        }))?;
         Ok(owner.as_deref().map(user_id).transpose()?)
     }
 }

@@ -58,7 +58,7 @@ pub(crate) fn created_user(row: Option<UserRow>) -> Result<User, CreateUserError
 impl UserRepository for Store {
     async fn create_user(&self, user: &NewUser) -> Result<User, CreateUserError> {
         let row = UserRow::new(user);
-        let created = with_conn!(self, |conn| {
+        let created = with_conn!(self, |conn| conn.write(|conn| {
             match diesel::insert_into(users::table)
                 .values(&row)
                 .returning(UserRow::as_returning())
@@ -72,7 +72,7 @@ impl UserRepository for Store {
                 }
                 Err(e) => Err(StoreError::from(e)),
             }
-        })
+        }))
         .map_err(InfraError::from)?;
         created_user(created)
     }
@@ -139,26 +139,26 @@ impl UserRepository for Store {
     async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<Option<User>, InfraError> {
         let id = id.to_string();
         let changes = ProfileChanges::new(update, Utc::now());
-        let row = with_conn!(self, |conn| {
+        let row = with_conn!(self, |conn| conn.write(|conn| {
             Ok(diesel::update(users::table.find(id))
                 .set(&changes)
                 .returning(UserRow::as_returning())
                 .get_result(conn)
                 .optional()?)
-        })?;
+        }))?;
         to_user(row)
     }
 
     async fn set_email_verified(&self, id: UserId) -> Result<Option<User>, InfraError> {
         let id = id.to_string();
         let now = updated_now();
-        let row = with_conn!(self, |conn| {
+        let row = with_conn!(self, |conn| conn.write(|conn| {
             Ok(diesel::update(users::table.find(id))
                 .set((users::email_verified.eq(true), users::updated_at.eq(now)))
                 .returning(UserRow::as_returning())
                 .get_result(conn)
                 .optional()?)
-        })?;
+        }))?;
         to_user(row)
     }
 
@@ -166,12 +166,12 @@ impl UserRepository for Store {
         let id = id.to_string();
         let hash = hash.as_str().to_owned();
         let now = updated_now();
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             diesel::update(users::table.find(id))
                 .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
                 .execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 
@@ -222,7 +222,7 @@ impl UserRepository for Store {
     async fn clear_failed_logins(&self, id: UserId) -> Result<(), InfraError> {
         let id = id.to_string();
         let now = updated_now();
-        with_conn!(self, |conn| {
+        with_conn!(self, |conn| conn.write(|conn| {
             diesel::update(users::table.find(id))
                 .set((
                     users::failed_logins.eq(0),
@@ -231,7 +231,7 @@ impl UserRepository for Store {
                 ))
                 .execute(conn)?;
             Ok(())
-        })?;
+        }))?;
         Ok(())
     }
 
