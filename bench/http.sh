@@ -2,8 +2,8 @@
 # HTTP benchmarks against the release binary, each next to its baseline
 # measured in the same run (see docs/BENCHMARKS.md):
 # - GET /v1/me and GET /v1/authz (API key, access token) against a bare
-#   actix-web handler: same load generator, threads and connections; the bare
-#   handler is measured before and after them and their mean is the baseline;
+#   actix-web handler: same load generator, threads and connections; in
+#   rounds, each next to the bare handler measured before and after it;
 # - p99 latency of /v1/authz at half its peak rate (open loop, loadgen `rate`),
 #   next to the bare handler at the same rate;
 # - POST /v1/auth/login against cores / one argon2id hash (and against the
@@ -14,7 +14,8 @@
 #   (skipped when BENCH_DATABASE_URL does not answer).
 # Needs wrk (Debian package `wrk`). Prints one line per figure.
 #
-# Variables: BENCH_SECONDS (10) per run, BENCH_CONNECTIONS (32),
+# Variables: BENCH_SECONDS (10) per run, BENCH_ROUNDS (3) of the throughput
+# figures, BENCH_CONNECTIONS (32),
 # BENCH_SOAK_SECONDS (60), BENCH_RUST_LOG (info, the service's default),
 # BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres),
 # BENCH_KEYS (1000, for the cache-miss figure), BENCH_SERVICE_BIN (another
@@ -23,6 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/convosphere-target}"
 DURATION="${BENCH_SECONDS:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 SOAK="${BENCH_SOAK_SECONDS:-60}"
 LOG_LEVEL="${BENCH_RUST_LOG:-info}"
@@ -103,24 +105,59 @@ measured() {
   CPU_US=$(python3 -c "print(round(($after - $before) * 1e6 / $(echo "$out" | awk '/requests in/ {print $1}'), 2))")
 }
 
-echo "cores: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); wrk -t2 -c$CONNECTIONS -d${DURATION}s; service RUST_LOG=$LOG_LEVEL"
+echo "cores: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds; service RUST_LOG=$LOG_LEVEL"
 
-# Throughput: bare, the three endpoints, bare again (the baseline is the mean of both bare runs).
+# Throughput: ROUNDS rounds, each of the bare handler then the three
+# endpoints, in an order that turns by one every round (so that no endpoint
+# always runs first); a last bare run closes the last round. A figure's ratio
+# in a round is its req/s over the mean of the bare runs before and after
+# that round; the median round is reported, next to every round's ratio.
 AUTHZ="$BASE/v1/authz?scope=agents:read"
-measured "$BARE_PID" BARE1_OUT "$BARE_URL"; BARE1_CPU=$CPU_US
-measured "$SERVICE" ME_OUT -H "Authorization: Bearer $ACCESS" "$BASE/v1/me"; ME_CPU=$CPU_US
-measured "$SERVICE" KEY_OUT -H "Authorization: Bearer $API_KEY" "$AUTHZ"; KEY_CPU=$CPU_US
-measured "$SERVICE" TOKEN_OUT -H "Authorization: Bearer $ACCESS" "$AUTHZ"; TOKEN_CPU=$CPU_US
-measured "$BARE_PID" BARE2_OUT "$BARE_URL"; BARE2_CPU=$CPU_US
-check_2xx "$ME_OUT" "GET /v1/me"; check_2xx "$KEY_OUT" "authz (API key)"; check_2xx "$TOKEN_OUT" "authz (token)"
-BARE1=$(echo "$BARE1_OUT" | rps); BARE2=$(echo "$BARE2_OUT" | rps)
-BARE=$(python3 -c "print(round(($BARE1 + $BARE2) / 2))")
-BARE_CPU=$(python3 -c "print(round(($BARE1_CPU + $BARE2_CPU) / 2, 2))")
-ME=$(echo "$ME_OUT" | rps); KEY=$(echo "$KEY_OUT" | rps); TOKEN=$(echo "$TOKEN_OUT" | rps)
-echo "bare actix-web handler: $BARE req/s (runs: $BARE1, $BARE2; p99 $(echo "$BARE1_OUT" | latency), $(echo "$BARE2_OUT" | latency)); $BARE_CPU µs CPU per request"
-echo "GET /v1/me (access token): $ME req/s (p99 $(echo "$ME_OUT" | latency)), ratio to bare $(ratio "$ME" "$BARE") (goal >= 0.6); $ME_CPU µs CPU per request, bare/this $(ratio "$BARE_CPU" "$ME_CPU")"
-echo "GET /v1/authz (API key): $KEY req/s (p99 $(echo "$KEY_OUT" | latency)), ratio to bare $(ratio "$KEY" "$BARE") (goal >= 0.7); $KEY_CPU µs CPU per request, bare/this $(ratio "$BARE_CPU" "$KEY_CPU")"
-echo "GET /v1/authz (access token): $TOKEN req/s (p99 $(echo "$TOKEN_OUT" | latency)), ratio to bare $(ratio "$TOKEN" "$BARE") (goal >= 0.7); $TOKEN_CPU µs CPU per request, bare/this $(ratio "$BARE_CPU" "$TOKEN_CPU")"
+FIGURES=(me key token)
+declare -A RPS CPU P99 TITLE GOAL
+TITLE[me]="GET /v1/me (access token)"; GOAL[me]=0.6
+TITLE[key]="GET /v1/authz (API key)"; GOAL[key]=0.7
+TITLE[token]="GET /v1/authz (access token)"; GOAL[token]=0.7
+measure_figure() {
+  local figure=$1 result
+  case $figure in
+    me) measured "$SERVICE" result -H "Authorization: Bearer $ACCESS" "$BASE/v1/me" ;;
+    key) measured "$SERVICE" result -H "Authorization: Bearer $API_KEY" "$AUTHZ" ;;
+    token) measured "$SERVICE" result -H "Authorization: Bearer $ACCESS" "$AUTHZ" ;;
+  esac
+  check_2xx "$result" "${TITLE[$figure]}"
+  RPS[$figure]+="$(echo "$result" | rps) "; CPU[$figure]+="$CPU_US "; P99[$figure]+="$(echo "$result" | latency) "
+}
+measure_bare() {
+  local result
+  measured "$BARE_PID" result "$BARE_URL"
+  RPS[bare]+="$(echo "$result" | rps) "; CPU[bare]+="$CPU_US "; P99[bare]+="$(echo "$result" | latency) "
+}
+for round in $(seq 0 $((ROUNDS - 1))); do
+  measure_bare
+  for i in 0 1 2; do measure_figure "${FIGURES[$(((round + i) % 3))]}"; done
+done
+measure_bare
+# `summary FIGURE`: "median-req/s median-ratio ratios… | median-CPU bare-CPU/this"
+summary() {
+  python3 - "$1" "${RPS[bare]}" "${CPU[bare]}" "${RPS[$1]}" "${CPU[$1]}" <<'PY'
+import statistics, sys
+figure, bare, bare_cpu, rps, cpu = sys.argv[1], *(list(map(float, a.split())) for a in sys.argv[2:])
+base = [(a + b) / 2 for a, b in zip(bare, bare[1:])]
+base_cpu = statistics.median(bare_cpu)
+ratios = [r / b for r, b in zip(rps, base)]
+print(f"{statistics.median(rps):.0f} req/s, ratio to bare {statistics.median(ratios):.2f} "
+      f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}); "
+      f"{statistics.median(cpu):.2f} µs CPU per request, bare/this {base_cpu / statistics.median(cpu):.2f}")
+PY
+}
+BARE=$(python3 -c "import statistics; print(round(statistics.median([$(echo ${RPS[bare]} | tr ' ' ',')])))")
+BARE_CPU=$(python3 -c "import statistics; print(round(statistics.median([$(echo ${CPU[bare]} | tr ' ' ',')]), 2))")
+echo "bare actix-web handler: median $BARE req/s (runs: $(echo ${RPS[bare]} | sed 's/ /, /g'); p99 $(echo ${P99[bare]} | sed 's/ /, /g')); $BARE_CPU µs CPU per request"
+for figure in "${FIGURES[@]}"; do
+  echo "${TITLE[$figure]}: $(summary "$figure") (goal >= ${GOAL[$figure]}; p99 per round $(echo ${P99[$figure]} | sed 's/ /, /g'))"
+done
+KEY=$(python3 -c "import statistics; print(statistics.median([$(echo ${RPS[key]} | tr ' ' ',')]))")
 
 # Latency at half the peak rate, open loop (no coordinated omission).
 HALF=$(python3 -c "print(int($KEY / 2))")
