@@ -115,12 +115,15 @@ echo "cores: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed
 AUTHZ="$BASE/v1/authz?scope=agents:read"
 FIGURES=(me key token)
 declare -A RPS CPU P99 TITLE GOAL
+TITLE[bare]="bare actix-web handler"
 TITLE[me]="GET /v1/me (access token)"; GOAL[me]=0.6
 TITLE[key]="GET /v1/authz (API key)"; GOAL[key]=0.7
 TITLE[token]="GET /v1/authz (access token)"; GOAL[token]=0.7
-measure_figure() {
+# `measure FIGURE`: one wrk run; appends its req/s, CPU µs per request and p99.
+measure() {
   local figure=$1 result
   case $figure in
+    bare) measured "$BARE_PID" result "$BARE_URL" ;;
     me) measured "$SERVICE" result -H "Authorization: Bearer $ACCESS" "$BASE/v1/me" ;;
     key) measured "$SERVICE" result -H "Authorization: Bearer $API_KEY" "$AUTHZ" ;;
     token) measured "$SERVICE" result -H "Authorization: Bearer $ACCESS" "$AUTHZ" ;;
@@ -128,36 +131,31 @@ measure_figure() {
   check_2xx "$result" "${TITLE[$figure]}"
   RPS[$figure]+="$(echo "$result" | rps) "; CPU[$figure]+="$CPU_US "; P99[$figure]+="$(echo "$result" | latency) "
 }
-measure_bare() {
-  local result
-  measured "$BARE_PID" result "$BARE_URL"
-  RPS[bare]+="$(echo "$result" | rps) "; CPU[bare]+="$CPU_US "; P99[bare]+="$(echo "$result" | latency) "
-}
 for round in $(seq 0 $((ROUNDS - 1))); do
-  measure_bare
-  for i in 0 1 2; do measure_figure "${FIGURES[$(((round + i) % 3))]}"; done
+  measure bare
+  for i in 0 1 2; do measure "${FIGURES[$(((round + i) % 3))]}"; done
 done
-measure_bare
-# `summary FIGURE`: "median-req/s median-ratio ratios… | median-CPU bare-CPU/this"
+measure bare
+median() { python3 -c "import statistics, sys; m = statistics.median(map(float, sys.argv[1:])); print(round(m, $2) if $2 else round(m))" $1; }
+listed() { echo $1 | sed 's/ /, /g'; }
+# `summary FIGURE`: its median req/s, its ratio to bare in every round and
+# their median, its median CPU per request and the bare handler's over it.
 summary() {
-  python3 - "$1" "${RPS[bare]}" "${CPU[bare]}" "${RPS[$1]}" "${CPU[$1]}" <<'PY'
+  python3 - "${RPS[bare]}" "${CPU[bare]}" "${RPS[$1]}" "${CPU[$1]}" <<'PY'
 import statistics, sys
-figure, bare, bare_cpu, rps, cpu = sys.argv[1], *(list(map(float, a.split())) for a in sys.argv[2:])
+bare, bare_cpu, rps, cpu = (list(map(float, a.split())) for a in sys.argv[1:])
 base = [(a + b) / 2 for a, b in zip(bare, bare[1:])]
-base_cpu = statistics.median(bare_cpu)
 ratios = [r / b for r, b in zip(rps, base)]
 print(f"{statistics.median(rps):.0f} req/s, ratio to bare {statistics.median(ratios):.2f} "
       f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}); "
-      f"{statistics.median(cpu):.2f} µs CPU per request, bare/this {base_cpu / statistics.median(cpu):.2f}")
+      f"{statistics.median(cpu):.2f} µs CPU per request, bare/this {statistics.median(bare_cpu) / statistics.median(cpu):.2f}")
 PY
 }
-BARE=$(python3 -c "import statistics; print(round(statistics.median([$(echo ${RPS[bare]} | tr ' ' ',')])))")
-BARE_CPU=$(python3 -c "import statistics; print(round(statistics.median([$(echo ${CPU[bare]} | tr ' ' ',')]), 2))")
-echo "bare actix-web handler: median $BARE req/s (runs: $(echo ${RPS[bare]} | sed 's/ /, /g'); p99 $(echo ${P99[bare]} | sed 's/ /, /g')); $BARE_CPU µs CPU per request"
+echo "bare actix-web handler: median $(median "${RPS[bare]}" 0) req/s (runs: $(listed "${RPS[bare]}"); p99 $(listed "${P99[bare]}")); $(median "${CPU[bare]}" 2) µs CPU per request"
 for figure in "${FIGURES[@]}"; do
-  echo "${TITLE[$figure]}: $(summary "$figure") (goal >= ${GOAL[$figure]}; p99 per round $(echo ${P99[$figure]} | sed 's/ /, /g'))"
+  echo "${TITLE[$figure]}: $(summary "$figure") (goal >= ${GOAL[$figure]}; p99 per round $(listed "${P99[$figure]}"))"
 done
-KEY=$(python3 -c "import statistics; print(statistics.median([$(echo ${RPS[key]} | tr ' ' ',')]))")
+KEY=$(median "${RPS[key]}" 0)
 
 # Latency at half the peak rate, open loop (no coordinated omission).
 HALF=$(python3 -c "print(int($KEY / 2))")
