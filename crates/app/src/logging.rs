@@ -245,8 +245,8 @@ tokio::task_local! {
 
 /// Runs `future` with `id` as the request id of every line it logs (on the
 /// thread that polls it; work handed to other threads does not carry it).
-pub async fn with_request_id<F: Future>(id: Rc<str>, future: F) -> F::Output {
-    REQUEST_ID.scope(id, future).await
+pub fn with_request_id<F: Future>(id: Rc<str>, future: F) -> tokio::task::futures::TaskLocalFuture<Rc<str>, F> {
+    REQUEST_ID.scope(id, future)
 }
 
 /// The id of the request being handled, if any.

@@ -4,15 +4,21 @@
 use super::extract::{state, ClientInfo};
 use super::problem::{ApiError, PROBLEM_JSON};
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
 use convosphere_domain::ports::RateLimitDecision;
+use futures_util::future::{ready, Ready};
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
+use tokio::task::futures::TaskLocalFuture;
 
 // Header names as constants: made from text, they are parsed on every use.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,14 +51,86 @@ fn new_request_id() -> Rc<str> {
 /// Whatever is logged while the request is handled carries its id
 /// ([`crate::logging::with_request_id`]); its method and path are on the
 /// request's line.
-pub async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let started = Instant::now();
-    let id = request_id(&req);
-    let response = crate::logging::with_request_id(Rc::clone(&id), next.call(req)).await?;
+///
+/// A middleware of its own rather than `middleware::from_fn`: that boxes
+/// two futures per request and calls the application through a boxed
+/// service; this one wraps the application's future as it is.
+pub struct Observe;
 
+impl<S, B> Transform<S, ServiceRequest> for Observe
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = ObserveService<S>;
+    type InitError = ();
+    type Future = Ready<Result<ObserveService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ObserveService { service }))
+    }
+}
+
+/// The service [`Observe`] puts around the application.
+pub struct ObserveService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for ObserveService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Observed<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let id = request_id(&req);
+        Observed {
+            inner: crate::logging::with_request_id(Rc::clone(&id), self.service.call(req)),
+            started,
+            id,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The application's answer to one request, observed when it is ready.
+    pub struct Observed<F: Future> {
+        #[pin]
+        inner: TaskLocalFuture<Rc<str>, F>,
+        started: Instant,
+        id: Rc<str>,
+    }
+}
+
+impl<F, B> Future for Observed<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(answered(response, *this.started, this.id)))
+    }
+}
+
+/// What [`Observe`] does with an answer: problem+json for the router's
+/// errors, the request id and `RateLimit-*` headers, metrics, the log line.
+fn answered<B: MessageBody>(
+    response: ServiceResponse<B>,
+    started: Instant,
+    id: &str,
+) -> ServiceResponse<EitherBody<B>> {
     let status = response.status();
     // Problem JSON, or a page's own HTML error, is kept as it is.
     let explained = response.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
@@ -80,7 +158,7 @@ pub async fn observe(
         }
         _ => response.map_into_left_body(),
     };
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     // The limiter's decision, kept by `ip_limit` or the authentication extractor.
@@ -91,7 +169,7 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let request = response.request();
     let method = request.method();
-    let route = request.match_pattern();
+    let route = route(request);
     let route = route.as_deref().unwrap_or("unmatched");
     let status = response.status();
     if let Ok(state) = state(request) {
@@ -100,13 +178,23 @@ pub async fn observe(
             .observe_request(route, method.as_str(), status.as_u16(), elapsed.as_secs_f64());
     }
     crate::logging::write(&crate::logging::RequestLine {
-        request_id: &id,
+        request_id: id,
         method: method.as_str(),
         path: request.path(),
         status: status.as_u16(),
         latency: elapsed,
     });
-    Ok(response)
+    response
+}
+
+/// The route pattern that matched, for metrics. The API's resources are
+/// named after their patterns ([`super::routes::configure`]): the name is
+/// a lookup, where the pattern is a string put together per request.
+fn route(request: &HttpRequest) -> Option<Cow<'_, str>> {
+    match request.match_name() {
+        Some(name) => Some(Cow::Borrowed(name)),
+        None => request.match_pattern().map(Cow::Owned),
+    }
 }
 
 /// A number as a header value. The limit and the reset of `RateLimit-*`

@@ -69,7 +69,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
             .configure(routes::configure)
             .configure(crate::web::configure)
             .default_service(web::to(routes::not_found))
-            .wrap(actix_web::middleware::from_fn(middleware::observe))
+            .wrap(middleware::Observe)
     })
     .bind(bind)
     .map_err(|e| StartError(format!("AUTH_BIND: cannot listen on {bind}: {e}")))?;
