@@ -114,6 +114,85 @@ pub struct Caches {
     /// moved: otherwise a read that began before a revocation committed
     /// could put the revoked state back after the revocation cleared it.
     generation: AtomicU64,
+    /// Finer than `generation`, for what is derived from the entries.
+    stamps: Stamps,
+}
+
+/// How many buckets [`Stamps`] spreads ids over.
+const STAMP_BUCKETS: usize = 256;
+
+/// Stamps of what the caches hold, for what is derived from their entries
+/// (the principals of [`crate::memo`]): forgetting a user, a session or an
+/// API key moves the stamp of its bucket (ids are spread over 256 buckets),
+/// emptying a whole cache moves the epoch. What was derived from a user's
+/// and a credential's entries holds while the epoch and those two buckets
+/// stay where they were: a logout or a failed login elsewhere does not
+/// touch it, as the global `generation` would.
+struct Stamps {
+    /// Tells the stamps of one set of caches from another's (tests run
+    /// several services in one process).
+    caches: u64,
+    epoch: AtomicU64,
+    buckets: [AtomicU64; STAMP_BUCKETS],
+}
+
+/// Where the stamps of a user and one of its credentials stood (see
+/// [`CachedStore::key_stamp`] and [`CachedStore::session_stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    caches: u64,
+    epoch: u64,
+    user: u64,
+    credential: u64,
+}
+
+impl Stamps {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self {
+            caches: NEXT.fetch_add(1, Ordering::Relaxed),
+            epoch: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn bucket(&self, hash: u64) -> &AtomicU64 {
+        // The top bits of a multiplicative hash: every input bit counts.
+        let index = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - STAMP_BUCKETS.trailing_zeros());
+        &self.buckets[index as usize]
+    }
+
+    /// Called after `Caches::moved`: whoever sees the stamp move also
+    /// sees the generation moved (see `CachedStore::generation`).
+    fn moved(&self, hash: u64) {
+        self.bucket(hash).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn moved_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn stamp(&self, user: u64, credential: u64) -> Stamp {
+        Stamp {
+            caches: self.caches,
+            epoch: self.epoch.load(Ordering::Acquire),
+            user: self.bucket(user).load(Ordering::Acquire),
+            credential: self.bucket(credential).load(Ordering::Acquire),
+        }
+    }
+}
+
+/// A UUID folded to 64 bits, for [`Stamps`].
+fn fold(uuid: uuid::Uuid) -> u64 {
+    let (high, low) = uuid.as_u64_pair();
+    high ^ low
+}
+
+/// An API key's public id folded to 64 bits, for [`Stamps`].
+fn fold_public_id(public_id: &str) -> u64 {
+    public_id.bytes().fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
+    })
 }
 
 impl Caches {
@@ -127,6 +206,7 @@ impl Caches {
             users: TtlCache::new(CACHE_CAPACITY, Duration::from_secs(5)),
             keys: TtlCache::new(CACHE_CAPACITY, Duration::from_secs(60)),
             generation: AtomicU64::new(0),
+            stamps: Stamps::new(),
         }
     }
 
@@ -159,21 +239,25 @@ impl Caches {
     fn forget_session(&self, id: &SessionId) {
         self.sessions.invalidate(id);
         self.moved();
+        self.stamps.moved(fold(id.as_uuid()));
     }
 
     fn forget_user(&self, id: &UserId) {
         self.users.invalidate(id);
         self.moved();
+        self.stamps.moved(fold(id.as_uuid()));
     }
 
     fn forget_key(&self, public_id: &str) {
         self.keys.invalidate(public_id);
         self.moved();
+        self.stamps.moved(fold_public_id(public_id));
     }
 
     fn forget_all_keys(&self) {
         self.keys.invalidate_all();
         self.moved();
+        self.stamps.moved_all();
     }
 
     fn apply(&self, invalidation: &Invalidation) {
@@ -189,6 +273,7 @@ impl Caches {
         self.users.invalidate_all();
         self.keys.invalidate_all();
         self.moved();
+        self.stamps.moved_all();
     }
 }
 
@@ -215,6 +300,27 @@ impl<S> CachedStore<S> {
 
     fn forget_user(&self, id: UserId) {
         self.caches.forget_user(&id);
+    }
+
+    /// Moves on after every invalidation. Something derived from cached
+    /// entries is current if this did not move while it was derived: read
+    /// it before, then take the [`Stamp`] and read it again.
+    pub fn generation(&self) -> u64 {
+        self.caches.generation()
+    }
+
+    /// Where the stamps of an API key and its owner stand: a later stamp
+    /// differs once either was forgotten (revoked, rotated, suspended, a plan
+    /// change), on this instance or through the invalidation feed.
+    pub fn key_stamp(&self, user: UserId, public_id: &str) -> Stamp {
+        self.caches
+            .stamps
+            .stamp(fold(user.as_uuid()), fold_public_id(public_id))
+    }
+
+    /// Where the stamps of a session and its user stand (see [`Self::key_stamp`]).
+    pub fn session_stamp(&self, user: UserId, session: SessionId) -> Stamp {
+        self.caches.stamps.stamp(fold(user.as_uuid()), fold(session.as_uuid()))
     }
 }
 
@@ -771,5 +877,50 @@ mod tests {
         });
         assert_eq!(made.load(Ordering::SeqCst), 1);
         assert!(values.iter().all(|&v| v == 100), "{values:?}");
+    }
+
+    #[test]
+    fn a_stamp_moves_when_its_user_or_credential_is_forgotten_and_only_then() {
+        let store = CachedStore::new(());
+        let id = |n: u128| uuid::Uuid::from_u128(n);
+        let (user, other_user) = (UserId::from_uuid(id(1)), UserId::from_uuid(id(2)));
+        let session = SessionId::from_uuid(id(3));
+        let key = store.key_stamp(user, "AbCd1234");
+        let by_session = store.session_stamp(user, session);
+        // Another user's change leaves them (unless it shares a bucket).
+        store.caches.forget_user(&other_user);
+        let shares = |a: u64, b: u64| std::ptr::eq(store.caches.stamps.bucket(a), store.caches.stamps.bucket(b));
+        if !shares(fold(id(1)), fold(id(2))) && !shares(fold_public_id("AbCd1234"), fold(id(2))) {
+            assert_eq!(store.key_stamp(user, "AbCd1234"), key);
+        }
+        store.caches.forget_key("AbCd1234");
+        assert_ne!(store.key_stamp(user, "AbCd1234"), key);
+        assert_eq!(store.session_stamp(user, session).user, by_session.user);
+        store.caches.forget_session(&session);
+        assert_ne!(store.session_stamp(user, session), by_session);
+        let before = store.key_stamp(user, "AbCd1234");
+        store.caches.forget_user(&user);
+        assert_ne!(store.key_stamp(user, "AbCd1234"), before);
+        let before = store.key_stamp(user, "AbCd1234");
+        store.caches.forget_all_keys();
+        assert_ne!(store.key_stamp(user, "AbCd1234"), before);
+        let before = store.key_stamp(user, "AbCd1234");
+        store.caches.clear();
+        assert_ne!(store.key_stamp(user, "AbCd1234"), before);
+        // Two sets of caches never share a stamp.
+        assert_ne!(
+            CachedStore::new(()).key_stamp(user, "AbCd1234"),
+            CachedStore::new(()).key_stamp(user, "AbCd1234")
+        );
+    }
+
+    #[test]
+    fn ids_spread_over_every_stamp_bucket() {
+        let stamps = Stamps::new();
+        let mut used = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            used.insert(stamps.bucket(fold(uuid::Uuid::new_v4())) as *const AtomicU64 as usize);
+        }
+        assert_eq!(used.len(), STAMP_BUCKETS);
     }
 }

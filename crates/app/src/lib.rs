@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod memo;
 pub mod metrics;
 pub mod state;
 pub mod usage;

@@ -164,6 +164,13 @@ pub struct Principal {
     pub user: User,
     /// The session of the access token.
     pub session_id: SessionId,
+    /// Until when this outcome holds as long as neither the session nor
+    /// the account changes: the earliest of the token's expiry, the
+    /// session's end (absolute or idle) and the next time its use is
+    /// recorded. A caller that remembers checked tokens (keyed by the
+    /// token, dropped when the session or the account changes) may answer
+    /// with this principal until then without asking [`Auth::authenticate`] again.
+    pub holds_until: DateTime<Utc>,
 }
 
 /// Outcomes of [`Auth::signup`].
@@ -840,12 +847,20 @@ where
         if user.suspended {
             return Err(AuthenticateError::Locked);
         }
-        if now - session.last_active_at >= TOUCH_INTERVAL {
+        let mut last_active_at = session.last_active_at;
+        if now - last_active_at >= TOUCH_INTERVAL {
             self.store.touch_session(session.id, now).await?;
+            last_active_at = now;
         }
+        let holds_until = claims
+            .expires_at
+            .min(session.expires_at)
+            .min(last_active_at + self.config.session_idle_timeout)
+            .min(last_active_at + TOUCH_INTERVAL);
         Ok(Principal {
             user,
             session_id: session.id,
+            holds_until,
         })
     }
 

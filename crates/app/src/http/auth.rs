@@ -3,23 +3,31 @@
 
 use super::extract::{bearer, state};
 use super::problem::ApiError;
+use crate::cache::Stamp;
+use crate::memo::{Digest, Memo, MEMO_CAPACITY};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use chrono::{DateTime, Utc};
 use convosphere_domain::auth::keys::{ApiKeyAuthError, KeyPrincipal};
+use convosphere_domain::auth::AuthenticateError;
 use convosphere_domain::auth::Principal;
 use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
 use convosphere_domain::{InfraError, ScopeSet, User};
 use futures_util::future::LocalBoxFuture;
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
+use std::thread::LocalKey;
 
 /// The caller of an endpoint that takes any credential.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    /// A user access token (holds every scope).
-    User(Principal),
-    /// An API key (holds its own scopes).
-    Key(KeyPrincipal),
+    /// A user access token (holds every scope), shared with the thread's memo.
+    User(Arc<Principal>),
+    /// An API key (holds its own scopes), shared with the thread's memo.
+    Key(Arc<KeyPrincipal>),
 }
 
 impl Caller {
@@ -67,12 +75,80 @@ impl From<ApiKeyAuthError> for ApiError {
 /// Checks a bearer credential: an API key (`cs_…`) or an access token.
 pub async fn authenticate(state: &AppState, credential: &str) -> Result<Caller, ApiError> {
     if credential.starts_with("cs_") {
-        let principal = state.auth.authenticate_api_key(credential).await?;
+        let principal = api_key(state, credential).await?;
         state.usage.record(principal.key.id);
         Ok(Caller::Key(principal))
     } else {
-        Ok(Caller::User(state.auth.authenticate(credential).await?))
+        Ok(Caller::User(access_token(state, credential).await?))
     }
+}
+
+thread_local! {
+    /// The API keys this worker thread checked lately ([`crate::memo`]).
+    static KEYS: RefCell<Memo<KeyPrincipal>> = RefCell::new(Memo::new(MEMO_CAPACITY));
+    /// The access tokens this worker thread checked lately.
+    static TOKENS: RefCell<Memo<Principal>> = RefCell::new(Memo::new(MEMO_CAPACITY));
+}
+
+/// The principal of a credential: remembered by this thread while current
+/// ([`crate::memo`]), or else `check`ed in full by the use case and then
+/// remembered until it `holds_until`. `stamp` tells where the stamps of a
+/// principal's user and credential stand now.
+async fn memoized<V, E>(
+    memo: &'static LocalKey<RefCell<Memo<V>>>,
+    state: &AppState,
+    credential: &str,
+    stamp: impl Fn(&V) -> Stamp,
+    holds_until: impl FnOnce(&V) -> DateTime<Utc>,
+    check: impl Future<Output = Result<V, E>>,
+) -> Result<Arc<V>, E> {
+    let digest = Digest::of(credential);
+    let now = Utc::now();
+    if let Some(known) = memo.with(|memo| memo.borrow_mut().get(&digest, now, &stamp)) {
+        return Ok(known);
+    }
+    let store = state.auth.store();
+    let seen = store.generation();
+    let checked = Arc::new(check.await?);
+    // Remembered only if nothing was forgotten while it was checked: the
+    // stamps taken now are then those it was checked under.
+    let stamped = stamp(&checked);
+    if store.generation() == seen {
+        let until = holds_until(&checked);
+        memo.with(|memo| {
+            memo.borrow_mut()
+                .insert(digest, Arc::clone(&checked), stamped, now, until)
+        });
+    }
+    Ok(checked)
+}
+
+/// The principal of an API key.
+async fn api_key(state: &AppState, key: &str) -> Result<Arc<KeyPrincipal>, ApiKeyAuthError> {
+    let store = state.auth.store();
+    memoized(
+        &KEYS,
+        state,
+        key,
+        |principal: &KeyPrincipal| store.key_stamp(principal.user.id, &principal.key.public_id),
+        |principal| principal.key.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+        state.auth.authenticate_api_key(key),
+    )
+    .await
+}
+
+/// The principal of an access token.
+async fn access_token(state: &AppState, token: &str) -> Result<Arc<Principal>, AuthenticateError> {
+    let store = state.auth.store();
+    memoized(
+        &TOKENS,
+        state,
+        token,
+        |principal: &Principal| store.session_stamp(principal.user.id, principal.session_id),
+        |principal| principal.holds_until,
+        state.auth.authenticate(token),
+    )
+    .await
 }
 
 /// A UUID in its hyphenated lower-case form, without going through `fmt`
@@ -121,7 +197,7 @@ impl FromRequest for Caller {
 
 /// A logged-in user: an access token whose session is active. An API key
 /// is refused with `user_token_required`.
-pub struct UserSession(pub Principal);
+pub struct UserSession(pub Arc<Principal>);
 
 impl FromRequest for UserSession {
     type Error = ApiError;

@@ -514,6 +514,41 @@ async fn a_revoked_key_is_refused_at_once(app: TestApp) {
     assert_eq!(authz(&app, &other, "").await.status(), 200);
 }
 
+/// Every worker thread remembers the credentials it checked lately: each
+/// of them must forget a key at its revocation and a token at its logout.
+async fn credentials_remembered_by_every_worker_end_at_once(app: TestApp) {
+    let access = user(&app, "ada@example.com").await;
+    let created = new_key(&app, &access, "k", &["chat:read"]).await;
+    let (id, key) = (s(&created, "id"), s(&created, "key"));
+    let statuses = |credential: String, path: &'static str| {
+        let app = &app;
+        async move {
+            // Parallel requests on new connections reach every worker.
+            let answers = futures_util::future::join_all((0..16).map(|_| {
+                let credential = credential.clone();
+                async move {
+                    let client = reqwest::Client::new();
+                    let response = client.get(app.url(path)).bearer_auth(&credential).send().await.unwrap();
+                    response.status().as_u16()
+                }
+            }))
+            .await;
+            answers
+        }
+    };
+    for _ in 0..3 {
+        assert!(statuses(key.clone(), "/v1/authz").await.iter().all(|&s| s == 200));
+        assert!(statuses(access.clone(), "/v1/authz").await.iter().all(|&s| s == 200));
+    }
+    assert_eq!(
+        delete_auth(&app, &format!("/v1/api-keys/{id}"), &access).await.status(),
+        204
+    );
+    assert_eq!(statuses(key.clone(), "/v1/authz").await, vec![401; 16]);
+    assert_eq!(app.post_auth("/v1/auth/logout", &access, json!({})).await.status(), 204);
+    assert_eq!(statuses(access.clone(), "/v1/authz").await, vec![401; 16]);
+}
+
 async fn every_instance_honours_a_revocation_even_just_after_its_start(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
     let created = new_key(&app, &access, "k", &["chat:read"]).await;
@@ -848,6 +883,7 @@ on_both_backends! {
     authz_checks_the_scopes_of_the_credential(&[]),
     bad_keys_are_refused_with_their_reason(&[]),
     a_revoked_key_is_refused_at_once(&[]),
+    credentials_remembered_by_every_worker_end_at_once(&[]),
     every_instance_honours_a_revocation_even_just_after_its_start(&[]),
     rotation_replaces_a_key_with_a_new_one(&[]),
     an_expired_key_is_refused(&[]),

@@ -851,6 +851,30 @@ fn sessions_end_after_the_idle_timeout_and_the_refresh_lifetime() {
 }
 
 #[test]
+fn a_principal_holds_until_its_next_recorded_use_and_never_past_its_token() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let logged_in = world.clock.now();
+    // Just logged in: the session's use was recorded now; the next record is due in a minute.
+    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    assert_eq!(principal.holds_until, logged_in + Duration::seconds(60));
+    // Half a minute on: still the same minute.
+    world.advance(Duration::seconds(30));
+    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    assert_eq!(principal.holds_until, logged_in + Duration::seconds(60));
+    // Past it: this check records the use, and holds a minute from now.
+    world.advance(Duration::seconds(31));
+    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    assert_eq!(principal.holds_until, world.clock.now() + Duration::seconds(60));
+    // Near the token's end, its expiry is the bound (access tokens live 15 minutes).
+    world.advance(Duration::seconds(14 * 60 + 30 - 61));
+    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    assert_eq!(principal.holds_until, logged_in + Duration::minutes(15));
+}
+
+#[test]
 fn access_tokens_expire_and_die_with_their_session() {
     let world = World::new();
     let auth = world.auth();
