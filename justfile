@@ -24,6 +24,7 @@ test-postgres:
 # Benchmarks: criterion for in-process code, a load generator against the release binary.
 bench:
     cargo bench -p convosphere-crypto -- --warm-up-time 1 --measurement-time 3
+    cargo bench -p convosphere-store -- --warm-up-time 1 --measurement-time 3
     bash bench/http.sh
 
 # Screenshots of the web pages (desktop and phone width) into docs/screenshots/, by the browser test.

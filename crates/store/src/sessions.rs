@@ -4,7 +4,7 @@ use crate::connection::{with_conn, Dialect};
 use crate::models::{db_time, session_ids, sessions_from_rows, NewInvalidation, NewRefreshToken, SessionRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::Store;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
 use convosphere_domain::{EndReason, InfraError, Session, SessionId, TokenHash, UserId};
 use diesel::prelude::*;
@@ -43,12 +43,7 @@ impl SessionRepository for Store {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&token)
                     .execute(conn)?;
-                let beyond_cap: Vec<String> = sessions::table
-                    .filter(sessions::user_id.eq(&row.user_id))
-                    .filter(sessions::ended_at.is_null())
-                    .filter(sessions::expires_at.gt(now))
-                    .filter(sessions::last_active_at.gt(cutoff))
-                    .order((sessions::created_at.desc(), sessions::id.desc()))
+                let beyond_cap: Vec<String> = live_sessions(&row.user_id, now, cutoff)
                     .select(sessions::id)
                     .offset(keep)
                     .load(conn)?;
@@ -248,15 +243,56 @@ impl SessionRepository for Store {
         let now = db_time(now);
         let cutoff = db_time(idle_cutoff);
         let rows = with_conn!(self, |conn| {
-            Ok(sessions::table
-                .filter(sessions::user_id.eq(user))
-                .filter(sessions::ended_at.is_null())
-                .filter(sessions::expires_at.gt(now))
-                .filter(sessions::last_active_at.gt(cutoff))
-                .order((sessions::created_at.desc(), sessions::id.desc()))
+            Ok(live_sessions(&user, now, cutoff)
                 .select(SessionRow::as_select())
                 .load(conn)?)
         })?;
         Ok(sessions_from_rows(rows)?)
+    }
+}
+
+/// The user's live sessions, newest first: not ended, not expired, and used
+/// since `idle_cutoff`. The index `sessions_user_id_ended_at_created_at_idx`
+/// finds them without walking the ended ones, which are kept a day.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn live_sessions<'a>(user: &'a str, now: NaiveDateTime, idle_cutoff: NaiveDateTime) -> _ {
+    sessions::table
+        .filter(sessions::user_id.eq(user))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_active_at.gt(idle_cutoff))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::Text;
+    use diesel::sqlite::{Sqlite, SqliteConnection};
+
+    #[derive(QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    #[test]
+    fn live_sessions_are_searched_by_user_and_end_not_walked() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.migrate().unwrap();
+        let now = db_time(Utc::now());
+        let query = live_sessions("a-user", now, now).select(sessions::id).offset(5);
+        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds:").next().unwrap();
+        let plan: Vec<PlanStep> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load(&mut conn)
+            .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|step| step.detail.as_str()).collect();
+        assert!(
+            plan.iter().any(|step| step.contains(
+                "SEARCH sessions USING INDEX sessions_user_id_ended_at_created_at_idx (user_id=? AND ended_at=?)"
+            )),
+            "{plan:#?}"
+        );
     }
 }
