@@ -27,9 +27,10 @@ use convosphere_domain::{
     TokenKind, User, UserId,
 };
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How many entries each cache holds at most.
@@ -116,6 +117,34 @@ pub struct Caches {
     generation: AtomicU64,
     /// Finer than `generation`, for what is derived from the entries.
     stamps: Stamps,
+    /// Sessions whose touch is being written (see `touch_session`).
+    touching: Mutex<HashSet<SessionId>>,
+}
+
+/// A session's touch in flight; the next one may start once it is dropped
+/// (written, failed or cancelled).
+struct TouchClaim<'a> {
+    touching: &'a Mutex<HashSet<SessionId>>,
+    id: SessionId,
+}
+
+impl<'a> TouchClaim<'a> {
+    /// The claim, unless another touch of the session is in flight.
+    fn take(touching: &'a Mutex<HashSet<SessionId>>, id: SessionId) -> Option<Self> {
+        let taken = touching.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+        // Not `then_some`: it would build (and drop) a claim when not
+        // taken, and its drop would release the claim of the touch in flight.
+        taken.then(|| Self { touching, id })
+    }
+}
+
+impl Drop for TouchClaim<'_> {
+    fn drop(&mut self) {
+        self.touching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 /// How many buckets [`Stamps`] spreads ids over.
@@ -207,6 +236,7 @@ impl Caches {
             keys: TtlCache::new(CACHE_CAPACITY, Duration::from_secs(60)),
             generation: AtomicU64::new(0),
             stamps: Stamps::new(),
+            touching: Mutex::default(),
         }
     }
 
@@ -461,7 +491,16 @@ impl<S: SessionRepository> SessionRepository for CachedStore<S> {
         Ok(session)
     }
 
+    /// One touch per session at a time on this instance. The requests that
+    /// find a session due while its touch is being written return at once:
+    /// the write in flight records the same use. Otherwise every request of
+    /// a busy session (a script with 32 connections, say) would write the
+    /// same row in the milliseconds the first write takes, queued on the
+    /// database's lock, and all of them would wait for the queue.
     async fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
+        let Some(_claim) = TouchClaim::take(&self.caches.touching, id) else {
+            return Ok(());
+        };
         let seen = self.caches.generation();
         self.inner.touch_session(id, now).await?;
         if let Some(mut session) = self.caches.sessions.get(&id) {
@@ -922,5 +961,115 @@ mod tests {
             used.insert(stamps.bucket(fold(uuid::Uuid::new_v4())) as *const AtomicU64 as usize);
         }
         assert_eq!(used.len(), STAMP_BUCKETS);
+    }
+
+    /// Touches that wait until the test lets them through, counted.
+    struct HeldTouches {
+        touches: std::sync::atomic::AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl SessionRepository for HeldTouches {
+        async fn create_session(
+            &self,
+            _: &Session,
+            _: &TokenHash,
+            _: u32,
+            _: DateTime<Utc>,
+        ) -> Result<Vec<SessionId>, InfraError> {
+            unreachable!("the test only touches")
+        }
+        async fn rotate_refresh_token(
+            &self,
+            _: &TokenHash,
+            _: &TokenHash,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<RefreshOutcome, InfraError> {
+            unreachable!("the test only touches")
+        }
+        async fn session(&self, _: SessionId) -> Result<Option<Session>, InfraError> {
+            unreachable!("the test only touches")
+        }
+        async fn touch_session(&self, _: SessionId, _: DateTime<Utc>) -> Result<(), InfraError> {
+            self.touches.fetch_add(1, Ordering::SeqCst);
+            self.gate.acquire().await.expect("the gate stays open").forget();
+            Ok(())
+        }
+        async fn end_session(
+            &self,
+            _: UserId,
+            _: SessionId,
+            _: DateTime<Utc>,
+            _: EndReason,
+        ) -> Result<bool, InfraError> {
+            unreachable!("the test only touches")
+        }
+        async fn end_user_sessions(
+            &self,
+            _: UserId,
+            _: Option<SessionId>,
+            _: DateTime<Utc>,
+            _: EndReason,
+        ) -> Result<Vec<SessionId>, InfraError> {
+            unreachable!("the test only touches")
+        }
+        async fn active_sessions(
+            &self,
+            _: UserId,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Vec<Session>, InfraError> {
+            unreachable!("the test only touches")
+        }
+    }
+
+    /// Starts a touch of `session` and returns once it is being written.
+    async fn touch_in_flight(
+        store: &Arc<CachedStore<HeldTouches>>,
+        session: SessionId,
+    ) -> tokio::task::JoinHandle<Result<(), InfraError>> {
+        let before = store.inner().touches.load(Ordering::SeqCst);
+        let touch = tokio::spawn({
+            let store = Arc::clone(store);
+            async move { store.touch_session(session, Utc::now()).await }
+        });
+        while store.inner().touches.load(Ordering::SeqCst) == before {
+            tokio::task::yield_now().await;
+        }
+        touch
+    }
+
+    #[tokio::test]
+    async fn a_busy_session_is_written_once_while_its_touch_is_in_flight() {
+        let store = Arc::new(CachedStore::new(HeldTouches {
+            touches: std::sync::atomic::AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        }));
+        let busy = SessionId::from_uuid(uuid::Uuid::from_u128(1));
+        let touches = || store.inner().touches.load(Ordering::SeqCst);
+
+        let first = touch_in_flight(&store, busy).await;
+        for _ in 0..20 {
+            store.touch_session(busy, Utc::now()).await.unwrap();
+        }
+        assert_eq!(touches(), 1, "the other requests did not write");
+        // Another session is not held back by this one.
+        let other = touch_in_flight(&store, SessionId::from_uuid(uuid::Uuid::from_u128(2))).await;
+        assert_eq!(touches(), 2);
+
+        store.inner().gate.add_permits(2);
+        first.await.unwrap().unwrap();
+        other.await.unwrap().unwrap();
+        // Written: the next touch that is due writes again.
+        let again = touch_in_flight(&store, busy).await;
+        assert_eq!(touches(), 3);
+        // Cancelled (the client went away): the claim goes with it.
+        again.abort();
+        assert!(again.await.unwrap_err().is_cancelled());
+        let last = touch_in_flight(&store, busy).await;
+        assert_eq!(touches(), 4);
+        store.inner().gate.add_permits(1);
+        last.await.unwrap().unwrap();
     }
 }
