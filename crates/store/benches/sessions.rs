@@ -10,9 +10,14 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{DateTime, Duration, Utc};
-use convosphere_domain::ports::{SessionRepository, UserRepository};
-use convosphere_domain::{Email, NewUser, Plan, Session, SessionId, TokenHash, UserId};
+/// The integration tests' databases and values.
+#[path = "../tests/it/support.rs"]
+#[allow(dead_code, unused_macros)]
+mod support;
+
+use chrono::{Duration, Utc};
+use convosphere_domain::ports::SessionRepository;
+use convosphere_domain::UserId;
 use convosphere_store::Store;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tokio::runtime::Runtime;
@@ -22,43 +27,22 @@ const CAP: u32 = 5;
 /// Ended sessions of the user with history.
 const HISTORY: usize = 5_000;
 
-fn uuid() -> uuid::Uuid {
-    uuid::Uuid::from_u128(rand::random())
-}
-
+/// A new account, with an address no other has.
 fn user(runtime: &Runtime, store: &Store) -> UserId {
-    let new = NewUser {
-        id: UserId::from_uuid(uuid()),
-        name: "Bench".into(),
-        email: Email::parse(&format!("{}@example.com", uuid().simple())).unwrap(),
-        email_verified: true,
-        password_hash: None,
-        company: None,
-        country: None,
-        phone: None,
-        plan: Plan::Free,
-        created_at: Utc::now(),
-    };
-    runtime.block_on(store.create_user(&new)).unwrap().id
+    let email = format!("{}@example.com", uuid::Uuid::from_u128(rand::random()).simple());
+    runtime.block_on(support::user(store, &email))
 }
 
 /// Opens a session of `user` now, ending the oldest beyond the cap.
 fn open(runtime: &Runtime, store: &Store, user: UserId) {
-    let now: DateTime<Utc> = Utc::now();
-    let session = Session {
-        id: SessionId::from_uuid(uuid()),
-        user_id: user,
-        created_at: now,
-        last_active_at: now,
-        expires_at: now + Duration::days(7),
-        ended_at: None,
-        end_reason: None,
-        ip: None,
-        user_agent: None,
-    };
-    let refresh = TokenHash(rand::random());
+    let now = Utc::now();
     runtime
-        .block_on(store.create_session(&session, &refresh, CAP, now - Duration::hours(24)))
+        .block_on(store.create_session(
+            &support::session(user, now),
+            &support::token(),
+            CAP,
+            now - Duration::hours(24),
+        ))
         .unwrap();
 }
 
@@ -67,31 +51,29 @@ fn create_session(c: &mut Criterion) {
         .worker_threads(1)
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
-    let store = runtime.block_on(Store::connect(&url)).unwrap();
-    runtime.block_on(store.migrate()).unwrap();
-    let busy = user(&runtime, &store);
+    let db = runtime.block_on(support::sqlite());
+    let store = &db.store;
+    let busy = user(&runtime, store);
     for _ in 0..HISTORY + CAP as usize {
-        open(&runtime, &store, busy);
+        open(&runtime, store, busy);
     }
 
     let mut group = c.benchmark_group("create_session");
     group.bench_function("user without history", |b| {
         b.iter_batched(
             || {
-                let fresh = user(&runtime, &store);
+                let fresh = user(&runtime, store);
                 for _ in 0..CAP {
-                    open(&runtime, &store, fresh);
+                    open(&runtime, store, fresh);
                 }
                 fresh
             },
-            |fresh| open(&runtime, &store, fresh),
+            |fresh| open(&runtime, store, fresh),
             BatchSize::PerIteration,
         );
     });
     group.bench_function("user with 5,000 ended sessions", |b| {
-        b.iter(|| open(&runtime, &store, busy));
+        b.iter(|| open(&runtime, store, busy));
     });
     group.finish();
 }
