@@ -189,18 +189,17 @@ echo "  authz (access token): $(rate_authz "$ACCESS")"
 
 # Logins: bounded by argon2id. One hash alone, then one per core at once:
 # wall time per hash, and CPU time per hash (the example computes 22 hashes:
-# a dummy, a warm-up and the 20 it times).
+# a dummy, a warm-up and the 20 it times). The hash alone is timed again
+# after the logins and the faster of the two makes the bound: a neighbour
+# slowing one of them down must not lower the bar.
 TIMEFORMAT='%U %S'
 argon2() { { time "$BIN/argon2_time" 20 >"$DATA/argon2.$1"; } 2>"$DATA/argon2.$1.cpu"; }
 argon2 alone
-HASH_MS=$(cat "$DATA/argon2.alone")
-HASH_CPU_MS=$(awk '{printf "%.2f", ($1 + $2) * 1000 / 22}' "$DATA/argon2.alone.cpu")
 ARGON2_PIDS=()
 for i in $(seq 1 "$(nproc)"); do argon2 "par$i" & ARGON2_PIDS+=($!); done
 wait "${ARGON2_PIDS[@]}"
 PAR_MS=$(cat "$DATA"/argon2.par? | awk '{s += $1; n++} END {printf "%.2f", s / n}')
 PAR_CPU_MS=$(cat "$DATA"/argon2.par?.cpu | awk '{s += $1 + $2; n++} END {printf "%.2f", s * 1000 / 22 / n}')
-BOUND=$(python3 -c "print(round($(nproc) * 1000 / $HASH_MS, 1))")
 PAR_BOUND=$(python3 -c "print(round($(nproc) * 1000 / $PAR_MS, 1))")
 cat > "$DATA/login.lua" <<LUA
 wrk.method = "POST"
@@ -213,7 +212,12 @@ LOGIN_CPU1=$(cpu_s "$SERVICE")
 check_2xx "$LOGIN_OUT" "login"
 LOGIN=$(echo "$LOGIN_OUT" | rps)
 LOGIN_CPU_MS=$(python3 -c "print(round(($LOGIN_CPU1 - $LOGIN_CPU0) * 1000 / $(echo "$LOGIN_OUT" | awk '/requests in/ {print $1}'), 2))")
-echo "one argon2id hash (m=19456 KiB, t=2, p=1): $HASH_MS ms alone ($HASH_CPU_MS ms CPU), $PAR_MS ms with $(nproc) at once ($PAR_CPU_MS ms CPU); bound cores/hash = $BOUND logins/s, measured all-core rate = $PAR_BOUND hashes/s"
+argon2 again
+FASTER=$(awk 'NR == FNR {a = $1; next} {print ($1 < a) ? "again" : "alone"}' "$DATA/argon2.alone" "$DATA/argon2.again")
+HASH_MS=$(cat "$DATA/argon2.$FASTER")
+HASH_CPU_MS=$(awk '{printf "%.2f", ($1 + $2) * 1000 / 22}' "$DATA/argon2.$FASTER.cpu")
+BOUND=$(python3 -c "print(round($(nproc) * 1000 / $HASH_MS, 1))")
+echo "one argon2id hash (m=19456 KiB, t=2, p=1): $HASH_MS ms alone ($HASH_CPU_MS ms CPU; the faster of $(cat "$DATA/argon2.alone") and $(cat "$DATA/argon2.again") ms, before and after the logins), $PAR_MS ms with $(nproc) at once ($PAR_CPU_MS ms CPU); bound cores/hash = $BOUND logins/s, measured all-core rate = $PAR_BOUND hashes/s"
 echo "POST /v1/auth/login: $LOGIN req/s (p99 $(echo "$LOGIN_OUT" | latency)), ratio to cores/hash $(ratio "$LOGIN" "$BOUND") (goal >= 0.9), to the all-core hash rate $(ratio "$LOGIN" "$PAR_BOUND"); $LOGIN_CPU_MS ms CPU per login, hash (with $(nproc) at once)/login $(ratio "$PAR_CPU_MS" "$LOGIN_CPU_MS")"
 
 "$BIN/loadgen" refresh "$BASE" refresh@example.com "$PASSWORD" 8 "$DURATION"
