@@ -136,8 +136,7 @@ async fn main() {
         .await
         .expect("signup");
     let user = state
-        .auth
-        .store()
+        .store
         .user_by_email(&Email::parse(email).unwrap())
         .await
         .unwrap()
@@ -164,11 +163,11 @@ async fn main() {
             .first::<KeyRow>(conn)
             .expect("row by id");
     };
-    let store = state.auth.store().inner();
+    let store = &state.store;
 
     let (warm, measured) = keys.split_at(WARM_UP);
     for (key, id) in warm {
-        state.auth.authenticate_api_key(key).await.expect("warm-up key");
+        state.auth.authenticate(key).await.expect("warm-up key");
         by_id(&mut conn, id);
         store.api_key(user.id, *id).await.expect("read").expect("the key");
     }
@@ -177,7 +176,7 @@ async fn main() {
     let (mut miss, mut pk, mut through_store, mut hit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (key, id) in measured {
         let started = Instant::now();
-        state.auth.authenticate_api_key(key).await.expect("key");
+        state.auth.authenticate(key).await.expect("key");
         miss.push(started.elapsed());
         let started = Instant::now();
         by_id(&mut conn, id);
@@ -186,7 +185,7 @@ async fn main() {
         store.api_key(user.id, *id).await.expect("read").expect("the key");
         through_store.push(started.elapsed());
         let started = Instant::now();
-        state.auth.authenticate_api_key(key).await.expect("key");
+        state.auth.authenticate(key).await.expect("key");
         hit.push(started.elapsed());
     }
     let median = |times: &mut Vec<Duration>| {

@@ -1,11 +1,9 @@
 #![doc = include_str!("../README.md")]
 
-pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
-pub mod memo;
 pub mod metrics;
 pub mod state;
 pub mod usage;

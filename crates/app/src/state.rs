@@ -1,9 +1,9 @@
 //! Wiring: configuration in, adapters built, use cases ready.
 
-use crate::cache::{CachedSigner, CachedStore};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::usage::UsageRecorder;
+use convosphere_cache::CallerCache;
 use convosphere_crypto::{Argon2Hasher, JwtSigner, OsRng, Sealer, SystemClock};
 use convosphere_domain::auth::oauth::OAuthLogin;
 use convosphere_domain::oauth::{Provider, RedirectPolicy};
@@ -16,9 +16,8 @@ use convosphere_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use convosphere_store::Store;
 use std::sync::Arc;
 
-/// The use cases, wired to the production adapters (storage and token
-/// verification behind their caches).
-pub type AppAuth = Auth<CachedStore<Store>, Argon2Hasher, CachedSigner<JwtSigner>, MailService>;
+/// The use cases, wired to the production adapters.
+pub type AppAuth = Auth<Store, Argon2Hasher, JwtSigner, MailService, Limiter>;
 
 /// Why the service could not start: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +39,12 @@ pub struct AppState {
     /// The per-IP limiter of the unauthenticated endpoints (always in
     /// memory: it guards one instance's password hashing).
     pub ip_limiter: MemoryRateLimiter,
-    /// The per-account plan limiter (memory or Redis).
+    /// The storage adapter, for what is no use case: readiness, the
+    /// invalidation feed, the batched writes of key uses, the purge.
+    pub store: Store,
+    /// The checked credentials the use cases remember.
+    pub credentials: Arc<CallerCache>,
+    /// The per-account plan limiter (memory or Redis), also held by the use cases.
     pub limiter: Limiter,
     /// API key uses waiting to be written.
     pub usage: UsageRecorder,
@@ -111,7 +115,6 @@ impl AppState {
         let signer = JwtSigner::new(&signing_key, &config.public_url)
             .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
         let jwks = signer.jwks().to_string();
-        let signer = CachedSigner::new(signer, config.access_token_ttl);
         let hasher = Argon2Hasher::owasp().map_err(|e| StartError(format!("password hasher: {e}")))?;
         let mail = MailService::start(crate::http::mail_config(&config))
             .map_err(|e| StartError(format!("AUTH_SMTP_URL: {e}")))?;
@@ -126,24 +129,30 @@ impl AppState {
             lockout_threshold: config.lockout_threshold,
             lockout_duration: chrono(config.lockout_duration),
             mfa_issuer: "Convosphere AI".into(),
+            plan_limits: config.rate_limits,
         };
         let limiter = Limiter::from_config(&config).await?;
         let web = crate::web::WebState::new(&secret_key, config.is_https());
         let oauth = oauth_login(&config)?;
+        let credentials = Arc::new(CallerCache::new(convosphere_cache::CAPACITY));
         let auth = Auth::new(
-            CachedStore::new(store),
+            store.clone(),
             hasher,
             signer,
             mail.clone(),
+            limiter.clone(),
             Runtime {
                 clock: Arc::new(SystemClock),
                 rng: Arc::new(OsRng),
                 secrets: Arc::new(Sealer::new(&secret_key)),
+                credentials: credentials.clone(),
             },
             auth_config,
         );
         Ok(Self {
             auth,
+            store,
+            credentials,
             ip_limiter: MemoryRateLimiter::new(),
             limiter,
             usage: UsageRecorder::default(),
@@ -173,7 +182,7 @@ impl AppState {
 
     /// Writes pending API key uses and lets queued mail go out before the process exits.
     pub async fn shutdown(&self) {
-        self.usage.flush(self.auth.store()).await;
+        self.usage.flush(&self.store).await;
         self.mail.shutdown(std::time::Duration::from_secs(10)).await;
     }
 }
@@ -230,11 +239,13 @@ fn oauth_login(config: &Config) -> Result<OAuthLogin<OAuthClients>, StartError> 
 }
 
 /// The plan limiter: in memory for one instance, in Redis for many.
+/// Cheap to clone: clones share one limiter.
+#[derive(Clone)]
 pub enum Limiter {
     /// governor, in this process.
-    Memory(MemoryRateLimiter),
+    Memory(Arc<MemoryRateLimiter>),
     /// GCRA in Redis, shared by every instance; fails open (see the ratelimit crate).
-    Redis(RedisRateLimiter),
+    Redis(Arc<RedisRateLimiter>),
 }
 
 impl Limiter {
@@ -248,12 +259,12 @@ impl Limiter {
 
     async fn from_config(config: &Config) -> Result<Self, StartError> {
         match config.rate_limit_backend {
-            crate::config::RateLimitBackend::Memory => Ok(Self::Memory(MemoryRateLimiter::new())),
+            crate::config::RateLimitBackend::Memory => Ok(Self::Memory(Arc::new(MemoryRateLimiter::new()))),
             crate::config::RateLimitBackend::Redis => {
                 let url = config.redis_url.as_deref().unwrap_or_default();
                 RedisRateLimiter::connect(url)
                     .await
-                    .map(Self::Redis)
+                    .map(|limiter| Self::Redis(Arc::new(limiter)))
                     .map_err(|e| StartError(format!("AUTH_REDIS_URL: {e}")))
             }
         }
@@ -263,15 +274,15 @@ impl Limiter {
 impl convosphere_domain::ports::RateLimiter for Limiter {
     async fn check(
         &self,
-        key: &str,
+        subject: convosphere_domain::ports::RateSubject,
         per_minute: u32,
     ) -> Result<convosphere_domain::ports::RateLimitDecision, convosphere_domain::InfraError> {
         match self {
-            Limiter::Memory(limiter) => limiter.check(key, per_minute).await,
+            Limiter::Memory(limiter) => limiter.check(subject, per_minute).await,
             // Boxed: the Redis client's future is kilobytes, and every
             // authenticated request's future would carry (and move) that
             // space even with the in-memory limiter.
-            Limiter::Redis(limiter) => Box::pin(limiter.check(key, per_minute)).await,
+            Limiter::Redis(limiter) => Box::pin(limiter.check(subject, per_minute)).await,
         }
     }
 }

@@ -15,6 +15,8 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// What every key starts with.
+pub const KEY_PREFIX: &str = "cs_";
 /// Length of a whole key.
 pub const API_KEY_LEN: usize = 50;
 /// Length of the public id.
@@ -122,7 +124,7 @@ pub struct PresentedApiKey {
 impl PresentedApiKey {
     /// Checks format and checksum.
     pub fn parse(key: &str) -> Result<Self, ApiKeyFormatError> {
-        if key.len() != API_KEY_LEN || !key.is_ascii() || !key.starts_with("cs_") || key.as_bytes()[11] != b'_' {
+        if key.len() != API_KEY_LEN || !key.is_ascii() || !key.starts_with(KEY_PREFIX) || key.as_bytes()[11] != b'_' {
             return Err(ApiKeyFormatError::Malformed);
         }
         let (public_id, secret, sum) = (&key[3..11], &key[12..44], &key[44..]);

@@ -4,13 +4,13 @@
 use crate::event::{ClientContext, EventId, EventKind, EventPage, SecurityEvent};
 use crate::mfa::{RecoveryCode, TotpSecret};
 use crate::ports::{
-    AccessClaims, Clock, CreateUserError, Mail, Mailer, PasswordHasher, RefreshOutcome, Rng, SecretBox, Store,
-    TokenSigner, TokenVerifyError,
+    AccessClaims, Clock, CreateUserError, CredentialCache, Invalidation, Mail, Mailer, PasswordHasher, RefreshOutcome,
+    Rng, SecretBox, Store, TokenSigner,
 };
 use crate::profile::{parse_name, parse_optional_text, parse_phone, ProfileUpdate};
 use crate::{
-    Email, EndReason, FieldError, InfraError, NewUser, OpaqueToken, Password, PasswordError, Plan, Session, SessionId,
-    TokenKind, User, UserId,
+    Email, EndReason, FieldError, InfraError, NewUser, OpaqueToken, Password, PasswordError, Plan, PlanLimits, Session,
+    SessionId, TokenKind, User, UserId,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -39,6 +39,8 @@ pub struct AuthConfig {
     pub lockout_duration: Duration,
     /// The issuer named in authenticator apps (`otpauth://` URIs).
     pub mfa_issuer: String,
+    /// Requests per minute of each plan.
+    pub plan_limits: PlanLimits,
 }
 
 impl Default for AuthConfig {
@@ -54,12 +56,13 @@ impl Default for AuthConfig {
             lockout_threshold: 10,
             lockout_duration: Duration::minutes(15),
             mfa_issuer: "Convosphere AI".into(),
+            plan_limits: PlanLimits::default(),
         }
     }
 }
 
 /// How often at most a session's `last_active_at` is written.
-const TOUCH_INTERVAL: Duration = Duration::seconds(60);
+pub(crate) const TOUCH_INTERVAL: Duration = Duration::seconds(60);
 
 /// A signup as typed. Required fields may be empty: they are reported, not assumed.
 #[derive(Debug, Clone, Default)]
@@ -167,9 +170,7 @@ pub struct Principal {
     /// Until when this outcome holds as long as neither the session nor
     /// the account changes: the earliest of the token's expiry, the
     /// session's end (absolute or idle) and the next time its use is
-    /// recorded. A caller that remembers checked tokens (keyed by the
-    /// token, dropped when the session or the account changes) may answer
-    /// with this principal until then without asking [`Auth::authenticate`] again.
+    /// recorded. [`Auth::authenticate`] remembers it no longer.
     pub holds_until: DateTime<Utc>,
 }
 
@@ -228,26 +229,6 @@ pub enum RefreshError {
     #[error("the refresh token is invalid")]
     InvalidToken,
     /// The session ended (idle, past its lifetime, evicted, logged out).
-    #[error("the session has ended")]
-    SessionExpired,
-    /// The account is suspended.
-    #[error("the account is locked")]
-    Locked,
-    /// Infrastructure failure.
-    #[error(transparent)]
-    Internal(#[from] InfraError),
-}
-
-/// Outcomes of [`Auth::authenticate`].
-#[derive(Debug, thiserror::Error)]
-pub enum AuthenticateError {
-    /// Malformed, wrongly signed or unknown.
-    #[error("the access token is invalid")]
-    InvalidToken,
-    /// Past `exp`.
-    #[error("the access token has expired")]
-    TokenExpired,
-    /// Its session ended.
     #[error("the session has ended")]
     SessionExpired,
     /// The account is suspended.
@@ -325,8 +306,9 @@ pub enum AdminError {
     Internal(#[from] InfraError),
 }
 
-/// The ports every use case shares, as trait objects: the time, randomness
-/// and the encryption of secrets at rest. Tests drive the first two.
+/// The ports every use case shares, as trait objects: the time, randomness,
+/// the encryption of secrets at rest and the cache of checked credentials.
+/// Tests drive the clock and the randomness.
 #[derive(Clone)]
 pub struct Runtime {
     /// The current time.
@@ -335,27 +317,32 @@ pub struct Runtime {
     pub rng: Arc<dyn Rng>,
     /// Encrypts TOTP secrets at rest.
     pub secrets: Arc<dyn SecretBox>,
+    /// Remembers checked credentials ([`NoCredentialCache`](crate::ports::NoCredentialCache) remembers none).
+    pub credentials: Arc<dyn CredentialCache>,
 }
 
 /// The auth use cases, generic over their ports.
 ///
 /// `S` stores users, sessions, one-time tokens, 2FA and the audit trail;
-/// `H` hashes passwords; `T` signs access tokens; `M` sends mail.
-pub struct Auth<S, H, T, M> {
+/// `H` hashes passwords; `T` signs access tokens; `M` sends mail; `L`
+/// counts requests against the plans' budgets.
+pub struct Auth<S, H, T, M, L> {
     store: S,
     hasher: H,
     signer: T,
     mailer: M,
+    limiter: L,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
     secrets: Arc<dyn SecretBox>,
+    credentials: Arc<dyn CredentialCache>,
     config: AuthConfig,
     /// The millisecond of the last event id: ids of one instance's events
     /// increase even within one millisecond, so their order is their cursor.
     last_event_ms: AtomicI64,
 }
 
-impl<S, H, T, M> Auth<S, H, T, M>
+impl<S, H, T, M, L> Auth<S, H, T, M, L>
 where
     S: Store,
     H: PasswordHasher,
@@ -363,15 +350,17 @@ where
     M: Mailer,
 {
     /// Wires the use cases to their adapters.
-    pub fn new(store: S, hasher: H, signer: T, mailer: M, runtime: Runtime, config: AuthConfig) -> Self {
+    pub fn new(store: S, hasher: H, signer: T, mailer: M, limiter: L, runtime: Runtime, config: AuthConfig) -> Self {
         Self {
             store,
             hasher,
             signer,
             mailer,
+            limiter,
             clock: runtime.clock,
             rng: runtime.rng,
             secrets: runtime.secrets,
+            credentials: runtime.credentials,
             config,
             last_event_ms: AtomicI64::new(0),
         }
@@ -382,14 +371,18 @@ where
         &self.config
     }
 
-    /// The storage adapter (for read-only checks such as readiness).
-    pub fn store(&self) -> &S {
-        &self.store
+    /// Forgets what a change made stale in the cache of credentials, on
+    /// this instance at once (storage writes the same invalidation to the
+    /// feed, for the other instances).
+    fn forget(&self, invalidation: Invalidation) {
+        self.credentials.forget(&invalidation);
     }
 
-    /// The token signer.
-    pub fn signer(&self) -> &T {
-        &self.signer
+    /// Forgets the sessions a change ended.
+    fn forget_sessions(&self, ended: &[SessionId]) {
+        for id in ended {
+            self.forget(Invalidation::Session(*id));
+        }
     }
 
     /// Appends an event to the user's audit trail.
@@ -573,6 +566,7 @@ where
             .set_email_verified(user_id)
             .await?
             .ok_or(LinkError::LinkInvalid)?;
+        self.forget(Invalidation::User(user_id));
         self.record(user_id, EventKind::EmailVerified, client, &[]).await?;
         Ok(user)
     }
@@ -753,7 +747,8 @@ where
             user_agent,
         };
         let refresh = OpaqueToken::generate(&*self.rng);
-        self.store
+        let evicted = self
+            .store
             .create_session(
                 &session,
                 &refresh.hash(),
@@ -761,6 +756,7 @@ where
                 self.idle_cutoff(now),
             )
             .await?;
+        self.forget_sessions(&evicted);
         self.issue(user, &session, refresh, now)
     }
 
@@ -803,6 +799,7 @@ where
         let session = match outcome {
             RefreshOutcome::Rotated(session) => session,
             RefreshOutcome::Reused(ended) => {
+                self.forget(Invalidation::Session(ended.id));
                 let id = ended.id.to_string();
                 let details = [("reason", "refresh_reuse"), ("session_id", id.as_str())];
                 self.record(ended.user_id, EventKind::SessionEnded, client, &details)
@@ -823,54 +820,14 @@ where
         Ok(self.issue(user, &session, replacement, now)?)
     }
 
-    /// Checks an access token and its session; records the session's use.
-    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
-        let now = self.clock.now();
-        let claims = self.signer.verify(access_token, now).map_err(|e| match e {
-            TokenVerifyError::Expired => AuthenticateError::TokenExpired,
-            TokenVerifyError::Invalid => AuthenticateError::InvalidToken,
-        })?;
-        let session = self
-            .store
-            .session(claims.session_id)
-            .await?
-            .filter(|s| s.user_id == claims.user_id)
-            .ok_or(AuthenticateError::InvalidToken)?;
-        if !session.is_active(now, self.config.session_idle_timeout) {
-            return Err(AuthenticateError::SessionExpired);
-        }
-        let user = self
-            .store
-            .user_by_id(claims.user_id)
-            .await?
-            .ok_or(AuthenticateError::InvalidToken)?;
-        if user.suspended {
-            return Err(AuthenticateError::Locked);
-        }
-        let mut last_active_at = session.last_active_at;
-        if now - last_active_at >= TOUCH_INTERVAL {
-            self.store.touch_session(session.id, now).await?;
-            last_active_at = now;
-        }
-        let holds_until = claims
-            .expires_at
-            .min(session.expires_at)
-            .min(last_active_at + self.config.session_idle_timeout)
-            .min(last_active_at + TOUCH_INTERVAL);
-        Ok(Principal {
-            user,
-            session_id: session.id,
-            holds_until,
-        })
-    }
-
     /// Ends the caller's session.
     pub async fn logout(&self, user: UserId, session: SessionId, client: &ClientContext) -> Result<(), InfraError> {
-        if self
+        let ended = self
             .store
             .end_session(user, session, self.clock.now(), EndReason::Logout)
-            .await?
-        {
+            .await?;
+        self.forget(Invalidation::Session(session));
+        if ended {
             let id = session.to_string();
             self.record(
                 user,
@@ -922,12 +879,15 @@ where
             return Err(ResetPasswordError::LinkInvalid);
         }
         self.store.set_password_hash(user_id, &password_hash).await?;
-        self.store
+        let ended = self
+            .store
             .end_user_sessions(user_id, None, now, EndReason::PasswordReset)
             .await?;
+        self.forget_sessions(&ended);
         self.store.clear_failed_logins(user_id).await?;
         if !user.email_verified {
             self.store.set_email_verified(user_id).await?;
+            self.forget(Invalidation::User(user_id));
         }
         self.record(user_id, EventKind::PasswordReset, client, &[]).await?;
         Ok(())
@@ -984,9 +944,11 @@ where
         let hash = self.hasher.hash(&password).await?;
         let now = self.clock.now();
         self.store.set_password_hash(user.id, &hash).await?;
-        self.store
+        let ended = self
+            .store
             .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::PasswordChanged)
             .await?;
+        self.forget_sessions(&ended);
         self.record(user.id, EventKind::PasswordChanged, client, &[]).await?;
         self.mailer
             .send(Mail::PasswordChanged {
@@ -1000,10 +962,9 @@ where
 
     /// Changes name, company, country or phone.
     pub async fn update_profile(&self, user: UserId, update: ProfileUpdate) -> Result<User, ProfileError> {
-        self.store
-            .update_profile(user, &update)
-            .await?
-            .ok_or(ProfileError::NotFound)
+        let updated = self.store.update_profile(user, &update).await?;
+        self.forget(Invalidation::User(user));
+        updated.ok_or(ProfileError::NotFound)
     }
 
     /// The user's active sessions, newest first.
@@ -1028,6 +989,7 @@ where
         if !active || !self.store.end_session(user, session, now, EndReason::Revoked).await? {
             return Err(NotFoundError::NotFound);
         }
+        self.forget(Invalidation::Session(session));
         let id = session.to_string();
         self.record(
             user,
@@ -1049,6 +1011,7 @@ where
     pub async fn admin_set_plan(&self, email: &str, plan: Plan) -> Result<User, AdminError> {
         let user = self.user_by_email_or_unknown(email).await?;
         self.store.set_plan(user.id, plan).await?;
+        self.forget(Invalidation::User(user.id));
         if plan != user.plan {
             let details = [("from", user.plan.as_str()), ("to", plan.as_str())];
             self.record(user.id, EventKind::PlanChanged, &ClientContext::operator(), &details)
@@ -1061,9 +1024,12 @@ where
     pub async fn admin_lock(&self, email: &str) -> Result<User, AdminError> {
         let user = self.user_by_email_or_unknown(email).await?;
         self.store.set_suspended(user.id, true).await?;
-        self.store
+        self.forget(Invalidation::User(user.id));
+        let ended = self
+            .store
             .end_user_sessions(user.id, None, self.clock.now(), EndReason::Suspended)
             .await?;
+        self.forget_sessions(&ended);
         self.record(user.id, EventKind::Suspended, &ClientContext::operator(), &[])
             .await?;
         Ok(User {
@@ -1076,6 +1042,7 @@ where
     pub async fn admin_unlock(&self, email: &str) -> Result<User, AdminError> {
         let user = self.user_by_email_or_unknown(email).await?;
         self.store.set_suspended(user.id, false).await?;
+        self.forget(Invalidation::User(user.id));
         self.store.clear_failed_logins(user.id).await?;
         self.record(user.id, EventKind::Unlocked, &ClientContext::operator(), &[])
             .await?;
@@ -1096,13 +1063,14 @@ where
     /// Operator: marks an e-mail address verified.
     pub async fn admin_verify_email(&self, email: &str) -> Result<User, AdminError> {
         let user = self.user_by_email_or_unknown(email).await?;
-        self.store
-            .set_email_verified(user.id)
-            .await?
-            .ok_or_else(|| AdminError::UnknownEmail(email.to_owned()))
+        let verified = self.store.set_email_verified(user.id).await?;
+        self.forget(Invalidation::User(user.id));
+        verified.ok_or_else(|| AdminError::UnknownEmail(email.to_owned()))
     }
 }
 
+pub mod gateway;
+pub use gateway::Caller;
 pub mod keys;
 pub mod mfa;
 pub mod oauth;

@@ -17,6 +17,7 @@ pub mod session;
 pub mod token;
 pub mod user;
 
+pub use auth::gateway::{Authorization, AuthorizeError, Caller, Credential, CredentialError};
 pub use auth::{Auth, AuthConfig, IssuedTokens, LoginRequest, Principal, Runtime, SecondFactor, SignupRequest};
 pub use email::{Email, EmailError};
 pub use error::{FieldError, InfraError};

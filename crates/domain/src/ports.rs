@@ -369,12 +369,80 @@ pub struct RateLimitDecision {
     pub retry_after: Option<Duration>,
 }
 
-/// Counts requests per key (an account, a client IP) against a budget per minute.
+/// Whose requests a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateSubject {
+    /// An account: all of its keys and sessions share its plan's budget.
+    Account(UserId),
+    /// A client IP (the unauthenticated endpoints).
+    Ip(std::net::IpAddr),
+}
+
+impl std::fmt::Display for RateSubject {
+    /// `acct:<user id>` or `ip:<address>`: the key a shared limiter stores.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateSubject::Account(user) => write!(f, "acct:{user}"),
+            RateSubject::Ip(ip) => write!(f, "ip:{ip}"),
+        }
+    }
+}
+
+/// Counts requests per [`RateSubject`] against a budget per minute.
 /// Implementations use GCRA, so that a budget of N per minute lets a burst of
 /// N through and then one request each 60/N seconds.
 pub trait RateLimiter: Send + Sync {
-    /// Counts one request for `key` against `per_minute`.
-    fn check(&self, key: &str, per_minute: u32) -> impl Future<Output = Result<RateLimitDecision, InfraError>> + Send;
+    /// Counts one request of `subject` against `per_minute`.
+    fn check(
+        &self,
+        subject: RateSubject,
+        per_minute: u32,
+    ) -> impl Future<Output = Result<RateLimitDecision, InfraError>> + Send;
+}
+
+/// The key under which a checked credential is cached: the SHA-256 of the
+/// whole credential, so that the cache never holds a bearer secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialKey(pub [u8; 32]);
+
+impl CredentialKey {
+    /// The key of a credential as presented.
+    pub fn of(credential: &str) -> Self {
+        use sha2::Digest as _;
+        Self(sha2::Sha256::digest(credential.as_bytes()).into())
+    }
+}
+
+/// Remembers the callers of credentials checked lately, shared by every
+/// request of an instance, and forgets them on an [`Invalidation`].
+///
+/// The cache itself holds no rule: [`Auth::authenticate`](crate::Auth::authenticate)
+/// decides what to remember and for how long, and remembers a caller only if
+/// the [`generation`](Self::generation) did not move while it was checked.
+/// Implementations must move the generation *before* they forget, so that
+/// a check racing an invalidation sees one or the other.
+pub trait CredentialCache: Send + Sync {
+    /// The caller remembered for `key`, if it is still current at `now`.
+    fn get(&self, key: &CredentialKey, now: DateTime<Utc>) -> Option<crate::auth::Caller>;
+
+    /// Counts invalidations: it moves on with every [`forget`](Self::forget).
+    fn generation(&self) -> u64;
+
+    /// Remembers `caller` for `key` until `until` at the latest.
+    fn insert(&self, key: CredentialKey, caller: crate::auth::Caller, until: DateTime<Utc>);
+
+    /// Forgets what `key` was remembered as.
+    fn remove(&self, key: &CredentialKey);
+
+    /// Forgets every caller that `invalidation` touches.
+    fn forget(&self, invalidation: &Invalidation);
+
+    /// Claims the recording of a session's use: `false` while another
+    /// claim on the same session is held (its write is in flight).
+    fn claim_touch(&self, session: SessionId) -> bool;
+
+    /// Ends a claim of [`claim_touch`](Self::claim_touch).
+    fn release_touch(&self, session: SessionId);
 }
 
 /// Stored API keys.
@@ -610,4 +678,31 @@ pub trait OAuthRepository: Send + Sync {
         code: &TokenHash,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(UserId, crate::oauth::Provider)>, InfraError>> + Send;
+}
+
+/// A [`CredentialCache`] that remembers nothing: every request is checked
+/// in full. For tools and services that make few checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCredentialCache;
+
+impl CredentialCache for NoCredentialCache {
+    fn get(&self, _: &CredentialKey, _: DateTime<Utc>) -> Option<crate::auth::Caller> {
+        None
+    }
+
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    fn insert(&self, _: CredentialKey, _: crate::auth::Caller, _: DateTime<Utc>) {}
+
+    fn remove(&self, _: &CredentialKey) {}
+
+    fn forget(&self, _: &Invalidation) {}
+
+    fn claim_touch(&self, _: SessionId) -> bool {
+        true
+    }
+
+    fn release_touch(&self, _: SessionId) {}
 }

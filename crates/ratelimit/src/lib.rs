@@ -5,7 +5,7 @@ mod redis_limiter;
 
 pub use redis_limiter::{RedisLimiterError, RedisOptions, RedisRateLimiter, DEFAULT_REDIS_PREFIX};
 
-use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
+use convosphere_domain::ports::{RateLimitDecision, RateLimiter, RateSubject};
 use convosphere_domain::InfraError;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
@@ -26,33 +26,11 @@ pub const DEFAULT_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 const TABLE_SLOTS: usize = 16;
 
 /// One governor keyed limiter: one GCRA state per key, all with the same quota.
-type KeyedLimiter<C> = governor::RateLimiter<Key, DashMapStateStore<Key>, C, StateInformationMiddleware>;
+type KeyedLimiter<C> =
+    governor::RateLimiter<RateSubject, DashMapStateStore<RateSubject>, C, StateInformationMiddleware>;
 
 /// A budget (requests per minute) and its limiter.
 type Budget<C> = (NonZeroU32, KeyedLimiter<C>);
-
-/// A limiter key. Keys as long as the service's (`acct:` and a UUID, `ip:`
-/// and an IPv6 address) are kept inline, so a check allocates nothing.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<str>),
-}
-
-const INLINE_KEY: usize = 46;
-
-impl Key {
-    fn new(key: &str) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE_KEY => {
-                let mut bytes = [0; INLINE_KEY];
-                bytes[..key.len()].copy_from_slice(key.as_bytes());
-                Key::Inline { len, bytes }
-            }
-            _ => Key::Heap(key.into()),
-        }
-    }
-}
 
 /// A rate limiter for one process: GCRA per key, in memory, with
 /// [governor](https://docs.rs/governor).
@@ -65,9 +43,9 @@ impl Key {
 /// the keys active in the last minute or so.
 ///
 /// A check writes no memory that every thread shares, other than its key's
-/// own state: budgets are found in a table read without a lock, and keys
-/// are kept inline. Two threads checking different keys do not slow each
-/// other down.
+/// own state: budgets are found in a table read without a lock, and a key
+/// is the [`RateSubject`] itself. Two threads checking different keys do
+/// not slow each other down.
 ///
 /// The clock is a type parameter so that tests can drive time with
 /// [`governor::clock::FakeRelativeClock`]; production uses governor's default
@@ -134,16 +112,16 @@ where
         self
     }
 
-    /// Counts one request for `key` against a budget of `per_minute`.
+    /// Counts one request of `subject` against a budget of `per_minute`.
     ///
     /// The synchronous core of [`RateLimiter::check`]. A budget of zero
     /// refuses everything.
-    pub fn decide(&self, key: &str, per_minute: u32) -> RateLimitDecision {
+    pub fn decide(&self, subject: RateSubject, per_minute: u32) -> RateLimitDecision {
         let Some(limit) = NonZeroU32::new(per_minute) else {
             return decision::zero_budget();
         };
         self.sweep_when_due();
-        let outcome = self.with_limiter(limit, |limiter| limiter.check_key(&Key::new(key)));
+        let outcome = self.with_limiter(limit, |limiter| limiter.check_key(&subject));
         match outcome {
             Ok(snapshot) => decision::allowed(limit, snapshot.remaining_burst_capacity()),
             Err(not_until) => decision::refused(limit, not_until.wait_time_from(self.clock.now())),
@@ -247,7 +225,11 @@ where
     C: Clock + Clone + Send + Sync,
     C::Instant: Reference + Send + Sync,
 {
-    fn check(&self, key: &str, per_minute: u32) -> impl Future<Output = Result<RateLimitDecision, InfraError>> + Send {
-        std::future::ready(Ok(self.decide(key, per_minute)))
+    fn check(
+        &self,
+        subject: RateSubject,
+        per_minute: u32,
+    ) -> impl Future<Output = Result<RateLimitDecision, InfraError>> + Send {
+        std::future::ready(Ok(self.decide(subject, per_minute)))
     }
 }

@@ -2,7 +2,7 @@
 //! kept in Redis so that every instance of the service shares one budget per key.
 
 use crate::decision;
-use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
+use convosphere_domain::ports::{RateLimitDecision, RateLimiter, RateSubject};
 use convosphere_domain::InfraError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
@@ -307,7 +307,8 @@ impl RedisRateLimiter {
 
 impl RateLimiter for RedisRateLimiter {
     /// Never fails: without Redis the request is allowed (see [`RedisRateLimiter::decide`]).
-    async fn check(&self, key: &str, per_minute: u32) -> Result<RateLimitDecision, InfraError> {
-        Ok(self.decide(key, per_minute).await)
+    /// The key is the subject's text (`acct:<user id>`, `ip:<address>`).
+    async fn check(&self, subject: RateSubject, per_minute: u32) -> Result<RateLimitDecision, InfraError> {
+        Ok(self.decide(&subject.to_string(), per_minute).await)
     }
 }

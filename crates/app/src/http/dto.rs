@@ -1,20 +1,9 @@
 //! Request and response bodies of the JSON API.
 
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
-use actix_web::HttpResponse;
 use chrono::{DateTime, SecondsFormat, Utc};
 use convosphere_domain::auth::{IssuedTokens, Redacted};
-use convosphere_domain::{Scope, ScopeSet, SecondFactor, SecurityEvent, Session, SessionId, User};
+use convosphere_domain::{ScopeSet, SecondFactor, SecurityEvent, Session, SessionId, User};
 use serde::{Deserialize, Serialize, Serializer};
-use std::cell::RefCell;
-
-/// A 200 answer whose JSON body was written by hand (`/v1/authz`, `/v1/me`).
-pub(crate) fn json_ok(body: String) -> HttpResponse {
-    const JSON: HeaderValue = HeaderValue::from_static("application/json");
-    let mut response = HttpResponse::Ok().body(body);
-    response.headers_mut().insert(CONTENT_TYPE, JSON);
-    response
-}
 
 /// RFC 3339 in UTC to the second, as every body writes times.
 fn rfc3339_string(at: &DateTime<Utc>) -> String {
@@ -324,109 +313,6 @@ pub struct MeBody {
     pub principal: PrincipalBody,
 }
 
-impl MeBody {
-    /// The body as `serde_json` writes it, written directly: programs ask
-    /// `GET /v1/me` who they are, and serde took a tenth of its instructions.
-    pub fn to_json(&self) -> String {
-        let (user, principal) = (&self.user, &self.principal);
-        let mut out = String::with_capacity(384 + user.name.len() + user.email.len());
-        out.push_str("{\"user\":{\"id\":");
-        push_string(&mut out, &user.id);
-        out.push_str(",\"name\":");
-        push_string(&mut out, &user.name);
-        out.push_str(",\"email\":");
-        push_string(&mut out, &user.email);
-        out.push_str(",\"email_verified\":");
-        out.push_str(if user.email_verified { "true" } else { "false" });
-        for (name, value) in [
-            ("company", &user.company),
-            ("country", &user.country),
-            ("phone", &user.phone),
-        ] {
-            out.push_str(",\"");
-            out.push_str(name);
-            out.push_str("\":");
-            match value {
-                Some(value) => push_string(&mut out, value),
-                None => out.push_str("null"),
-            }
-        }
-        out.push_str(",\"plan\":");
-        push_string(&mut out, &user.plan);
-        out.push_str(",\"mfa_enabled\":");
-        out.push_str(if user.mfa_enabled { "true" } else { "false" });
-        out.push_str(",\"created_at\":");
-        push_string(&mut out, &rfc3339_string(&user.created_at));
-        out.push_str("},\"principal\":{\"type\":");
-        push_string(&mut out, principal.kind);
-        out.push_str(",\"scopes\":");
-        with_scope_texts(principal.scopes, |texts| out.push_str(&texts.json));
-        for (name, value) in [
-            ("session_id", &principal.session_id),
-            ("api_key_id", &principal.api_key_id),
-        ] {
-            if let Some(value) = value {
-                out.push_str(",\"");
-                out.push_str(name);
-                out.push_str("\":");
-                push_string(&mut out, value);
-            }
-        }
-        out.push_str("}}");
-        out
-    }
-}
-
-/// Appends `text` as a JSON string.
-fn push_string(out: &mut String, text: &str) {
-    out.push('"');
-    crate::logging::push_escaped(out, text);
-    out.push('"');
-}
-
-/// The texts of a set of scopes in the gateway's answer and in
-/// `GET /v1/me`: each is the same for every request with that set.
-pub(crate) struct ScopeTexts {
-    /// The JSON array of the names: `["agents:read","chat:write"]`.
-    pub json: String,
-    /// The names separated by spaces, for `X-Auth-Scopes`.
-    pub header: HeaderValue,
-}
-
-impl ScopeTexts {
-    fn of(set: ScopeSet) -> Self {
-        let mut json = String::from("[");
-        for (i, scope) in set.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            push_string(&mut json, scope.as_str());
-        }
-        json.push(']');
-        // Scope names are visible ASCII: never the empty fallback.
-        let header = HeaderValue::try_from(set.to_string()).unwrap_or(HeaderValue::from_static(""));
-        Self { json, header }
-    }
-}
-
-/// Calls `f` with the texts of `set`, made once per set and thread (there
-/// are 1,024 sets of the ten scopes).
-pub(crate) fn with_scope_texts<R>(set: ScopeSet, f: impl FnOnce(&ScopeTexts) -> R) -> R {
-    thread_local! {
-        static TEXTS: RefCell<Vec<Option<ScopeTexts>>> = const { RefCell::new(Vec::new()) };
-    }
-    let index = Scope::ALL.iter().enumerate().fold(0, |index, (bit, scope)| {
-        index | usize::from(set.contains(*scope)) << bit
-    });
-    TEXTS.with(|texts| {
-        let mut texts = texts.borrow_mut();
-        if texts.is_empty() {
-            texts.resize_with(1 << Scope::ALL.len(), || None);
-        }
-        f(texts[index].get_or_insert_with(|| ScopeTexts::of(set)))
-    })
-}
-
 /// A set of scopes as serde writes it: an array of their names.
 fn scope_names<S: Serializer>(set: &ScopeSet, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(set.iter().map(|scope| scope.as_str()))
@@ -571,30 +457,6 @@ pub struct AuthzBody {
     pub plan: &'static str,
 }
 
-impl AuthzBody {
-    /// The body as `serde_json` writes it, written directly: it is the
-    /// answer to every request of the platform.
-    pub fn to_json(&self) -> String {
-        with_scope_texts(self.scopes, |texts| self.to_json_with(&texts.json))
-    }
-
-    /// [`Self::to_json`] with the `scopes` array's text at hand.
-    pub(crate) fn to_json_with(&self, scopes_json: &str) -> String {
-        let mut out =
-            String::with_capacity(64 + self.user_id.len() + self.principal.len() + scopes_json.len() + self.plan.len());
-        out.push_str("{\"user_id\":");
-        push_string(&mut out, &self.user_id);
-        out.push_str(",\"principal\":");
-        push_string(&mut out, self.principal);
-        out.push_str(",\"scopes\":");
-        out.push_str(scopes_json);
-        out.push_str(",\"plan\":");
-        push_string(&mut out, self.plan);
-        out.push('}');
-        out
-    }
-}
-
 /// `POST /v1/me/mfa/totp`: the new secret, to enter in an authenticator app.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TotpSetupBody {
@@ -693,75 +555,4 @@ pub struct EventList {
     pub events: Vec<EventBody>,
     /// Pass as `before` for the next (older) page; `null` on the last.
     pub next: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use convosphere_domain::Plan;
-    use proptest::prelude::*;
-
-    /// Every one of the 1,024 sets, asked twice (made, then kept), gives
-    /// its names in the header and in the JSON array.
-    #[test]
-    fn the_texts_of_every_scope_set_name_its_scopes() {
-        for round in 0..2 {
-            for mask in 0..(1usize << Scope::ALL.len()) {
-                let set: ScopeSet = Scope::ALL
-                    .iter()
-                    .enumerate()
-                    .filter(|(bit, _)| mask & (1 << bit) != 0)
-                    .map(|(_, scope)| *scope)
-                    .collect();
-                let names: Vec<&str> = set.iter().map(|scope| scope.as_str()).collect();
-                with_scope_texts(set, |texts| {
-                    assert_eq!(texts.header.to_str().unwrap(), names.join(" "), "round {round}");
-                    assert_eq!(serde_json::from_str::<Vec<String>>(&texts.json).unwrap(), names);
-                });
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        /// `GET /v1/me`'s body, written by hand, is the one serde writes,
-        /// whatever the account's fields hold.
-        #[test]
-        fn the_me_body_is_what_serde_writes(
-            name in any::<String>(),
-            email in "[a-z\"\\\\]{1,10}@[a-z]{1,8}\\.example",
-            company in proptest::option::of(any::<String>()),
-            country in proptest::option::of("[\\x00-\\x7f]{0,12}"),
-            phone in proptest::option::of(any::<String>()),
-            flags in any::<(bool, bool)>(),
-            plan in proptest::sample::select(Plan::ALL.to_vec()),
-            seconds in 0i64..4_102_444_800,
-            scopes in proptest::sample::subsequence(Scope::ALL.to_vec(), 0..=10),
-            session in proptest::option::of(Just(uuid::Uuid::new_v4().to_string())),
-            key in proptest::option::of(Just(uuid::Uuid::new_v4().to_string())),
-        ) {
-            let body = MeBody {
-                user: UserBody {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    name,
-                    email,
-                    email_verified: flags.0,
-                    company,
-                    country,
-                    phone,
-                    plan: plan.as_str().to_owned(),
-                    mfa_enabled: flags.1,
-                    created_at: DateTime::from_timestamp(seconds, 0).unwrap(),
-                },
-                principal: PrincipalBody {
-                    kind: if key.is_some() { "api_key" } else { "user" },
-                    scopes: scopes.iter().copied().collect(),
-                    session_id: session,
-                    api_key_id: key,
-                },
-            };
-            prop_assert_eq!(body.to_json(), serde_json::to_string(&body).unwrap());
-        }
-    }
 }

@@ -254,7 +254,10 @@ pub async fn ip_limit(
     let client = ClientInfo::of(req.request(), &state.config.trusted_proxies);
     let decision = match state
         .ip_limiter
-        .check(&format!("ip:{}", client.ip), state.config.ip_rate_limit)
+        .check(
+            convosphere_domain::ports::RateSubject::Ip(client.ip),
+            state.config.ip_rate_limit,
+        )
         .await
     {
         Ok(decision) => decision,

@@ -53,12 +53,12 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         .map_err(|e| StartError(format!("AUTH_DATABASE_URL: migration failed: {e}")))?;
     let bind = config.bind;
     let state = web::Data::new(AppState::build(config, store).await?);
-    crate::cache::spawn_invalidation_poller(state.auth.store().clone()).await;
+    convosphere_cache::spawn_invalidation_poller(state.store.clone(), state.credentials.clone()).await;
     let flusher = state.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(crate::usage::FLUSH_INTERVAL).await;
-            flusher.usage.flush(flusher.auth.store()).await;
+            flusher.usage.flush(&flusher.store).await;
         }
     });
     spawn_purger(state.clone());
@@ -91,7 +91,7 @@ fn spawn_purger(state: web::Data<AppState>) {
         loop {
             tokio::time::sleep(PURGE_INTERVAL).await;
             let now = chrono::Utc::now();
-            let store = state.auth.store().inner();
+            let store = &state.store;
             match store.purge_expired(now - chrono::Duration::days(1)).await {
                 Ok(purged) => tracing::info!(?purged, "purged expired rows"),
                 Err(error) => tracing::warn!(%error, "purging expired rows failed"),

@@ -5,11 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
 use convosphere_domain::auth::{
-    AdminError, AuthenticateError, ChangePasswordError, LinkError, LoginError, NotFoundError, ProfileError,
-    RefreshError, ResetPasswordError, SignupError,
+    AdminError, ChangePasswordError, LinkError, LoginError, NotFoundError, ProfileError, RefreshError,
+    ResetPasswordError, SignupError,
 };
 use convosphere_domain::ports::RateLimitDecision;
-use convosphere_domain::{FieldError, InfraError, PasswordError};
+use convosphere_domain::{AuthorizeError, CredentialError, FieldError, InfraError, PasswordError};
 use serde::Serialize;
 use std::fmt;
 
@@ -370,14 +370,28 @@ impl From<RefreshError> for ApiError {
     }
 }
 
-impl From<AuthenticateError> for ApiError {
-    fn from(e: AuthenticateError) -> Self {
+impl From<CredentialError> for ApiError {
+    fn from(e: CredentialError) -> Self {
         match e {
-            AuthenticateError::InvalidToken => Self::unauthorized("invalid_token", "the access token is invalid"),
-            AuthenticateError::TokenExpired => Self::unauthorized("token_expired", "the access token has expired"),
-            AuthenticateError::SessionExpired => session_expired(),
-            AuthenticateError::Locked => account_locked(),
-            AuthenticateError::Internal(cause) => cause.into(),
+            CredentialError::InvalidToken => Self::unauthorized("invalid_token", "the access token is invalid"),
+            CredentialError::TokenExpired => Self::unauthorized("token_expired", "the access token has expired"),
+            CredentialError::SessionExpired => session_expired(),
+            CredentialError::InvalidApiKey => Self::unauthorized("invalid_api_key", "the API key is invalid"),
+            CredentialError::ApiKeyExpired => Self::unauthorized("api_key_expired", "the API key has expired"),
+            CredentialError::ApiKeyRevoked => Self::unauthorized("api_key_revoked", "the API key has been revoked"),
+            CredentialError::Locked => account_locked(),
+            CredentialError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<AuthorizeError> for ApiError {
+    fn from(e: AuthorizeError) -> Self {
+        match e {
+            AuthorizeError::Credential(e) => e.into(),
+            AuthorizeError::RateLimited { budget, .. } => Self::rate_limited(&budget),
+            AuthorizeError::InsufficientScope { missing, .. } => Self::insufficient_scope(missing.as_str()),
+            AuthorizeError::Internal(cause) => cause.into(),
         }
     }
 }

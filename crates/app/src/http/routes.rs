@@ -1,6 +1,6 @@
 //! Handlers: extract, call one use case, map the outcome.
 
-use super::auth::{Caller, UserSession};
+use super::auth::{AnyCaller, UserSession};
 use super::dto::*;
 use super::extract::{json_config, query_config, ClientInfo, Json};
 use super::middleware::ip_limit;
@@ -10,7 +10,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::auth::{LoginRequest, Redacted, SignupRequest};
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{FieldError, SessionId};
+use convosphere_domain::{Caller, FieldError, SessionId};
 
 pub(crate) type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
 
@@ -257,23 +257,20 @@ pub async fn change_password(
 /// The caller: account and credential (a user access token or an API key).
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
     responses((status = 200, body = MeBody), (status = 401, body = Problem)))]
-pub async fn me(caller: Caller) -> Result {
-    let body = MeBody {
+pub async fn me(caller: AnyCaller) -> Result {
+    let caller = caller.0;
+    Ok(HttpResponse::Ok().json(MeBody {
         user: UserBody::from(caller.user()),
         principal: PrincipalBody {
             kind: caller.kind(),
             scopes: caller.scopes(),
-            session_id: match &caller {
-                Caller::User(principal) => Some(principal.session_id.to_string()),
-                Caller::Key(_) => None,
-            },
+            session_id: caller.session_id().map(|id| id.to_string()),
             api_key_id: match &caller {
                 Caller::Key(principal) => Some(principal.key.id.to_string()),
                 Caller::User(_) => None,
             },
         },
-    };
-    Ok(super::dto::json_ok(body.to_json()))
+    }))
 }
 
 /// Change name, company, country or phone (`null` clears an optional field).
@@ -350,7 +347,7 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900)
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses((status = 200, body = StatusBody), (status = 503, body = Problem)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result {
-    let ping = tokio::time::timeout(READY_TIMEOUT, state.auth.store().inner().ping()).await;
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
     let cause = match ping {
         Ok(Ok(())) => return Ok(HttpResponse::Ok().json(StatusBody { status: "ready" })),
         Ok(Err(cause)) => cause.to_string(),

@@ -16,7 +16,6 @@
 
 use super::error::{page_error, PageError};
 use super::form::FormData;
-use crate::cache::TtlCache;
 use crate::http::extract::{state, ClientInfo};
 use crate::http::problem::ApiError;
 use crate::state::{AppAuth, AppState};
@@ -29,9 +28,11 @@ use actix_web::middleware::Next;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use convosphere_cache::TtlCache;
 use convosphere_crypto::{constant_time_eq, OsRng, Sealer, SecretKey};
-use convosphere_domain::auth::{AuthenticateError, IssuedTokens, Principal, RefreshError};
-use convosphere_domain::ports::{RateLimiter, Rng, SecretBox};
+use convosphere_domain::auth::{IssuedTokens, Principal, RefreshError};
+use convosphere_domain::ports::{RateLimiter, RateSubject, Rng, SecretBox};
+use convosphere_domain::CredentialError;
 use convosphere_domain::{InfraError, SessionId, User};
 use futures_util::future::LocalBoxFuture;
 use hmac::{Hmac, Mac};
@@ -115,7 +116,7 @@ impl WebState {
             ticket_box: Sealer::new(&derive(secret, "convosphere web: form ticket v1")),
             csrf_key: derive(secret, "convosphere web: csrf v1"),
             secure,
-            refreshes: TtlCache::new(crate::cache::CACHE_CAPACITY, REFRESH_GRACE),
+            refreshes: TtlCache::new(convosphere_cache::CAPACITY, REFRESH_GRACE),
         }
     }
 
@@ -279,7 +280,7 @@ pub async fn page_middleware(
 /// A browser whose session is active.
 pub(crate) struct SignedIn {
     /// The account and the session.
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// The CSRF token of this session's forms.
     pub csrf: String,
     /// Where the request came from.
@@ -338,8 +339,8 @@ async fn sign_in(req: &HttpRequest) -> Result<SignedIn, PageError> {
     };
     let client = ClientInfo::of(req, &state.config.trusted_proxies);
     let principal = match state.auth.authenticate(&tokens.a).await {
-        Ok(principal) => principal,
-        Err(AuthenticateError::TokenExpired) => {
+        Ok(caller) => caller,
+        Err(CredentialError::TokenExpired) => {
             let refreshed = web
                 .refresh(&state.auth, &tokens.r, &client.context())
                 .await
@@ -352,6 +353,10 @@ async fn sign_in(req: &HttpRequest) -> Result<SignedIn, PageError> {
                 .map_err(|e| session_over(req, web, e.into()))?
         }
         Err(e) => return Err(session_over(req, web, e.into())),
+    };
+    // The cookie holds an access token, never an API key.
+    let Some(principal) = principal.into_user() else {
+        return Err(session_over(req, web, CredentialError::InvalidToken.into()));
     };
     Ok(SignedIn {
         csrf: web.session_csrf(principal.session_id),
@@ -457,7 +462,7 @@ pub(crate) struct AnonForm {
 async fn ip_allowed(state: &AppState, req: &HttpRequest, client: &ClientInfo) -> Result<(), PageError> {
     let decision = state
         .ip_limiter
-        .check(&format!("ip:{}", client.ip), state.config.ip_rate_limit)
+        .check(RateSubject::Ip(client.ip), state.config.ip_rate_limit)
         .await
         .map_err(page_error)?;
     // `observe` adds the `RateLimit-*` headers from this decision.

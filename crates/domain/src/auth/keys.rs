@@ -1,9 +1,9 @@
 //! API key use cases: create, list, get, revoke, rotate, authenticate.
 
 use super::{Auth, NotFoundError};
-use crate::api_key::{ApiKey, ApiKeyFormatError, ApiKeyId, ApiKeyStatus, GeneratedApiKey, PresentedApiKey};
+use crate::api_key::{ApiKey, ApiKeyId, GeneratedApiKey};
 use crate::event::{ClientContext, EventKind};
-use crate::ports::{ApiKeyRepository, Mailer, PasswordHasher, Store, TokenSigner};
+use crate::ports::{ApiKeyRepository, Invalidation, Mailer, PasswordHasher, Store, TokenSigner};
 use crate::{FieldError, InfraError, Scope, ScopeSet, User, UserId};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -40,26 +40,6 @@ pub enum RotateApiKeyError {
     /// The new expiry is not in the future.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
-    /// Infrastructure failure.
-    #[error(transparent)]
-    Internal(#[from] InfraError),
-}
-
-/// Why an API key is refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiKeyAuthError {
-    /// Malformed, bad checksum, unknown or wrong secret.
-    #[error("the API key is invalid")]
-    Invalid,
-    /// Past its expiry.
-    #[error("the API key has expired")]
-    Expired,
-    /// Revoked or rotated away.
-    #[error("the API key has been revoked")]
-    Revoked,
-    /// Its owner is suspended.
-    #[error("the account is locked")]
-    Locked,
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -107,7 +87,7 @@ pub fn parse_key_input(
     }
 }
 
-impl<S, H, T, M> Auth<S, H, T, M>
+impl<S, H, T, M, L> Auth<S, H, T, M, L>
 where
     S: Store + ApiKeyRepository,
     H: PasswordHasher,
@@ -176,7 +156,9 @@ where
         client: &ClientContext,
     ) -> Result<(), NotFoundError> {
         let key = self.store.api_key(user, id).await?.ok_or(NotFoundError::NotFound)?;
-        if self.store.revoke_api_key(user, id, self.clock.now()).await? {
+        let revoked = self.store.revoke_api_key(user, id, self.clock.now()).await?;
+        self.forget(Invalidation::ApiKey(key.public_id.clone()));
+        if revoked {
             self.record_key_event(EventKind::ApiKeyRevoked, &key, client, None)
                 .await?;
         }
@@ -224,36 +206,9 @@ where
         if !self.store.rotate_api_key(user, id, &created.record, now).await? {
             return Err(RotateApiKeyError::NotFound);
         }
+        self.forget(Invalidation::ApiKey(old.public_id));
         self.record_key_event(EventKind::ApiKeyRotated, &created.record, client, Some(id))
             .await?;
         Ok(created)
-    }
-
-    /// Checks an API key: format and checksum first (no storage touched
-    /// for a typo), then the stored hash in constant time, then status and owner.
-    pub async fn authenticate_api_key(&self, key: &str) -> Result<KeyPrincipal, ApiKeyAuthError> {
-        let presented = PresentedApiKey::parse(key).map_err(|e| match e {
-            ApiKeyFormatError::Malformed | ApiKeyFormatError::BadChecksum => ApiKeyAuthError::Invalid,
-        })?;
-        let record = self
-            .store
-            .api_key_by_public_id(presented.public_id())
-            .await?
-            .filter(|record| presented.matches(&record.secret_hash))
-            .ok_or(ApiKeyAuthError::Invalid)?;
-        match record.status(self.clock.now()) {
-            ApiKeyStatus::Active => {}
-            ApiKeyStatus::Revoked => return Err(ApiKeyAuthError::Revoked),
-            ApiKeyStatus::Expired => return Err(ApiKeyAuthError::Expired),
-        }
-        let user = self
-            .store
-            .user_by_id(record.user_id)
-            .await?
-            .ok_or(ApiKeyAuthError::Invalid)?;
-        if user.suspended {
-            return Err(ApiKeyAuthError::Locked);
-        }
-        Ok(KeyPrincipal { user, key: record })
     }
 }

@@ -3,7 +3,7 @@
 use super::{Auth, PasswordCheck, Principal};
 use crate::event::{ClientContext, EventKind};
 use crate::mfa::{RecoveryCode, TotpSecret, RECOVERY_CODES};
-use crate::ports::{Mailer, PasswordHasher, Store, TokenSigner};
+use crate::ports::{Invalidation, Mailer, PasswordHasher, Store, TokenSigner};
 use crate::session::EndReason;
 use crate::InfraError;
 
@@ -55,7 +55,7 @@ pub enum DisableTotpError {
     Internal(#[from] InfraError),
 }
 
-impl<S, H, T, M> Auth<S, H, T, M>
+impl<S, H, T, M, L> Auth<S, H, T, M, L>
 where
     S: Store,
     H: PasswordHasher,
@@ -104,11 +104,14 @@ where
         if !self.store.confirm_totp(user, step, &hashes, now).await? {
             return Err(ConfirmTotpError::NotPending);
         }
+        self.forget(Invalidation::User(user));
         // A factor changed: every other session ends, as for a password
         // change (a session opened with only the password is not trusted on).
-        self.store
+        let ended = self
+            .store
             .end_user_sessions(user, Some(principal.session_id), now, EndReason::MfaChanged)
             .await?;
+        self.forget_sessions(&ended);
         self.record(user, EventKind::MfaEnabled, client, &[]).await?;
         Ok(codes)
     }
@@ -129,11 +132,14 @@ where
         }
         let was_on = self.store.totp(user.id).await?.is_some_and(|e| e.confirmed);
         self.store.disable_totp(user.id).await?;
+        self.forget(Invalidation::User(user.id));
         if was_on {
             let now = self.clock.now();
-            self.store
+            let ended = self
+                .store
                 .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::MfaChanged)
                 .await?;
+            self.forget_sessions(&ended);
             self.record(user.id, EventKind::MfaDisabled, client, &[]).await?;
         }
         Ok(())

@@ -20,7 +20,9 @@ use crate::oauth::{
     with_query, AuthorizationRequest, CodeGrant, LinkOutcome, LinkedIdentity, PendingLogin, Provider, ProviderIdentity,
     RedirectPolicy,
 };
-use crate::ports::{CreateUserError, Mailer, OAuthProvider, OAuthRepository, PasswordHasher, Store, TokenSigner};
+use crate::ports::{
+    CreateUserError, Invalidation, Mailer, OAuthProvider, OAuthRepository, PasswordHasher, Store, TokenSigner,
+};
 use crate::profile::{parse_name, MAX_NAME_CHARS};
 use crate::{InfraError, NewUser, OpaqueToken, Plan, User, UserId};
 use chrono::Duration;
@@ -144,7 +146,7 @@ impl From<InfraError> for AccountError {
     }
 }
 
-impl<S, H, T, M> Auth<S, H, T, M>
+impl<S, H, T, M, L> Auth<S, H, T, M, L>
 where
     S: Store + OAuthRepository,
     H: PasswordHasher,
@@ -407,6 +409,7 @@ where
                 Some(user) => {
                     let user = usable(user).await?;
                     if self.store.link_identity(&link(user.id)).await? == LinkOutcome::Linked {
+                        self.forget(Invalidation::User(user.id));
                         let claimed = if user.email_verified { "false" } else { "true" };
                         let details = [("provider", provider.as_str()), ("claimed_unverified", claimed)];
                         self.record(user.id, EventKind::OAuthLinked, client, &details).await?;

@@ -83,6 +83,9 @@ impl Mailer for &FakeMailer {
     }
 }
 
+/// A change to the stored state, made by a test at a chosen moment.
+type Change = Box<dyn FnOnce(&mut State) + Send>;
+
 #[derive(Default)]
 struct State {
     users: Vec<User>,
@@ -100,6 +103,10 @@ struct State {
     identities: Vec<crate::oauth::LinkedIdentity>,
     /// login code hash → (user, provider, expires, used)
     login_codes: HashMap<TokenHash, (UserId, crate::oauth::Provider, DateTime<Utc>, bool)>,
+    /// How often a session was read.
+    session_reads: u64,
+    /// Runs once, right after the next session read.
+    after_session_read: Option<Change>,
 }
 
 #[derive(Default)]
@@ -282,7 +289,14 @@ impl SessionRepository for &MemoryStore {
         Ok(RefreshOutcome::Rotated(session))
     }
     async fn session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
-        Ok(self.0.lock().unwrap().sessions.iter().find(|s| s.id == id).cloned())
+        let mut state = self.0.lock().unwrap();
+        state.session_reads += 1;
+        let read = state.sessions.iter().find(|s| s.id == id).cloned();
+        // What commits right after this read (a test's race).
+        if let Some(change) = state.after_session_read.take() {
+            change(&mut state);
+        }
+        Ok(read)
     }
     async fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
         if let Some(s) = self.0.lock().unwrap().sessions.iter_mut().find(|s| s.id == id) {
@@ -511,10 +525,12 @@ struct World {
     store: MemoryStore,
     hasher: FakeHasher,
     mailer: FakeMailer,
+    limiter: FakeLimiter,
+    cache: Arc<FakeCache>,
     clock: Arc<FakeClock>,
 }
 
-type TestAuth<'a> = Auth<&'a MemoryStore, &'a FakeHasher, FakeSigner, &'a FakeMailer>;
+type TestAuth<'a> = Auth<&'a MemoryStore, &'a FakeHasher, FakeSigner, &'a FakeMailer, &'a FakeLimiter>;
 
 impl World {
     fn new() -> Self {
@@ -522,6 +538,8 @@ impl World {
             store: MemoryStore::default(),
             hasher: FakeHasher::default(),
             mailer: FakeMailer::default(),
+            limiter: FakeLimiter::default(),
+            cache: Arc::new(FakeCache::default()),
             clock: Arc::new(FakeClock(Mutex::new(
                 DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             ))),
@@ -538,10 +556,12 @@ impl World {
             &self.hasher,
             FakeSigner,
             &self.mailer,
+            &self.limiter,
             Runtime {
                 clock: self.clock.clone(),
                 rng: Arc::new(CountingRng(AtomicU64::new(1))),
                 secrets: Arc::new(FakeSecretBox),
+                credentials: self.cache.clone(),
             },
             config,
         )
@@ -784,14 +804,14 @@ fn the_sixth_session_ends_the_oldest() {
     assert_eq!(active.len(), 5);
     assert!(active.iter().all(|s| s.id != sessions[0].session_id));
     assert!(matches!(
-        block_on(auth.authenticate(&sessions[0].access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&sessions[0].access_token)),
+        Err(CredentialError::SessionExpired)
     ));
     assert!(matches!(
         block_on(auth.refresh(sessions[0].refresh_token.expose(), &client())),
         Err(RefreshError::SessionExpired)
     ));
-    block_on(auth.authenticate(&sessions[5].access_token)).unwrap();
+    block_on(auth.check_access_token(&sessions[5].access_token)).unwrap();
 }
 
 #[test]
@@ -813,8 +833,8 @@ fn refresh_rotates_and_reuse_ends_the_session() {
         Err(RefreshError::SessionExpired)
     ));
     assert!(matches!(
-        block_on(auth.authenticate(&second.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&second.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
     let ended = block_on(auth.events(second.user.id, None, 1)).unwrap().events;
     assert_eq!(ended[0].kind, EventKind::SessionEnded);
@@ -858,19 +878,19 @@ fn a_principal_holds_until_its_next_recorded_use_and_never_past_its_token() {
     let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
     let logged_in = world.clock.now();
     // Just logged in: the session's use was recorded now; the next record is due in a minute.
-    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
     assert_eq!(principal.holds_until, logged_in + Duration::seconds(60));
     // Half a minute on: still the same minute.
     world.advance(Duration::seconds(30));
-    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
     assert_eq!(principal.holds_until, logged_in + Duration::seconds(60));
     // Past it: this check records the use, and holds a minute from now.
     world.advance(Duration::seconds(31));
-    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
     assert_eq!(principal.holds_until, world.clock.now() + Duration::seconds(60));
     // Near the token's end, its expiry is the bound (access tokens live 15 minutes).
     world.advance(Duration::seconds(14 * 60 + 30 - 61));
-    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
     assert_eq!(principal.holds_until, logged_in + Duration::minutes(15));
 }
 
@@ -880,19 +900,19 @@ fn access_tokens_expire_and_die_with_their_session() {
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
     let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
-    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
     assert_eq!(principal.user.id, user.id);
     block_on(auth.logout(user.id, tokens.session_id, &client())).unwrap();
     assert!(matches!(
-        block_on(auth.authenticate(&tokens.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&tokens.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
 
     let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
     world.advance(Duration::minutes(15));
     assert!(matches!(
-        block_on(auth.authenticate(&tokens.access_token)),
-        Err(AuthenticateError::TokenExpired)
+        block_on(auth.check_access_token(&tokens.access_token)),
+        Err(CredentialError::TokenExpired)
     ));
 }
 
@@ -918,8 +938,8 @@ fn password_reset_ends_every_session_and_lifts_the_lockout() {
         Err(ResetPasswordError::LinkInvalid)
     ));
     assert!(matches!(
-        block_on(auth.authenticate(&tokens.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&tokens.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
     assert!(matches!(
         login(&auth, "ada@example.com", PASSWORD),
@@ -957,16 +977,16 @@ fn password_change_keeps_this_session_and_ends_the_others() {
     world.verified_user(&auth, "ada@example.com");
     let mine = login(&auth, "ada@example.com", PASSWORD).unwrap();
     let other = login(&auth, "ada@example.com", PASSWORD).unwrap();
-    let principal = block_on(auth.authenticate(&mine.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&mine.access_token)).unwrap();
     assert!(matches!(
         block_on(auth.change_password(&principal, "wrong password!", "a brand new passphrase", &client())),
         Err(ChangePasswordError::InvalidCredentials)
     ));
     block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())).unwrap();
-    block_on(auth.authenticate(&mine.access_token)).unwrap();
+    block_on(auth.check_access_token(&mine.access_token)).unwrap();
     assert!(matches!(
-        block_on(auth.authenticate(&other.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&other.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
     assert!(matches!(world.mails().last(), Some(Mail::PasswordChanged { .. })));
 }
@@ -1005,8 +1025,8 @@ fn suspension_refuses_login_either_way_and_ends_sessions() {
         Err(LoginError::Locked)
     ));
     assert!(matches!(
-        block_on(auth.authenticate(&tokens.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&tokens.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
     block_on(auth.admin_unlock("ada@example.com")).unwrap();
     login(&auth, "ada@example.com", PASSWORD).unwrap();
@@ -1041,7 +1061,7 @@ fn profile_updates_apply_only_what_was_sent() {
 }
 
 use crate::api_key::{ApiKey, ApiKeyId};
-use keys::{ApiKeyAuthError, CreateApiKeyError, RotateApiKeyError};
+use keys::{CreateApiKeyError, RotateApiKeyError};
 use secrecy::ExposeSecret;
 
 impl ApiKeyRepository for &MemoryStore {
@@ -1141,7 +1161,7 @@ fn an_api_key_is_shown_once_and_authenticates_with_its_scopes() {
     assert_eq!(key.len(), 50);
     assert_eq!(created.record.prefix(), &key[..11]);
     assert_eq!(created.record.name, "Production API Key");
-    let principal = block_on(auth.authenticate_api_key(key)).unwrap();
+    let principal = block_on(auth.check_api_key(key)).unwrap();
     assert_eq!(principal.user.id, user.id);
     assert!(principal.key.scopes.contains(crate::Scope::ChatWrite));
     assert!(!principal.key.scopes.contains(crate::Scope::ChatRead));
@@ -1197,25 +1217,25 @@ fn revoked_expired_and_mistyped_keys_are_refused_distinctly() {
     let revoked = block_on(auth.create_api_key(user.id, "old", &scopes(&["chat:read"]), None, &client())).unwrap();
     block_on(auth.revoke_api_key(user.id, revoked.record.id, &client())).unwrap();
     assert!(matches!(
-        block_on(auth.authenticate_api_key(revoked.key.expose_secret())),
-        Err(ApiKeyAuthError::Revoked)
+        block_on(auth.check_api_key(revoked.key.expose_secret())),
+        Err(CredentialError::ApiKeyRevoked)
     ));
     world.advance(Duration::minutes(1));
     assert!(matches!(
-        block_on(auth.authenticate_api_key(expiring.key.expose_secret())),
-        Err(ApiKeyAuthError::Expired)
+        block_on(auth.check_api_key(expiring.key.expose_secret())),
+        Err(CredentialError::ApiKeyExpired)
     ));
     let mut typo = expiring.key.expose_secret().to_owned();
     typo.replace_range(20..21, if &typo[20..21] == "a" { "b" } else { "a" });
     assert!(matches!(
-        block_on(auth.authenticate_api_key(&typo)),
-        Err(ApiKeyAuthError::Invalid)
+        block_on(auth.check_api_key(&typo)),
+        Err(CredentialError::InvalidApiKey)
     ));
     // A well-formed key with a valid checksum but an unknown secret.
     let forged = crate::api_key::GeneratedApiKey::generate(&CountingRng(AtomicU64::new(99)));
     assert!(matches!(
-        block_on(auth.authenticate_api_key(forged.key.expose_secret())),
-        Err(ApiKeyAuthError::Invalid)
+        block_on(auth.check_api_key(forged.key.expose_secret())),
+        Err(CredentialError::InvalidApiKey)
     ));
 }
 
@@ -1230,10 +1250,10 @@ fn rotation_keeps_name_and_scopes_and_revokes_the_old_key() {
     assert_ne!(new.record.id, old.record.id);
     assert_eq!((new.record.name.as_str(), new.record.scopes), ("ci", old.record.scopes));
     assert!(matches!(
-        block_on(auth.authenticate_api_key(old.key.expose_secret())),
-        Err(ApiKeyAuthError::Revoked)
+        block_on(auth.check_api_key(old.key.expose_secret())),
+        Err(CredentialError::ApiKeyRevoked)
     ));
-    block_on(auth.authenticate_api_key(new.key.expose_secret())).unwrap();
+    block_on(auth.check_api_key(new.key.expose_secret())).unwrap();
     assert!(matches!(
         block_on(auth.rotate_api_key(user.id, old.record.id, None, &client())),
         Err(RotateApiKeyError::NotFound)
@@ -1262,8 +1282,8 @@ fn keys_of_another_user_are_not_found_and_a_suspended_owner_s_keys_are_refused()
     ));
     block_on(auth.admin_lock("ada@example.com")).unwrap();
     assert!(matches!(
-        block_on(auth.authenticate_api_key(key.key.expose_secret())),
-        Err(ApiKeyAuthError::Locked)
+        block_on(auth.check_api_key(key.key.expose_secret())),
+        Err(CredentialError::Locked)
     ));
 }
 
@@ -1291,7 +1311,7 @@ impl World {
 
     /// Turns 2FA on for a verified user; returns the secret and recovery codes.
     fn enable_totp(&self, auth: &TestAuth<'_>, email: &str) -> (crate::mfa::TotpSecret, Vec<String>) {
-        let principal = block_on(auth.authenticate(&login(auth, email, PASSWORD).unwrap().access_token)).unwrap();
+        let principal = block_on(auth.check_access_token(&login(auth, email, PASSWORD).unwrap().access_token)).unwrap();
         let setup = block_on(auth.begin_totp(&principal)).unwrap();
         let codes = block_on(auth.confirm_totp(&principal, &self.code_now(&setup.secret), &client())).unwrap();
         // The confirming code is spent; the next step's code logs in.
@@ -1321,7 +1341,7 @@ fn totp_setup_is_off_until_confirmed_with_a_right_code() {
     let auth = world.auth();
     world.verified_user(&auth, "ada@example.com");
     let principal =
-        block_on(auth.authenticate(&login(&auth, "ada@example.com", PASSWORD).unwrap().access_token)).unwrap();
+        block_on(auth.check_access_token(&login(&auth, "ada@example.com", PASSWORD).unwrap().access_token)).unwrap();
     let setup = block_on(auth.begin_totp(&principal)).unwrap();
     assert!(setup
         .otpauth_uri
@@ -1438,7 +1458,7 @@ fn disabling_totp_needs_the_password_and_a_reset_keeps_it_on() {
     .unwrap();
     assert!(relogin.user.mfa_enabled);
 
-    let principal = block_on(auth.authenticate(&relogin.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&relogin.access_token)).unwrap();
     assert!(matches!(
         block_on(auth.disable_totp(&principal, PASSWORD, &client())),
         Err(crate::auth::mfa::DisableTotpError::InvalidCredentials)
@@ -1760,7 +1780,7 @@ fn a_first_provider_login_makes_a_verified_free_account_without_a_password() {
     assert_eq!(user.plan, Plan::Free);
     assert_eq!(user.password_hash, None);
     assert_eq!(user.name, "Ada Lovelace");
-    assert!(block_on(auth.authenticate(&tokens.access_token)).is_ok());
+    assert!(block_on(auth.check_access_token(&tokens.access_token)).is_ok());
     assert_eq!(world.event_kinds(user.id), ["signup", "login_succeeded"]);
     let state = world.store.0.lock().unwrap();
     let login = state
@@ -2076,8 +2096,8 @@ fn provider_logins_count_toward_the_session_cap() {
     let user = sessions[0].user.id;
     assert_eq!(block_on(auth.sessions(user)).unwrap().len(), 5);
     assert!(matches!(
-        block_on(auth.authenticate(&sessions[0].access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&sessions[0].access_token)),
+        Err(CredentialError::SessionExpired)
     ));
 }
 
@@ -2212,7 +2232,7 @@ fn wrong_passwords_behind_a_session_count_toward_the_lockout() {
     // A thief with the access token guesses at the password change and at
     // 2FA disable: both count, as at login.
     for attempt in 0..threshold {
-        let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+        let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
         if attempt % 2 == 0 {
             assert!(matches!(
                 block_on(auth.change_password(&principal, "a wrong guess 1", "a brand new passphrase", &client())),
@@ -2228,7 +2248,7 @@ fn wrong_passwords_behind_a_session_count_toward_the_lockout() {
     assert!(world.user(ada).is_locked_out(world.clock.now()));
     assert!(world.event_kinds(ada).contains(&"locked_out"));
     // Locked: even the right password is not checked, anywhere.
-    let principal = block_on(auth.authenticate(&tokens.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
     assert!(matches!(
         block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())),
         Err(ChangePasswordError::Locked)
@@ -2244,7 +2264,7 @@ fn wrong_passwords_behind_a_session_count_toward_the_lockout() {
     // It ends with the lockout.
     world.advance(auth.config.lockout_duration);
     let fresh = login(&auth, "ada@example.com", PASSWORD).unwrap();
-    let principal = block_on(auth.authenticate(&fresh.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&fresh.access_token)).unwrap();
     block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())).unwrap();
 }
 
@@ -2255,15 +2275,15 @@ fn turning_2fa_on_or_off_ends_every_other_session() {
     world.verified_user(&auth, "ada@example.com");
     let mine = login(&auth, "ada@example.com", PASSWORD).unwrap();
     let thief = login(&auth, "ada@example.com", PASSWORD).unwrap();
-    let principal = block_on(auth.authenticate(&mine.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&mine.access_token)).unwrap();
     let setup = block_on(auth.begin_totp(&principal)).unwrap();
     // Only beginning the setup changes nothing yet.
-    block_on(auth.authenticate(&thief.access_token)).unwrap();
+    block_on(auth.check_access_token(&thief.access_token)).unwrap();
     block_on(auth.confirm_totp(&principal, &world.code_now(&setup.secret), &client())).unwrap();
-    block_on(auth.authenticate(&mine.access_token)).unwrap();
+    block_on(auth.check_access_token(&mine.access_token)).unwrap();
     assert!(matches!(
-        block_on(auth.authenticate(&thief.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&thief.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
 
     world.advance(Duration::seconds(30));
@@ -2275,12 +2295,12 @@ fn turning_2fa_on_or_off_ends_every_other_session() {
         ..Default::default()
     }))
     .unwrap();
-    let principal = block_on(auth.authenticate(&mine.access_token)).unwrap();
+    let principal = block_on(auth.check_access_token(&mine.access_token)).unwrap();
     block_on(auth.disable_totp(&principal, PASSWORD, &client())).unwrap();
-    block_on(auth.authenticate(&mine.access_token)).unwrap();
+    block_on(auth.check_access_token(&mine.access_token)).unwrap();
     assert!(matches!(
-        block_on(auth.authenticate(&other.access_token)),
-        Err(AuthenticateError::SessionExpired)
+        block_on(auth.check_access_token(&other.access_token)),
+        Err(CredentialError::SessionExpired)
     ));
     let ended: Vec<_> = world
         .store
@@ -2293,4 +2313,280 @@ fn turning_2fa_on_or_off_ends_every_other_session() {
         .map(|r| r.as_str())
         .collect();
     assert_eq!(ended, ["mfa_changed", "mfa_changed"]);
+}
+
+// ---- The gateway decision (`authorize`) and the credential cache ----
+
+use crate::auth::gateway::{AuthorizeError, Caller, CredentialError, REMEMBER_AT_MOST};
+use crate::{Scope, ScopeSet};
+
+/// Counts requests per subject; a budget is spent after `per_minute` of them.
+#[derive(Default)]
+struct FakeLimiter(Mutex<HashMap<RateSubject, u32>>);
+impl RateLimiter for &FakeLimiter {
+    async fn check(&self, subject: RateSubject, per_minute: u32) -> Result<RateLimitDecision, InfraError> {
+        let mut counts = self.0.lock().unwrap();
+        let used = counts.entry(subject).or_default();
+        let allowed = *used < per_minute;
+        if allowed {
+            *used += 1;
+        }
+        Ok(RateLimitDecision {
+            allowed,
+            limit: per_minute,
+            remaining: per_minute - *used,
+            reset_after: std::time::Duration::from_secs(60),
+            retry_after: (!allowed).then(|| std::time::Duration::from_secs(1)),
+        })
+    }
+}
+
+/// The cache of credentials, as simple as it can be: a map, forgotten by
+/// looking at every entry.
+#[derive(Default)]
+struct FakeCache {
+    entries: Mutex<HashMap<CredentialKey, (Caller, DateTime<Utc>)>>,
+    generation: AtomicU64,
+    touching: Mutex<std::collections::HashSet<SessionId>>,
+}
+impl CredentialCache for FakeCache {
+    fn get(&self, key: &CredentialKey, now: DateTime<Utc>) -> Option<Caller> {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .get(key)
+            .filter(|(_, until)| now < *until)
+            .map(|(caller, _)| caller.clone())
+    }
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+    fn insert(&self, key: CredentialKey, caller: Caller, until: DateTime<Utc>) {
+        self.entries.lock().unwrap().insert(key, (caller, until));
+    }
+    fn remove(&self, key: &CredentialKey) {
+        self.entries.lock().unwrap().remove(key);
+    }
+    fn forget(&self, invalidation: &Invalidation) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries
+            .lock()
+            .unwrap()
+            .retain(|_, (caller, _)| match invalidation {
+                Invalidation::User(id) => caller.user().id != *id,
+                Invalidation::Session(id) => caller.session_id() != Some(*id),
+                Invalidation::ApiKey(public_id) => !matches!(caller, Caller::Key(k) if k.key.public_id == *public_id),
+            });
+    }
+    fn claim_touch(&self, session: SessionId) -> bool {
+        self.touching.lock().unwrap().insert(session)
+    }
+    fn release_touch(&self, session: SessionId) {
+        self.touching.lock().unwrap().remove(&session);
+    }
+}
+
+impl World {
+    fn session_reads(&self) -> u64 {
+        self.store.0.lock().unwrap().session_reads
+    }
+
+    fn key(&self, auth: &TestAuth<'_>, user: &User, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let created = block_on(auth.create_api_key(user.id, "ci", &scopes, None, &ClientContext::default())).unwrap();
+        created.key.expose_secret().to_owned()
+    }
+}
+
+fn refused(result: Result<crate::auth::gateway::Authorization, AuthorizeError>) -> CredentialError {
+    match result {
+        Err(AuthorizeError::Credential(e)) => e,
+        other => panic!("expected a refused credential, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_checked_token_is_answered_from_the_cache_until_it_must_be_checked_again() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let token = login(&auth, "ada@example.com", PASSWORD).unwrap().access_token;
+    let reads = world.session_reads();
+    for _ in 0..3 {
+        block_on(auth.authorize(&token, ScopeSet::EMPTY)).unwrap();
+    }
+    assert_eq!(world.session_reads(), reads + 1, "checked once, then remembered");
+    world.advance(REMEMBER_AT_MOST);
+    block_on(auth.authorize(&token, ScopeSet::EMPTY)).unwrap();
+    assert_eq!(world.session_reads(), reads + 2, "remembered for a while only");
+}
+
+#[test]
+fn a_logout_is_honoured_on_the_next_call() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let caller = block_on(auth.authorize(&tokens.access_token, ScopeSet::EMPTY))
+        .unwrap()
+        .caller;
+    block_on(auth.logout(caller.user().id, tokens.session_id, &ClientContext::default())).unwrap();
+    assert!(matches!(
+        refused(block_on(auth.authorize(&tokens.access_token, ScopeSet::EMPTY))),
+        CredentialError::SessionExpired
+    ));
+}
+
+#[test]
+fn a_revoked_key_is_refused_on_the_next_call() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let key = world.key(&auth, &user, &["agents:read"]);
+    let other = world.key(&auth, &user, &["agents:read"]);
+    let authorized = block_on(auth.authorize(&key, ScopeSet::EMPTY)).unwrap();
+    block_on(auth.authorize(&other, ScopeSet::EMPTY)).unwrap();
+    let Caller::Key(principal) = authorized.caller else {
+        panic!("a key is a key's caller")
+    };
+    block_on(auth.revoke_api_key(user.id, principal.key.id, &ClientContext::default())).unwrap();
+    assert!(matches!(
+        refused(block_on(auth.authorize(&key, ScopeSet::EMPTY))),
+        CredentialError::ApiKeyRevoked
+    ));
+    // Only that key is forgotten.
+    assert!(world.cache.get(&CredentialKey::of(&other), world.clock.now()).is_some());
+}
+
+#[test]
+fn a_suspension_is_honoured_on_the_next_call_for_keys_and_tokens() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let key = world.key(&auth, &user, &["chat:read"]);
+    let token = login(&auth, "ada@example.com", PASSWORD).unwrap().access_token;
+    block_on(auth.authorize(&key, ScopeSet::EMPTY)).unwrap();
+    block_on(auth.authorize(&token, ScopeSet::EMPTY)).unwrap();
+    block_on(auth.admin_lock("ada@example.com")).unwrap();
+    assert!(matches!(
+        refused(block_on(auth.authorize(&key, ScopeSet::EMPTY))),
+        CredentialError::Locked
+    ));
+    assert!(matches!(
+        refused(block_on(auth.authorize(&token, ScopeSet::EMPTY))),
+        CredentialError::SessionExpired
+    ));
+}
+
+#[test]
+fn a_plan_change_is_honoured_on_the_next_call() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let key = world.key(&auth, &user, &["chat:read"]);
+    let before = block_on(auth.authorize(&key, ScopeSet::EMPTY)).unwrap();
+    assert_eq!((before.caller.user().plan, before.budget.limit), (Plan::Free, 100));
+    block_on(auth.admin_set_plan("ada@example.com", Plan::Pro)).unwrap();
+    let after = block_on(auth.authorize(&key, ScopeSet::EMPTY)).unwrap();
+    assert_eq!((after.caller.user().plan, after.budget.limit), (Plan::Pro, 10_000));
+}
+
+#[test]
+fn a_check_that_races_an_invalidation_does_not_remember_what_it_read() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let (session, cache, now) = (tokens.session_id, world.cache.clone(), world.clock.now());
+    // A logout commits (and is forgotten) just after the check read the session.
+    world.store.0.lock().unwrap().after_session_read = Some(Box::new(move |state: &mut State| {
+        let ended = state.sessions.iter_mut().find(|s| s.id == session).unwrap();
+        ended.ended_at = Some(now);
+        cache.forget(&Invalidation::Session(session));
+    }));
+    // The racing check itself may let its request through, as it read before the logout...
+    block_on(auth.authorize(&tokens.access_token, ScopeSet::EMPTY)).unwrap();
+    // ...but it must not have put the stale caller into the cache.
+    assert!(matches!(
+        refused(block_on(auth.authorize(&tokens.access_token, ScopeSet::EMPTY))),
+        CredentialError::SessionExpired
+    ));
+}
+
+#[test]
+fn a_missing_scope_and_an_empty_budget_come_back_as_their_outcomes() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let key = world.key(&auth, &user, &["agents:read"]);
+    let required: ScopeSet = [Scope::AgentsRead, Scope::ChatWrite].into_iter().collect();
+    match block_on(auth.authorize(&key, required)) {
+        Err(AuthorizeError::InsufficientScope { missing, budget, .. }) => {
+            assert_eq!(missing, Scope::ChatWrite);
+            assert_eq!(budget.remaining, 99, "the refused request was counted");
+        }
+        other => panic!("expected insufficient_scope, got {other:?}"),
+    }
+    // A user's token holds every scope.
+    let token = login(&auth, "ada@example.com", PASSWORD).unwrap().access_token;
+    block_on(auth.authorize(&token, ScopeSet::all())).unwrap();
+    // The account's budget is shared by its keys and sessions.
+    for _ in 2..100 {
+        block_on(auth.authorize(&key, ScopeSet::EMPTY)).unwrap();
+    }
+    match block_on(auth.authorize(&token, ScopeSet::EMPTY)) {
+        Err(AuthorizeError::RateLimited { budget, .. }) => assert!(!budget.allowed && budget.retry_after.is_some()),
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+}
+
+#[test]
+fn refused_credentials_are_never_remembered() {
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let key = world.key(&auth, &user, &["agents:read"]);
+    let typo = format!("{}x", &key[..key.len() - 1]);
+    assert!(matches!(
+        refused(block_on(auth.authorize(&typo, ScopeSet::EMPTY))),
+        CredentialError::InvalidApiKey
+    ));
+    assert!(matches!(
+        refused(block_on(auth.authorize("not-a-jwt", ScopeSet::EMPTY))),
+        CredentialError::InvalidToken
+    ));
+    assert!(world.cache.entries.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_session_whose_use_is_being_recorded_is_not_recorded_twice() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
+    let last_active = |world: &World| {
+        let state = world.store.0.lock().unwrap();
+        state
+            .sessions
+            .iter()
+            .find(|s| s.id == tokens.session_id)
+            .unwrap()
+            .last_active_at
+    };
+    let opened = last_active(&world);
+    world.advance(Duration::minutes(2));
+    // Another request's touch of this session is in flight: this one writes nothing.
+    assert!(world.cache.claim_touch(tokens.session_id));
+    block_on(auth.authorize(&tokens.access_token, ScopeSet::EMPTY)).unwrap();
+    assert_eq!(last_active(&world), opened);
+    world.cache.release_touch(tokens.session_id);
+    // Its claim was not released by the request that found it taken.
+    assert!(world.cache.claim_touch(tokens.session_id));
+    world.cache.release_touch(tokens.session_id);
+    world.advance(REMEMBER_AT_MOST + Duration::minutes(1));
+    block_on(auth.authorize(&tokens.access_token, ScopeSet::EMPTY)).unwrap();
+    assert_eq!(last_active(&world), world.clock.now());
+    assert!(
+        world.cache.touching.lock().unwrap().is_empty(),
+        "the claim ends with the write"
+    );
 }

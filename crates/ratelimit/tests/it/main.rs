@@ -5,11 +5,21 @@
 
 mod redis_limiter;
 
-use convosphere_domain::ports::RateLimiter;
+use convosphere_domain::ports::{RateLimiter, RateSubject};
+use convosphere_domain::UserId;
 use convosphere_ratelimit::MemoryRateLimiter;
 use governor::clock::FakeRelativeClock;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
+
+fn ip(n: u32) -> RateSubject {
+    RateSubject::Ip(Ipv4Addr::from(n).into())
+}
+
+fn account(n: u128) -> RateSubject {
+    RateSubject::Account(UserId::from_uuid(uuid::Uuid::from_u128(n)))
+}
 
 fn limiter() -> (FakeRelativeClock, MemoryRateLimiter<FakeRelativeClock>) {
     let clock = FakeRelativeClock::default();
@@ -19,7 +29,7 @@ fn limiter() -> (FakeRelativeClock, MemoryRateLimiter<FakeRelativeClock>) {
 #[test]
 fn exactly_the_budget_goes_through_at_once() {
     let (_clock, limiter) = limiter();
-    let allowed = (0..13).filter(|_| limiter.decide("ip:1", 10).allowed).count();
+    let allowed = (0..13).filter(|_| limiter.decide(ip(1), 10).allowed).count();
     assert_eq!(allowed, 10);
 }
 
@@ -27,13 +37,13 @@ fn exactly_the_budget_goes_through_at_once() {
 fn remaining_counts_down_to_zero() {
     let (_clock, limiter) = limiter();
     for expected in (0..5).rev() {
-        let decision = limiter.decide("user:a", 5);
+        let decision = limiter.decide(account(1), 5);
         assert!(decision.allowed);
         assert_eq!(decision.limit, 5);
         assert_eq!(decision.remaining, expected);
         assert_eq!(decision.retry_after, None);
     }
-    let refused = limiter.decide("user:a", 5);
+    let refused = limiter.decide(account(1), 5);
     assert!(!refused.allowed);
     assert_eq!(refused.remaining, 0);
 }
@@ -42,49 +52,49 @@ fn remaining_counts_down_to_zero() {
 fn one_request_comes_back_every_sixty_over_n_seconds() {
     let (clock, limiter) = limiter();
     for _ in 0..6 {
-        assert!(limiter.decide("k", 6).allowed);
+        assert!(limiter.decide(ip(7), 6).allowed);
     }
-    assert!(!limiter.decide("k", 6).allowed);
+    assert!(!limiter.decide(ip(7), 6).allowed);
     clock.advance(Duration::from_millis(9_999));
-    assert!(!limiter.decide("k", 6).allowed, "not before 10 s");
+    assert!(!limiter.decide(ip(7), 6).allowed, "not before 10 s");
     clock.advance(Duration::from_millis(1));
-    let decision = limiter.decide("k", 6);
+    let decision = limiter.decide(ip(7), 6);
     assert!(decision.allowed, "one back after 10 s");
     assert_eq!(decision.remaining, 0);
-    assert!(!limiter.decide("k", 6).allowed, "and only one");
+    assert!(!limiter.decide(ip(7), 6).allowed, "and only one");
     clock.advance(Duration::from_secs(60));
-    assert_eq!(limiter.decide("k", 6).remaining, 5, "full again after a minute");
+    assert_eq!(limiter.decide(ip(7), 6).remaining, 5, "full again after a minute");
 }
 
 #[test]
 fn retry_after_and_reset_after_are_the_times_the_bucket_gives() {
     let (clock, limiter) = limiter();
-    let first = limiter.decide("k", 3);
+    let first = limiter.decide(ip(7), 3);
     assert_eq!(first.reset_after, Duration::from_secs(20));
-    limiter.decide("k", 3);
-    let last = limiter.decide("k", 3);
+    limiter.decide(ip(7), 3);
+    let last = limiter.decide(ip(7), 3);
     assert_eq!(last.remaining, 0);
     assert_eq!(last.reset_after, Duration::from_secs(60));
 
     clock.advance(Duration::from_secs(5));
-    let refused = limiter.decide("k", 3);
+    let refused = limiter.decide(ip(7), 3);
     assert!(!refused.allowed);
     assert_eq!(refused.retry_after, Some(Duration::from_secs(15)));
     assert_eq!(refused.reset_after, Duration::from_secs(55));
 
     // Waiting what it said is enough.
     clock.advance(refused.retry_after.unwrap_or_default());
-    assert!(limiter.decide("k", 3).allowed);
+    assert!(limiter.decide(ip(7), 3).allowed);
 }
 
 #[test]
 fn reset_after_is_never_sooner_than_a_full_bucket() {
     let (clock, limiter) = limiter();
     for _ in 0..4 {
-        limiter.decide("k", 4);
+        limiter.decide(ip(7), 4);
     }
     clock.advance(Duration::from_secs(22));
-    let decision = limiter.decide("k", 4);
+    let decision = limiter.decide(ip(7), 4);
     assert!(decision.allowed);
     let reset = decision.reset_after;
     // The burst is refilled 60 s after it, this request 15 s later: 53 s from now.
@@ -93,17 +103,17 @@ fn reset_after_is_never_sooner_than_a_full_bucket() {
         "{reset:?}"
     );
     clock.advance(reset);
-    assert_eq!(limiter.decide("k", 4).remaining, 3, "full after reset_after");
+    assert_eq!(limiter.decide(ip(7), 4).remaining, 3, "full after reset_after");
 }
 
 #[test]
 fn keys_do_not_share_a_budget() {
     let (_clock, limiter) = limiter();
     for _ in 0..3 {
-        assert!(limiter.decide("user:a", 3).allowed);
+        assert!(limiter.decide(account(1), 3).allowed);
     }
-    assert!(!limiter.decide("user:a", 3).allowed);
-    let other = limiter.decide("user:b", 3);
+    assert!(!limiter.decide(account(1), 3).allowed);
+    let other = limiter.decide(account(2), 3);
     assert!(other.allowed);
     assert_eq!(other.remaining, 2);
 }
@@ -112,33 +122,32 @@ fn keys_do_not_share_a_budget() {
 fn budgets_do_not_share_a_bucket() {
     let (_clock, limiter) = limiter();
     for _ in 0..2 {
-        assert!(limiter.decide("k", 2).allowed);
+        assert!(limiter.decide(ip(7), 2).allowed);
     }
-    assert!(!limiter.decide("k", 2).allowed);
-    let bigger = limiter.decide("k", 100);
+    assert!(!limiter.decide(ip(7), 2).allowed);
+    let bigger = limiter.decide(ip(7), 100);
     assert!(bigger.allowed);
     assert_eq!(bigger.remaining, 99);
 }
 
 #[test]
-fn keys_of_any_length_keep_their_own_buckets() {
+fn every_subject_keeps_its_own_bucket() {
     let (_clock, limiter) = limiter();
-    let long = "k".repeat(46);
-    let keys = [
-        "ab".to_owned(),
-        "ab\0".to_owned(),
-        format!("{long}a"),
-        format!("{long}b"),
-        long.clone(),
-        "x".repeat(300),
+    let subjects = [
+        ip(1),
+        ip(2),
+        RateSubject::Ip(Ipv6Addr::LOCALHOST.into()),
+        RateSubject::Ip(Ipv4Addr::from(1).to_ipv6_mapped().into()),
+        account(1),
+        account(2),
     ];
-    for key in &keys {
-        assert!(limiter.decide(key, 1).allowed, "{key:?} has its own bucket");
+    for subject in subjects {
+        assert!(limiter.decide(subject, 1).allowed, "{subject} has its own bucket");
     }
-    for key in &keys {
-        assert!(!limiter.decide(key, 1).allowed, "{key:?} spent its budget");
+    for subject in subjects {
+        assert!(!limiter.decide(subject, 1).allowed, "{subject} spent its budget");
     }
-    assert_eq!(limiter.len(), keys.len());
+    assert_eq!(limiter.len(), subjects.len());
 }
 
 #[test]
@@ -147,9 +156,9 @@ fn many_budgets_keep_their_own_buckets() {
     // More budgets than the lock-free table holds: the rest live in its overflow.
     for budget in 1..=40 {
         for _ in 0..budget {
-            assert!(limiter.decide("k", budget).allowed, "budget {budget}");
+            assert!(limiter.decide(ip(7), budget).allowed, "budget {budget}");
         }
-        let refused = limiter.decide("k", budget);
+        let refused = limiter.decide(ip(7), budget);
         assert!(!refused.allowed, "budget {budget} is spent");
         assert_eq!(refused.limit, budget);
     }
@@ -159,7 +168,7 @@ fn many_budgets_keep_their_own_buckets() {
 #[test]
 fn a_zero_budget_refuses() {
     let (_clock, limiter) = limiter();
-    let decision = limiter.decide("k", 0);
+    let decision = limiter.decide(ip(7), 0);
     assert!(!decision.allowed);
     assert!(decision.retry_after.is_some());
 }
@@ -168,13 +177,13 @@ fn a_zero_budget_refuses() {
 fn idle_keys_are_forgotten() {
     let (clock, limiter) = limiter();
     for i in 0..100 {
-        limiter.decide(&format!("ip:{i}"), 60);
+        limiter.decide(ip(i), 60);
     }
-    limiter.decide("ip:busy", 60);
+    limiter.decide(ip(1000), 60);
     assert_eq!(limiter.len(), 101);
     clock.advance(Duration::from_secs(30));
     for _ in 0..30 {
-        limiter.decide("ip:busy", 60);
+        limiter.decide(ip(1000), 60);
     }
     limiter.retain_recent();
     assert_eq!(limiter.len(), 1, "only the busy key is still remembered");
@@ -188,13 +197,13 @@ fn housekeeping_runs_on_its_own() {
     let clock = FakeRelativeClock::default();
     let limiter = MemoryRateLimiter::with_clock(clock.clone()).with_housekeeping_interval(Duration::from_secs(10));
     for i in 0..49 {
-        limiter.decide(&format!("ip:{i}"), 60);
+        limiter.decide(ip(i), 60);
     }
     clock.advance(Duration::from_secs(9));
-    limiter.decide("ip:again", 60);
+    limiter.decide(ip(1001), 60);
     assert_eq!(limiter.len(), 50, "no sweep before the interval");
     clock.advance(Duration::from_secs(120));
-    limiter.decide("ip:new", 60);
+    limiter.decide(ip(1002), 60);
     assert_eq!(
         limiter.len(),
         1,
@@ -212,7 +221,7 @@ async fn parallel_requests_never_beat_the_budget() {
             tokio::spawn(async move {
                 let mut allowed = 0;
                 for _ in 0..50 {
-                    if limiter.check("user:shared", 100).await.unwrap().allowed {
+                    if limiter.check(account(3), 100).await.unwrap().allowed {
                         allowed += 1;
                     }
                     tokio::task::yield_now().await;
@@ -231,7 +240,7 @@ async fn parallel_requests_never_beat_the_budget() {
 #[tokio::test]
 async fn the_port_answers_like_decide() {
     let limiter = MemoryRateLimiter::new();
-    let decision = limiter.check("ip:192.0.2.1", 60).await.unwrap();
+    let decision = limiter.check(ip(0xC000_0201), 60).await.unwrap();
     assert!(decision.allowed);
     assert_eq!((decision.limit, decision.remaining), (60, 59));
     assert!(decision.reset_after <= Duration::from_secs(1));

@@ -5,7 +5,8 @@
 //! Each test writes under its own random key prefix and deletes its keys at
 //! the end; keys left by a failed test expire within a minute anyway.
 
-use convosphere_domain::ports::{RateLimitDecision, RateLimiter};
+use convosphere_domain::ports::{RateLimitDecision, RateLimiter, RateSubject};
+use convosphere_domain::UserId;
 use convosphere_ratelimit::{MemoryRateLimiter, RedisLimiterError, RedisOptions, RedisRateLimiter};
 use rand::{Rng, SeedableRng};
 use std::sync::{Arc, Mutex};
@@ -75,7 +76,7 @@ impl TestRedis {
 }
 
 async fn check(limiter: &RedisRateLimiter, key: &str, per_minute: u32) -> RateLimitDecision {
-    limiter.check(key, per_minute).await.unwrap()
+    limiter.decide(key, per_minute).await
 }
 
 /// A port where nothing listens.
@@ -265,7 +266,12 @@ async fn redis_answers_like_memory() {
     // Budgets whose period (≥ 4.6 s) is longer than the run; 7 and 13 do not
     // divide a minute into whole nanoseconds.
     let budgets = [1, 2, 3, 5, 7, 13];
-    let keys = ["ip:192.0.2.1", "ip:192.0.2.2", "user:a", "user:b"];
+    let keys = [
+        RateSubject::Ip([192, 0, 2, 1].into()),
+        RateSubject::Ip([192, 0, 2, 2].into()),
+        RateSubject::Account(UserId::from_uuid(uuid::Uuid::from_u128(1))),
+        RateSubject::Account(UserId::from_uuid(uuid::Uuid::from_u128(2))),
+    ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let started = Instant::now();
     let mut refused = 0;
@@ -273,7 +279,8 @@ async fn redis_answers_like_memory() {
         let key = keys[rng.gen_range(0..keys.len())];
         let budget = budgets[rng.gen_range(0..budgets.len())];
         let expected = memory.check(key, budget).await.unwrap();
-        let got = check(&limiter, key, budget).await;
+        // Both through the port: the Redis one keys by the subject's text.
+        let got = limiter.check(key, budget).await.unwrap();
         let context = format!("step {step}: {key} at {budget}/min: memory {expected:?}, redis {got:?}");
         assert_eq!(
             (got.allowed, got.limit, got.remaining),
