@@ -53,7 +53,7 @@ pub struct AppState {
     /// The JWKS document, rendered once.
     pub jwks: String,
     /// The web pages' keys (session cookie, CSRF) and refresh cache.
-    pub web: crate::web::WebState,
+    pub web: crate::common::cookie::WebState,
     /// The OAuth providers and the redirect policy.
     pub oauth: OAuthLogin<OAuthClients>,
     mail: MailService,
@@ -116,7 +116,7 @@ impl AppState {
             .map_err(|e| StartError(format!("AUTH_JWT_KEY_FILE: {e}")))?;
         let jwks = signer.jwks().to_string();
         let hasher = Argon2Hasher::owasp().map_err(|e| StartError(format!("password hasher: {e}")))?;
-        let mail = MailService::start(crate::http::mail_config(&config))
+        let mail = MailService::start(crate::server::mail_config(&config))
             .map_err(|e| StartError(format!("AUTH_SMTP_URL: {e}")))?;
         let auth_config = AuthConfig {
             public_url: config.public_url.clone(),
@@ -132,7 +132,7 @@ impl AppState {
             plan_limits: config.rate_limits,
         };
         let limiter = Limiter::from_config(&config).await?;
-        let web = crate::web::WebState::new(&secret_key, config.is_https());
+        let web = crate::common::cookie::WebState::new(&secret_key, config.is_https());
         let oauth = oauth_login(&config)?;
         let credentials = Arc::new(CallerCache::new(convosphere_cache::CAPACITY));
         let auth = Auth::new(

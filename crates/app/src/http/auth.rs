@@ -5,8 +5,8 @@
 //!
 //! [`Auth::authorize`]: convosphere_domain::Auth::authorize
 
-use super::extract::{bearer, state};
-use super::problem::ApiError;
+use crate::common::extract::{bearer, state};
+use crate::common::problem::ApiError;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};

@@ -2,9 +2,9 @@
 
 use super::auth::{authorize, UserSession};
 use super::dto::{ApiKeyBody, ApiKeyList, AuthzBody, CreateApiKeyBody, RotateApiKeyBody};
-use super::extract::{optional_json, ClientInfo, Json};
-use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, Result};
+use crate::common::extract::{optional_json, ClientInfo, Json};
+use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};

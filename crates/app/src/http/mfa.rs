@@ -2,9 +2,9 @@
 
 use super::auth::UserSession;
 use super::dto::{CodeBody, EventBody, EventList, PasswordBody, RecoveryCodesBody, TotpSetupBody};
-use super::extract::{ClientInfo, Json};
-use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, required, Result};
+use crate::common::extract::{ClientInfo, Json};
+use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::EventId;

@@ -1,8 +1,8 @@
 //! Request ids, logs and metrics for every request; the per-IP limit of
 //! the unauthenticated endpoints; problem+json for the router's own errors.
 
-use super::extract::{state, ClientInfo};
-use super::problem::{ApiError, PROBLEM_JSON};
+use crate::common::extract::{state, ClientInfo};
+use crate::common::problem::{ApiError, PROBLEM_JSON};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};

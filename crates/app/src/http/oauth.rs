@@ -3,9 +3,9 @@
 //! token pair.
 
 use super::dto::{OAuthCodeBody, TokenPair};
-use super::extract::{ClientInfo, Json};
-use super::problem::{ApiError, Problem};
 use super::routes::{no_errors, required, Result};
+use crate::common::extract::{ClientInfo, Json};
+use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -155,10 +155,10 @@ pub async fn callback(
                     .oauth_exchange(code, &SecondFactor::default(), &client.context())
                     .await;
                 let mut response = match outcome {
-                    Ok(tokens) => crate::web::signed_in_response(&state, &tokens, DEFAULT_REDIRECT_PATH)?,
+                    Ok(tokens) => crate::common::cookie::signed_in_response(&state, &tokens, DEFAULT_REDIRECT_PATH)?,
                     // 2FA is on: the code waits for it at the second-factor page.
                     Err(OAuthExchangeError::MfaRequired) => {
-                        crate::web::provider_second_factor(&state, code, DEFAULT_REDIRECT_PATH)?
+                        crate::common::cookie::provider_second_factor(&state, code, DEFAULT_REDIRECT_PATH)?
                     }
                     Err(e) => return Err(e.into()),
                 };

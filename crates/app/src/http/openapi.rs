@@ -1,8 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers and bodies.
 
 use super::dto::*;
-use super::problem::{FieldProblem, Problem, PROBLEM_JSON};
 use super::{keys, mfa, oauth, routes};
+use crate::common::problem::{FieldProblem, Problem, PROBLEM_JSON};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};

@@ -2,9 +2,9 @@
 
 use super::auth::{AnyCaller, UserSession};
 use super::dto::*;
-use super::extract::{json_config, query_config, ClientInfo, Json};
 use super::middleware::ip_limit;
-use super::problem::{ApiError, Problem};
+use crate::common::extract::{json_config, query_config, ClientInfo, Json};
+use crate::common::problem::{ApiError, Problem};
 use crate::state::{after_answer, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};

@@ -3,8 +3,11 @@
 
 use super::error::{page_error, PageError};
 use super::layout::{self, alert, auth_page, csrf_field, field, form_error, form_problems, html, Input};
-use super::session::{is_signed_in, safe_next, see_other, signed_in_response, AnonForm, SignedInForm, Visitor};
-use crate::http::problem::ApiError;
+use super::session::{is_signed_in, AnonForm, SignedInForm, Visitor};
+use crate::common::cookie::{
+    mfa_cookie, safe_next, see_other, signed_in_response, PendingLogin, MFA_COOKIE, MFA_TICKET, MFA_TICKET_SECS,
+};
+use crate::common::problem::ApiError;
 use crate::state::{after_answer, AppState};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,17 +17,9 @@ use convosphere_domain::auth::{
 use convosphere_domain::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use convosphere_domain::{FieldError, SecondFactor};
 use maud::{html, Markup};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 type Page = Result<HttpResponse, PageError>;
-
-/// How long a login may wait for its second factor.
-const MFA_TICKET_SECS: i64 = 300;
-const MFA_TICKET: &str = "login_mfa";
-/// The cookie that carries a provider login's ticket to the second-factor
-/// step (the browser arrives there by a redirect, not a form).
-const MFA_COOKIE: &str = "convosphere_mfa";
-const MFA_PATH: &str = "/login/two-factor";
 
 fn required(form: &super::form::FormData, name: &'static str, label: &str, errors: &mut Vec<FieldError>) -> String {
     let value = form.text(name);
@@ -241,63 +236,6 @@ pub(crate) async fn login_form(
             providers: &providers,
         }),
     ))
-}
-
-/// A login waiting for its second factor, sealed into the form of that step.
-#[derive(Serialize, Deserialize)]
-enum PendingLogin {
-    /// E-mail and password checked out; asked again with the code.
-    Password {
-        email: String,
-        password: String,
-        next: String,
-    },
-    /// A provider's login; its one-time code is exchanged with the code.
-    Provider { code: String, next: String },
-}
-
-impl PendingLogin {
-    fn next(&self) -> &str {
-        match self {
-            Self::Password { next, .. } | Self::Provider { next, .. } => next,
-        }
-    }
-
-    /// The address to fill the login form with again (none for a provider's login).
-    fn email(&self) -> &str {
-        match self {
-            Self::Password { email, .. } => email,
-            Self::Provider { .. } => "",
-        }
-    }
-}
-
-/// The cookie that carries a provider login's ticket to the second-factor page.
-fn mfa_cookie(state: &AppState, ticket: String, max_age_secs: i64) -> actix_web::cookie::Cookie<'static> {
-    actix_web::cookie::Cookie::build(MFA_COOKIE, ticket)
-        .path(MFA_PATH)
-        .http_only(true)
-        .same_site(actix_web::cookie::SameSite::Lax)
-        .secure(state.config.is_https())
-        .max_age(actix_web::cookie::time::Duration::seconds(max_age_secs))
-        .finish()
-}
-
-/// The answer to a provider login of an account with 2FA on: on to the
-/// second-factor step, the exchange code sealed in a cookie for that page.
-pub(crate) fn provider_second_factor(state: &AppState, code: &str, next: &str) -> Result<HttpResponse, ApiError> {
-    let pending = PendingLogin::Provider {
-        code: code.to_owned(),
-        next: next.to_owned(),
-    };
-    // The exchange code dies after its minute anyway.
-    let ticket = state.web.seal_ticket(MFA_TICKET, 60, &pending)?;
-    let cookie = mfa_cookie(state, ticket, 60);
-    let mut response = see_other(MFA_PATH);
-    response
-        .add_cookie(&cookie)
-        .map_err(|e| ApiError::internal(&convosphere_domain::InfraError::new(e.to_string())))?;
-    Ok(response)
 }
 
 /// `GET /login/two-factor`: the step of a provider login that waits for

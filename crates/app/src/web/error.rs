@@ -2,7 +2,7 @@
 //! mapping in `http::problem`), said in plain words.
 
 use super::layout;
-use crate::http::problem::ApiError;
+use crate::common::problem::ApiError;
 use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 pub(crate) struct FormData(Vec<(String, String)>);
 
 impl FormData {
-    /// Reads at most [`crate::http::MAX_BODY_BYTES`] of the body.
+    /// Reads at most [`crate::common::MAX_BODY_BYTES`] of the body.
     pub async fn read(payload: &mut Payload) -> Result<Self, PageError> {
         let mut body = Vec::new();
         while let Some(chunk) = payload.next().await {
@@ -17,7 +17,7 @@ impl FormData {
                 status: StatusCode::BAD_REQUEST,
                 code: "invalid_request",
             })?;
-            if body.len() + chunk.len() > crate::http::MAX_BODY_BYTES {
+            if body.len() + chunk.len() > crate::common::MAX_BODY_BYTES {
                 return Err(PageError::Page {
                     status: StatusCode::PAYLOAD_TOO_LARGE,
                     code: "payload_too_large",

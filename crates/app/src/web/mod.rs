@@ -18,9 +18,6 @@ mod security;
 pub mod session;
 mod sessions;
 
-pub(crate) use account::provider_second_factor;
-pub use session::{signed_in_response, WebState};
-
 use actix_web::middleware::from_fn;
 use actix_web::web;
 

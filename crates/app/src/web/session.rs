@@ -16,37 +16,25 @@
 
 use super::error::{page_error, PageError};
 use super::form::FormData;
-use crate::http::extract::{state, ClientInfo};
-use crate::http::problem::ApiError;
-use crate::state::{AppAuth, AppState};
+use crate::common::cookie::{csrf_matches, WebState};
+use crate::common::extract::{state, ClientInfo};
+use crate::common::problem::ApiError;
+use crate::state::AppState;
 use actix_web::body::MessageBody;
-use actix_web::cookie::{time, Cookie, SameSite};
+use actix_web::cookie::Cookie;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{Error, FromRequest, HttpMessage, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use convosphere_cache::TtlCache;
-use convosphere_crypto::{constant_time_eq, OsRng, Sealer, SecretKey};
-use convosphere_domain::auth::{IssuedTokens, Principal, RefreshError};
-use convosphere_domain::ports::{RateLimiter, RateSubject, Rng, SecretBox};
+use convosphere_crypto::OsRng;
+use convosphere_domain::auth::Principal;
+use convosphere_domain::ports::{RateLimiter, RateSubject, Rng};
 use convosphere_domain::CredentialError;
-use convosphere_domain::{InfraError, SessionId, User};
+use convosphere_domain::User;
 use futures_util::future::LocalBoxFuture;
-use hmac::{Hmac, Mac};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::OnceCell;
-
-/// How long a refresh's outcome answers for the refresh token it replaced:
-/// two tabs loading at once share one refresh instead of the second being
-/// taken for a stolen token (which would end the session).
-const REFRESH_GRACE: Duration = Duration::from_secs(30);
 
 /// The headers of every page.
 const PAGE_HEADERS: [(&str, &str); 5] = [
@@ -60,180 +48,6 @@ const PAGE_HEADERS: [(&str, &str); 5] = [
     ("referrer-policy", "no-referrer"),
     ("cross-origin-opener-policy", "same-origin"),
 ];
-
-/// The keys and caches of the web pages.
-pub struct WebState {
-    cookie_box: Sealer,
-    ticket_box: Sealer,
-    csrf_key: SecretKey,
-    secure: bool,
-    refreshes: TtlCache<[u8; 32], Arc<OnceCell<Refreshed>>>,
-}
-
-/// A refresh's outcome, shared by the requests that presented the same token.
-#[derive(Clone)]
-struct Refreshed {
-    access: String,
-    cookie: String,
-    max_age: i64,
-}
-
-/// What the session cookie holds, sealed.
-#[derive(Serialize, Deserialize)]
-struct CookieTokens {
-    a: String,
-    r: String,
-}
-
-/// A sealed value handed to the browser in a form (a login waiting for its
-/// second factor, a 2FA setup waiting for its code), valid for a while.
-#[derive(Serialize, Deserialize)]
-struct Ticket<T> {
-    kind: String,
-    exp: i64,
-    body: T,
-}
-
-fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    mac.update(message);
-    mac.finalize().into_bytes().into()
-}
-
-/// A key for one purpose, derived from the service's secret key.
-fn derive(secret: &SecretKey, purpose: &str) -> SecretKey {
-    SecretKey::from_bytes(hmac(secret.expose(), purpose.as_bytes()))
-}
-
-impl WebState {
-    /// Keys derived from `AUTH_SECRET_KEY_FILE`; `secure` when the public URL is https.
-    pub fn new(secret: &SecretKey, secure: bool) -> Self {
-        Self {
-            cookie_box: Sealer::new(&derive(secret, "convosphere web: session cookie v1")),
-            ticket_box: Sealer::new(&derive(secret, "convosphere web: form ticket v1")),
-            csrf_key: derive(secret, "convosphere web: csrf v1"),
-            secure,
-            refreshes: TtlCache::new(convosphere_cache::CAPACITY, REFRESH_GRACE),
-        }
-    }
-
-    /// The session cookie's name: `__Host-` bound to this origin over https.
-    pub fn session_cookie_name(&self) -> &'static str {
-        if self.secure {
-            "__Host-convosphere_session"
-        } else {
-            "convosphere_session"
-        }
-    }
-
-    fn csrf_cookie_name(&self) -> &'static str {
-        if self.secure {
-            "__Host-convosphere_csrf"
-        } else {
-            "convosphere_csrf"
-        }
-    }
-
-    fn cookie(&self, name: &'static str, value: String) -> Cookie<'static> {
-        Cookie::build(name, value)
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.secure)
-            .finish()
-    }
-
-    fn seal_tokens(&self, access: &str, refresh: &str) -> Result<String, InfraError> {
-        let tokens = CookieTokens {
-            a: access.to_owned(),
-            r: refresh.to_owned(),
-        };
-        let plain = serde_json::to_vec(&tokens).map_err(InfraError::new)?;
-        self.cookie_box.seal(&plain)
-    }
-
-    fn open_tokens(&self, sealed: &str) -> Option<CookieTokens> {
-        let plain = self.cookie_box.open(sealed).ok()?;
-        serde_json::from_slice(&plain).ok()
-    }
-
-    fn session_cookie_of(&self, sealed: String, max_age: i64) -> Cookie<'static> {
-        let mut cookie = self.cookie(self.session_cookie_name(), sealed);
-        cookie.set_max_age(time::Duration::seconds(max_age.max(0)));
-        cookie
-    }
-
-    /// The cookie that keeps a session opened by a login in the browser;
-    /// it lasts as long as the session's refresh lifetime.
-    pub fn session_cookie(&self, tokens: &IssuedTokens) -> Result<Cookie<'static>, InfraError> {
-        let sealed = self.seal_tokens(&tokens.access_token, tokens.refresh_token.expose())?;
-        Ok(self.session_cookie_of(sealed, tokens.refresh_expires_in))
-    }
-
-    /// The cookie that removes the session cookie.
-    pub fn session_removal(&self) -> Cookie<'static> {
-        let mut cookie = self.cookie(self.session_cookie_name(), String::new());
-        cookie.make_removal();
-        cookie
-    }
-
-    /// Seals `body` for a form, valid `ttl_secs` for the purpose `kind`.
-    pub(crate) fn seal_ticket<T: Serialize>(&self, kind: &str, ttl_secs: i64, body: T) -> Result<String, InfraError> {
-        let ticket = Ticket {
-            kind: kind.to_owned(),
-            exp: chrono::Utc::now().timestamp() + ttl_secs,
-            body,
-        };
-        let plain = serde_json::to_vec(&ticket).map_err(InfraError::new)?;
-        self.ticket_box.seal(&plain)
-    }
-
-    /// Opens a ticket of the purpose `kind` that has not expired.
-    pub(crate) fn open_ticket<T: DeserializeOwned>(&self, kind: &str, sealed: Option<&str>) -> Option<T> {
-        let plain = self.ticket_box.open(sealed?).ok()?;
-        let ticket: Ticket<T> = serde_json::from_slice(&plain).ok()?;
-        (ticket.kind == kind && ticket.exp > chrono::Utc::now().timestamp()).then_some(ticket.body)
-    }
-
-    fn csrf_for(&self, binding: &str) -> String {
-        URL_SAFE_NO_PAD.encode(hmac(self.csrf_key.expose(), binding.as_bytes()))
-    }
-
-    /// The CSRF token of a signed-in browser's forms.
-    pub(crate) fn session_csrf(&self, session: SessionId) -> String {
-        self.csrf_for(&format!("session:{session}"))
-    }
-
-    fn visitor_csrf(&self, cookie: &str) -> String {
-        self.csrf_for(&format!("visitor:{cookie}"))
-    }
-
-    /// Trades a refresh token once, however many requests present it
-    /// within [`REFRESH_GRACE`] on this instance.
-    async fn refresh(
-        &self,
-        auth: &AppAuth,
-        refresh_token: &str,
-        client: &convosphere_domain::ClientContext,
-    ) -> Result<Refreshed, RefreshError> {
-        let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
-        let cell = self.refreshes.get_with(key, || Arc::new(OnceCell::new()));
-        cell.get_or_try_init(|| async {
-            let tokens = auth.refresh(refresh_token, client).await?;
-            let cookie = self.seal_tokens(&tokens.access_token, tokens.refresh_token.expose())?;
-            Ok::<_, RefreshError>(Refreshed {
-                access: tokens.access_token,
-                cookie,
-                max_age: tokens.refresh_expires_in,
-            })
-        })
-        .await
-        .cloned()
-    }
-}
 
 /// Cookies a handler's extractors want set on the answer (a refreshed
 /// session, a new CSRF cookie).
@@ -382,10 +196,6 @@ impl FromRequest for SignedIn {
     }
 }
 
-fn csrf_matches(expected: &str, given: Option<&str>) -> bool {
-    given.is_some_and(|given| constant_time_eq(expected.as_bytes(), given.as_bytes()))
-}
-
 /// A form posted by a signed-in browser, its CSRF token checked.
 pub(crate) struct SignedInForm {
     /// The browser.
@@ -493,85 +303,5 @@ impl FromRequest for AnonForm {
             }
             Ok(Self { form, csrf, client })
         })
-    }
-}
-
-/// `303 See Other` to `location`.
-pub(crate) fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::build(StatusCode::SEE_OTHER)
-        .insert_header((header::LOCATION, location))
-        .finish()
-}
-
-/// The answer to a successful login (password, second factor, or OAuth):
-/// the session kept in the cookie, and on to `next` (a path of this service).
-pub fn signed_in_response(state: &AppState, tokens: &IssuedTokens, next: &str) -> Result<HttpResponse, ApiError> {
-    let cookie = state.web.session_cookie(tokens)?;
-    let mut response = see_other(safe_next(Some(next)));
-    response
-        .add_cookie(&cookie)
-        .map_err(|e| ApiError::internal(&InfraError::new(e.to_string())))?;
-    Ok(response)
-}
-
-/// A path of this service to go on to after login, or `/dashboard`: never
-/// another site (`//evil.example`, `/\evil.example`, `https://…`).
-pub(crate) fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.contains('\\')
-                && !path.chars().any(char::is_control)
-                && path != "/login" =>
-        {
-            path
-        }
-        _ => "/dashboard",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_local_paths_are_followed_after_login() {
-        assert_eq!(safe_next(Some("/settings/api-keys")), "/settings/api-keys");
-        assert_eq!(safe_next(Some("/settings/api-keys?x=1")), "/settings/api-keys?x=1");
-        for bad in [
-            "//evil.example",
-            "/\\evil.example",
-            "https://evil.example",
-            "evil",
-            "",
-            "/a\nb",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad:?}");
-        }
-        assert_eq!(safe_next(None), "/dashboard");
-    }
-
-    #[test]
-    fn tickets_open_only_for_their_purpose_and_before_they_expire() {
-        let web = WebState::new(&SecretKey::generate(), false);
-        let sealed = web.seal_ticket("a", 60, "body").unwrap();
-        assert_eq!(web.open_ticket::<String>("a", Some(&sealed)).as_deref(), Some("body"));
-        assert_eq!(web.open_ticket::<String>("b", Some(&sealed)), None);
-        let expired = web.seal_ticket("a", -1, "body").unwrap();
-        assert_eq!(web.open_ticket::<String>("a", Some(&expired)), None);
-        let other = WebState::new(&SecretKey::generate(), false);
-        assert_eq!(other.open_ticket::<String>("a", Some(&sealed)), None);
-    }
-
-    #[test]
-    fn csrf_tokens_are_bound_to_their_session_or_cookie() {
-        let web = WebState::new(&SecretKey::generate(), true);
-        assert_ne!(web.visitor_csrf("one"), web.visitor_csrf("two"));
-        assert_eq!(web.visitor_csrf("one"), web.visitor_csrf("one"));
-        assert!(csrf_matches(&web.visitor_csrf("one"), Some(&web.visitor_csrf("one"))));
-        assert!(!csrf_matches(&web.visitor_csrf("one"), None));
-        assert!(!csrf_matches(&web.visitor_csrf("one"), Some("")));
-        assert_eq!(web.session_cookie_name(), "__Host-convosphere_session");
     }
 }

@@ -4,7 +4,8 @@
 use super::dashboard::NoticeQuery;
 use super::error::{page_error, PageError};
 use super::layout::{app_page, csrf_field, html, when, Nav};
-use super::session::{see_other, SignedIn, SignedInForm};
+use super::session::{SignedIn, SignedInForm};
+use crate::common::cookie::see_other;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};

@@ -1,6 +1,6 @@
 //! Extractors: who is calling, from where, with what body.
 
-use super::problem::ApiError;
+use crate::common::problem::ApiError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;

@@ -1,0 +1,95 @@
+//! The server: the adapters composed, both route tables (the JSON API and
+//! the pages) mounted, and the background jobs started.
+
+use crate::config::Config;
+use crate::state::{open_store, AppState, StartError};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::net::SocketAddr;
+
+/// A running server.
+pub struct Started {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The server future; await it to serve until SIGTERM/SIGINT.
+    pub server: Server,
+    /// The shared state (to drain mail after the server stops).
+    pub state: web::Data<AppState>,
+}
+
+/// The mail adapter's configuration from the service's.
+pub fn mail_config(config: &Config) -> convosphere_mail::MailConfig {
+    convosphere_mail::MailConfig {
+        from: config.mail_from.clone(),
+        transport: match &config.smtp_url {
+            Some(url) => convosphere_mail::Transport::Smtp(url.clone()),
+            None => convosphere_mail::Transport::Outbox(config.data_dir.join("outbox")),
+        },
+        email_verify_ttl: config.email_verify_ttl,
+        password_reset_ttl: config.password_reset_ttl,
+        ..convosphere_mail::MailConfig::default()
+    }
+}
+
+/// Migrates the database, builds the adapters and binds the listener.
+pub async fn start(config: Config) -> Result<Started, StartError> {
+    let store = open_store(&config).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartError(format!("AUTH_DATABASE_URL: migration failed: {e}")))?;
+    let bind = config.bind;
+    let state = web::Data::new(AppState::build(config, store).await?);
+    convosphere_cache::spawn_invalidation_poller(state.store.clone(), state.credentials.clone()).await;
+    let flusher = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::usage::FLUSH_INTERVAL).await;
+            flusher.usage.flush(&flusher.store).await;
+        }
+    });
+    spawn_purger(state.clone());
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(crate::http::routes::configure)
+            .configure(crate::web::configure)
+            .default_service(web::to(crate::http::routes::not_found))
+            .wrap(crate::http::middleware::Observe)
+    })
+    .bind(bind)
+    .map_err(|e| StartError(format!("AUTH_BIND: cannot listen on {bind}: {e}")))?;
+    let addr = server.addrs().first().copied().unwrap_or(bind);
+    let server = server.shutdown_timeout(30).run();
+    tracing::info!(%addr, "listening");
+    Ok(Started { addr, server, state })
+}
+
+/// How often expired rows are deleted.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes, every hour, what no rule reads any more: sessions and one-time
+/// tokens a day past their end, old invalidations, and security events
+/// older than `AUTH_AUDIT_RETENTION`. Every instance may run it: deletes
+/// of the same rows do not conflict.
+fn spawn_purger(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PURGE_INTERVAL).await;
+            let now = chrono::Utc::now();
+            let store = &state.store;
+            match store.purge_expired(now - chrono::Duration::days(1)).await {
+                Ok(purged) => tracing::info!(?purged, "purged expired rows"),
+                Err(error) => tracing::warn!(%error, "purging expired rows failed"),
+            }
+            let retention = chrono::Duration::from_std(state.config.audit_retention).unwrap_or(chrono::Duration::MAX);
+            if let Some(cutoff) = now.checked_sub_signed(retention) {
+                match store.purge_events(cutoff).await {
+                    Ok(events) => tracing::info!(events, "purged security events past their retention"),
+                    Err(error) => tracing::warn!(%error, "purging security events failed"),
+                }
+            }
+        }
+    });
+}
