@@ -170,7 +170,7 @@ pub struct Principal {
     /// Until when this outcome holds as long as neither the session nor
     /// the account changes: the earliest of the token's expiry, the
     /// session's end (absolute or idle) and the next time its use is
-    /// recorded. [`Auth::authenticate`] remembers it no longer.
+    /// recorded. [`Auth::authenticate`] remembers it no longer than this.
     pub holds_until: DateTime<Utc>,
 }
 

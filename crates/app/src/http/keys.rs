@@ -213,15 +213,16 @@ pub async fn authz(req: HttpRequest) -> Result {
     required?;
     let caller = authorization.caller;
     let (user, held) = (caller.user(), caller.scopes());
+    let user_id = user.id.to_string();
     let mut response = HttpResponse::Ok().json(AuthzBody {
-        user_id: user.id.to_string(),
+        user_id: user_id.clone(),
         principal: caller.kind(),
         scopes: held,
         plan: user.plan.as_str(),
     });
     let headers = response.headers_mut();
     for (name, value) in [
-        (X_AUTH_USER_ID, user.id.to_string()),
+        (X_AUTH_USER_ID, user_id),
         (X_AUTH_SCOPES, held.to_string()),
         (X_AUTH_PLAN, user.plan.as_str().to_owned()),
     ] {
