@@ -1,30 +1,9 @@
 //! Prometheus metrics, exposed at `/metrics`.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Tells one [`Metrics`] from another (tests build several per process).
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-/// How many labelled request series each thread keeps at hand.
-const SERIES_PER_THREAD: usize = 64;
-
-/// One request series of one [`Metrics`], kept by a thread.
-struct Series {
-    metrics: u64,
-    route: Box<str>,
-    method: Box<str>,
-    status: u16,
-    requests: IntCounter,
-    duration: Histogram,
-}
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The service's metrics, in one registry (no global state).
 pub struct Metrics {
-    id: u64,
     registry: Registry,
     /// Requests by route pattern, method and status.
     pub http_requests: IntCounterVec,
@@ -75,7 +54,6 @@ impl Metrics {
         registry.register(Box::new(mail_sent.clone()))?;
         registry.register(Box::new(mail_failed.clone()))?;
         Ok(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             http_requests,
             http_duration,
@@ -87,40 +65,12 @@ impl Metrics {
         })
     }
 
-    /// Counts one answered request and its latency. Each thread looks a
-    /// series up by its labels once (that hashes them under a lock) and
-    /// keeps it: every request makes this call.
+    /// Counts one answered request and its latency.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        thread_local! {
-            static SERIES: RefCell<Vec<Series>> = const { RefCell::new(Vec::new()) };
-        }
-        SERIES.with(|series| {
-            let mut series = series.borrow_mut();
-            let kept = series
-                .iter()
-                .find(|s| s.metrics == self.id && s.status == status && *s.route == *route && *s.method == *method);
-            if let Some(kept) = kept {
-                kept.requests.inc();
-                kept.duration.observe(seconds);
-                return;
-            }
-            let requests = self
-                .http_requests
-                .with_label_values(&[route, method, status.to_string().as_str()]);
-            let duration = self.http_duration.with_label_values(&[route, method]);
-            requests.inc();
-            duration.observe(seconds);
-            if series.len() < SERIES_PER_THREAD {
-                series.push(Series {
-                    metrics: self.id,
-                    route: route.into(),
-                    method: method.into(),
-                    status,
-                    requests,
-                    duration,
-                });
-            }
-        });
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_duration.with_label_values(&[route, method]).observe(seconds);
     }
 
     /// The Prometheus text exposition.
@@ -167,18 +117,5 @@ mod tests {
         assert!(first
             .render()
             .contains("convosphere_auth_http_requests_total{method=\"GET\",route=\"/v1/authz\",status=\"200\"} 4"));
-    }
-
-    #[test]
-    fn more_series_than_a_thread_keeps_are_all_counted() {
-        let metrics = Metrics::new().unwrap();
-        for round in 0..2 {
-            for n in 0..(2 * SERIES_PER_THREAD) {
-                metrics.observe_request(&format!("/route/{n}"), "GET", 200, 0.001);
-            }
-            for n in 0..(2 * SERIES_PER_THREAD) {
-                assert_eq!(count(&metrics, &format!("/route/{n}"), "200"), round + 1);
-            }
-        }
     }
 }

@@ -1,66 +1,52 @@
 //! `last_used_at` of API keys, written in batches every two seconds instead
 //! of once per request (the contract allows five).
+//!
+//! The uses wait in a `DashMap` shared by the worker threads: a key already
+//! waiting is a read of its shard and an atomic update of its time, so a
+//! gateway's calls with one key, on every worker, take no lock for writing.
 
 use chrono::{DateTime, Utc};
 use convosphere_domain::api_key::ApiKeyId;
 use convosphere_domain::ports::ApiKeyRepository;
-use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 /// How often recorded uses are written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// A thread notes a busy key's use at most this often: `last_used_at`
-/// is then at most this much older than the key's last use, besides the
-/// flush interval.
-pub const RECORD_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Uses of API keys not yet written.
+/// Uses of API keys not yet written: the latest use of each key, in
+/// nanoseconds since the epoch (enough until 2262).
+#[derive(Default)]
 pub struct UsageRecorder {
-    /// Tells recorders apart in the threads' memories.
-    id: u64,
-    pending: Mutex<HashMap<ApiKeyId, DateTime<Utc>>>,
-}
-
-impl Default for UsageRecorder {
-    fn default() -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            pending: Mutex::default(),
-        }
-    }
-}
-
-thread_local! {
-    /// The last use this thread noted: recorder, key, when.
-    static LAST_NOTED: Cell<Option<(u64, ApiKeyId, Instant)>> = const { Cell::new(None) };
+    pending: DashMap<ApiKeyId, AtomicI64>,
 }
 
 impl UsageRecorder {
-    /// Notes that a key was used now. A key that this thread noted less than
-    /// [`RECORD_INTERVAL`] ago is not noted again: a gateway's calls with one
-    /// key, on every worker, would otherwise all take one lock.
+    /// Notes that a key was used now.
     pub fn record(&self, key: ApiKeyId) {
-        let now = Instant::now();
-        let noted_lately = LAST_NOTED.get().is_some_and(|(recorder, last_key, at)| {
-            recorder == self.id && last_key == key && now.saturating_duration_since(at) < RECORD_INTERVAL
-        });
-        if noted_lately {
+        self.record_at(key, Utc::now());
+    }
+
+    fn record_at(&self, key: ApiKeyId, at: DateTime<Utc>) {
+        let at = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        if let Some(latest) = self.pending.get(&key) {
+            latest.fetch_max(at, Ordering::Relaxed);
             return;
         }
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(key, Utc::now());
-        }
-        LAST_NOTED.set(Some((self.id, key, now)));
+        self.pending
+            .entry(key)
+            .or_insert_with(|| AtomicI64::new(at))
+            .fetch_max(at, Ordering::Relaxed);
     }
 
     /// Takes every pending use.
     pub fn take(&self) -> Vec<(ApiKeyId, DateTime<Utc>)> {
-        self.pending.lock().map(|mut p| p.drain().collect()).unwrap_or_default()
+        let keys: Vec<ApiKeyId> = self.pending.iter().map(|entry| *entry.key()).collect();
+        keys.into_iter()
+            .filter_map(|key| self.pending.remove(&key))
+            .map(|(key, at)| (key, DateTime::from_timestamp_nanos(at.into_inner())))
+            .collect()
     }
 
     /// Writes the pending uses; keeps them for the next try on failure.
@@ -71,11 +57,8 @@ impl UsageRecorder {
         }
         if let Err(error) = store.record_api_key_use(&batch).await {
             tracing::warn!(%error, keys = batch.len(), "cannot record API key use; will retry");
-            if let Ok(mut pending) = self.pending.lock() {
-                for (key, at) in batch {
-                    let entry = pending.entry(key).or_insert(at);
-                    *entry = (*entry).max(at);
-                }
+            for (key, at) in batch {
+                self.record_at(key, at);
             }
         }
     }
@@ -108,29 +91,38 @@ mod tests {
     }
 
     #[test]
-    fn a_key_used_again_at_once_is_noted_once_then_again_after_the_interval() {
+    fn a_key_used_again_is_taken_once_with_its_latest_use() {
         let recorder = UsageRecorder::default();
         let a = key();
-        recorder.record(a);
-        assert_eq!(recorder.take().len(), 1);
-        recorder.record(a);
-        assert!(recorder.take().is_empty(), "noted moments ago on this thread");
-        std::thread::sleep(RECORD_INTERVAL);
-        recorder.record(a);
-        assert_eq!(recorder.take().len(), 1, "noted again after the interval");
+        let first = Utc::now() - chrono::Duration::seconds(3);
+        let latest = Utc::now();
+        recorder.record_at(a, latest);
+        recorder.record_at(a, first);
+        let taken = recorder.take();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].1, latest);
     }
 
     #[test]
-    fn recorders_and_threads_do_not_share_the_memory() {
-        let (first, second) = (UsageRecorder::default(), UsageRecorder::default());
-        let a = key();
-        first.record(a);
-        second.record(a);
-        assert_eq!(first.take().len(), 1);
-        assert_eq!(second.take().len(), 1, "another recorder notes the same key");
+    fn uses_from_every_thread_are_noted() {
+        let recorder = UsageRecorder::default();
+        let keys: Vec<ApiKeyId> = (0..64).map(|_| key()).collect();
         std::thread::scope(|scope| {
-            scope.spawn(|| first.record(a));
+            for chunk in keys.chunks(8) {
+                let recorder = &recorder;
+                scope.spawn(move || {
+                    for _ in 0..100 {
+                        for key in chunk {
+                            recorder.record(*key);
+                        }
+                    }
+                });
+            }
         });
-        assert_eq!(first.take().len(), 1, "another thread notes it too");
+        let mut taken: Vec<ApiKeyId> = recorder.take().into_iter().map(|(key, _)| key).collect();
+        taken.sort();
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(taken, expected);
     }
 }

@@ -5,5 +5,47 @@ pub mod cookie;
 pub mod extract;
 pub mod problem;
 
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use convosphere_domain::ports::RateLimitDecision;
+
 /// The largest request body accepted (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// `RateLimit-Reset`: whole seconds until the budget is full again, rounded up.
+fn reset_seconds(decision: &RateLimitDecision) -> u64 {
+    decision.reset_after.as_secs_f64().ceil() as u64
+}
+
+/// Sets the `RateLimit-*` headers of a decision: on every answer that
+/// passed a limiter (`observe`) and on its 429 (`ApiError::rate_limited`).
+pub fn insert_rate_limit_headers(headers: &mut HeaderMap, decision: &RateLimitDecision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(reset_seconds(decision)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_is_rounded_up_to_whole_seconds() {
+        let decision = |reset_after| RateLimitDecision {
+            allowed: true,
+            limit: 60,
+            remaining: 59,
+            reset_after,
+            retry_after: None,
+        };
+        assert_eq!(reset_seconds(&decision(std::time::Duration::ZERO)), 0);
+        assert_eq!(reset_seconds(&decision(std::time::Duration::from_millis(1))), 1);
+        assert_eq!(reset_seconds(&decision(std::time::Duration::from_secs(60))), 60);
+        let mut headers = HeaderMap::new();
+        insert_rate_limit_headers(&mut headers, &decision(std::time::Duration::from_millis(1500)));
+        assert_eq!(headers.get("ratelimit-reset").unwrap(), "2");
+    }
+}

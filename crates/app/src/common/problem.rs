@@ -282,7 +282,7 @@ impl ResponseError for ApiError {
         }
         let mut answer = response.body(serde_json::to_string(&self.problem()).unwrap_or_default());
         if let Some(decision) = &self.rate_limit {
-            crate::http::middleware::insert_rate_limit_headers(answer.headers_mut(), decision);
+            super::insert_rate_limit_headers(answer.headers_mut(), decision);
         }
         answer
     }

@@ -5,14 +5,13 @@ use crate::common::extract::{state, ClientInfo};
 use crate::common::problem::{ApiError, PROBLEM_JSON};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
 use convosphere_domain::ports::RateLimitDecision;
 use futures_util::future::{ready, Ready};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -22,9 +21,6 @@ use tokio::task::futures::TaskLocalFuture;
 
 // Header names as constants: made from text, they are parsed on every use.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn request_id(req: &ServiceRequest) -> Rc<str> {
     req.headers()
@@ -164,7 +160,7 @@ fn answered<B: MessageBody>(
     // The limiter's decision, kept by `ip_limit` or the authentication extractor.
     let decision = response.request().extensions().get::<RateLimitDecision>().copied();
     if let Some(decision) = decision {
-        insert_rate_limit_headers(response.headers_mut(), &decision);
+        crate::common::insert_rate_limit_headers(response.headers_mut(), &decision);
     }
     let elapsed = started.elapsed();
     let request = response.request();
@@ -195,53 +191,6 @@ fn route(request: &HttpRequest) -> Option<Cow<'_, str>> {
         Some(name) => Some(Cow::Borrowed(name)),
         None => request.match_pattern().map(Cow::Owned),
     }
-}
-
-/// A number as a header value. The limit and the reset of `RateLimit-*`
-/// take few values (one per plan; 0 to 60 seconds): those are made once
-/// per thread and shared, instead of formatted and allocated per answer.
-fn number_header(n: u64) -> HeaderValue {
-    /// Numbers below this are kept by index; larger ones (the plans'
-    /// limits) in a short list.
-    const SMALL: usize = 128;
-    const LARGE: usize = 16;
-    thread_local! {
-        static SMALL_VALUES: RefCell<Vec<Option<HeaderValue>>> = const { RefCell::new(Vec::new()) };
-        static LARGE_VALUES: RefCell<Vec<(u64, HeaderValue)>> = const { RefCell::new(Vec::new()) };
-    }
-    match usize::try_from(n) {
-        Ok(small) if small < SMALL => SMALL_VALUES.with(|values| {
-            let mut values = values.borrow_mut();
-            if values.is_empty() {
-                values.resize(SMALL, None);
-            }
-            values[small].get_or_insert_with(|| HeaderValue::from(n)).clone()
-        }),
-        _ => LARGE_VALUES.with(|values| {
-            let mut values = values.borrow_mut();
-            if let Some((_, value)) = values.iter().find(|(kept, _)| *kept == n) {
-                return value.clone();
-            }
-            let value = HeaderValue::from(n);
-            if values.len() < LARGE {
-                values.push((n, value.clone()));
-            }
-            value
-        }),
-    }
-}
-
-/// `RateLimit-Reset`: whole seconds until the budget is full again, rounded up.
-fn reset_seconds(decision: &RateLimitDecision) -> u64 {
-    decision.reset_after.as_secs_f64().ceil() as u64
-}
-
-/// Sets the `RateLimit-*` headers of a decision: on every answer that
-/// passed a limiter (`observe`) and on its 429 (`ApiError::rate_limited`).
-pub fn insert_rate_limit_headers(headers: &mut HeaderMap, decision: &RateLimitDecision) {
-    headers.insert(RATELIMIT_LIMIT, number_header(u64::from(decision.limit)));
-    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
-    headers.insert(RATELIMIT_RESET, number_header(reset_seconds(decision)));
 }
 
 /// `AUTH_IP_RATE_LIMIT` requests per minute per client IP.
@@ -283,15 +232,6 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn numbers_in_headers_are_their_decimal_text_however_often_asked() {
-        for round in 0..2 {
-            for n in (0..300).chain([1_000, 10_000, u64::from(u32::MAX), u64::MAX]) {
-                assert_eq!(number_header(n).to_str().unwrap(), n.to_string(), "round {round}");
-            }
-        }
-    }
-
-    #[test]
     fn new_request_ids_are_distinct_random_uuids() {
         let ids: HashSet<Rc<str>> = (0..10_000).map(|_| new_request_id()).collect();
         assert_eq!(ids.len(), 10_000);
@@ -301,22 +241,5 @@ mod tests {
             assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
             assert_eq!(id.len(), 36);
         }
-    }
-
-    #[test]
-    fn reset_is_rounded_up_to_whole_seconds() {
-        let decision = |reset_after| RateLimitDecision {
-            allowed: true,
-            limit: 60,
-            remaining: 59,
-            reset_after,
-            retry_after: None,
-        };
-        assert_eq!(reset_seconds(&decision(std::time::Duration::ZERO)), 0);
-        assert_eq!(reset_seconds(&decision(std::time::Duration::from_millis(1))), 1);
-        assert_eq!(reset_seconds(&decision(std::time::Duration::from_secs(60))), 60);
-        let mut headers = HeaderMap::new();
-        insert_rate_limit_headers(&mut headers, &decision(std::time::Duration::from_millis(1500)));
-        assert_eq!(headers.get("ratelimit-reset").unwrap(), "2");
     }
 }
