@@ -27,9 +27,10 @@ use chrono::NaiveDateTime;
 use convosphere_auth::state::{open_store, AppState};
 use convosphere_auth::Config;
 use convosphere_domain::api_key::ApiKeyId;
-use convosphere_domain::auth::{Redacted, SignupRequest};
+use convosphere_domain::auth::SignupRequest;
 use convosphere_domain::ports::{ApiKeyRepository, UserRepository};
 use convosphere_domain::Email;
+use convosphere_domain::SecretString;
 use diesel::prelude::*;
 use secrecy::ExposeSecret;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ async fn main() {
         .signup(SignupRequest {
             name: "Bench".into(),
             email: email.into(),
-            password: Redacted("correct horse battery staple".into()),
+            password: SecretString::from("correct horse battery staple"),
             ..SignupRequest::default()
         })
         .await

@@ -13,6 +13,7 @@ use crate::{
     SessionId, TokenKind, User, UserId,
 };
 use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -72,7 +73,7 @@ pub struct SignupRequest {
     /// E-mail address (required).
     pub email: String,
     /// Password (required). Not printed by `Debug`.
-    pub password: Redacted,
+    pub password: SecretString,
     /// Optional company.
     pub company: Option<String>,
     /// Optional country.
@@ -89,11 +90,11 @@ pub struct LoginRequest {
     /// E-mail address as typed.
     pub email: String,
     /// Password as typed.
-    pub password: Redacted,
+    pub password: SecretString,
     /// The current TOTP code, when 2FA is on.
-    pub totp_code: Option<Redacted>,
+    pub totp_code: Option<SecretString>,
     /// A recovery code instead of the TOTP code.
-    pub recovery_code: Option<Redacted>,
+    pub recovery_code: Option<SecretString>,
     /// Where the request came from (the session list, the audit trail).
     pub client: ClientContext,
 }
@@ -102,9 +103,9 @@ pub struct LoginRequest {
 #[derive(Debug, Clone, Default)]
 pub struct SecondFactor {
     /// The current TOTP code.
-    pub totp_code: Option<Redacted>,
+    pub totp_code: Option<SecretString>,
     /// A recovery code instead of the TOTP code.
-    pub recovery_code: Option<Redacted>,
+    pub recovery_code: Option<SecretString>,
 }
 
 /// What checking the password of a signed-in user found.
@@ -125,22 +126,6 @@ pub(crate) enum FactorCheck {
     Wrong,
     /// Accepted (and used up).
     Passed,
-}
-
-/// A string that `Debug` prints as `***` (a password in a request).
-#[derive(Clone, Default)]
-pub struct Redacted(pub String);
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<&str> for Redacted {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
 }
 
 /// Tokens handed out at login or refresh.
@@ -493,7 +478,7 @@ where
         let country = parse_optional_text("country", request.country.as_deref(), &mut errors);
         let phone = parse_phone(request.phone.as_deref(), &mut errors);
         let email_text = email.as_ref().map(|e| e.as_str()).unwrap_or(request.email.trim());
-        let password = Password::new_for(&request.password.0, &[email_text, &name]);
+        let password = Password::new_for(request.password.expose_secret(), &[email_text, &name]);
         match (&password, errors.is_empty()) {
             (Err(e), true) => return Err(SignupError::WeakPassword(*e)),
             (Err(e), false) => errors.push(FieldError::new("password", e.code(), e.to_string())),
@@ -590,7 +575,7 @@ where
     /// are told only to a caller who gave the right password, except that
     /// a suspended account is `Locked` either way.
     pub async fn login(&self, request: LoginRequest) -> Result<IssuedTokens, LoginError> {
-        let password = Password::candidate(&request.password.0);
+        let password = Password::candidate(request.password.expose_secret());
         let user = match Email::parse(&request.email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
@@ -685,10 +670,13 @@ where
         let now = self.clock.now();
         let used = match (&factor.totp_code, &factor.recovery_code) {
             (None, None) => return Ok(FactorCheck::Missing),
-            (Some(code), _) => self.use_totp_code(user.id, &code.0, now).await?.then_some("totp"),
+            (Some(code), _) => self
+                .use_totp_code(user.id, code.expose_secret(), now)
+                .await?
+                .then_some("totp"),
             (None, Some(code)) => self
                 .store
-                .use_recovery_code(user.id, &RecoveryCode::hash_of(&code.0), now)
+                .use_recovery_code(user.id, &RecoveryCode::hash_of(code.expose_secret()), now)
                 .await?
                 .then_some("recovery_code"),
         };

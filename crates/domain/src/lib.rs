@@ -26,6 +26,7 @@ pub use ids::{SessionId, UserId};
 pub use password::{Password, PasswordError, PasswordHash};
 pub use plan::{Plan, PlanLimits, UnknownPlan};
 pub use scope::{Scope, ScopeSet, UnknownScope};
+pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{EndReason, Session};
 pub use token::{OpaqueToken, TokenHash, TokenKind};
 pub use user::{NewUser, User};

@@ -8,8 +8,9 @@ use crate::common::problem::{ApiError, Problem};
 use crate::state::{after_answer, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
-use convosphere_domain::auth::{LoginRequest, Redacted, SignupRequest};
+use convosphere_domain::auth::{LoginRequest, SignupRequest};
 use convosphere_domain::profile::ProfileUpdate;
+use convosphere_domain::SecretString;
 use convosphere_domain::{Caller, FieldError, SessionId};
 
 pub(crate) type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
@@ -111,7 +112,7 @@ pub async fn signup(state: web::Data<AppState>, client: ClientInfo, body: Json<S
         .signup(SignupRequest {
             name: body.name.unwrap_or_default(),
             email: body.email.unwrap_or_default(),
-            password: Redacted(body.password.unwrap_or_default()),
+            password: SecretString::from(body.password.unwrap_or_default()),
             company: body.company,
             country: body.country,
             phone: body.phone,
@@ -171,9 +172,9 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<Lo
         .auth
         .login(LoginRequest {
             email,
-            password: Redacted(password),
-            totp_code: body.totp_code.filter(|c| !c.is_empty()).map(Redacted),
-            recovery_code: body.recovery_code.filter(|c| !c.is_empty()).map(Redacted),
+            password: SecretString::from(password),
+            totp_code: body.totp_code.filter(|c| !c.is_empty()).map(SecretString::from),
+            recovery_code: body.recovery_code.filter(|c| !c.is_empty()).map(SecretString::from),
             client: client.context(),
         })
         .await

@@ -14,6 +14,7 @@ mod error;
 mod form;
 mod keys;
 mod layout;
+mod login;
 mod security;
 pub mod session;
 mod sessions;
@@ -32,15 +33,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             page("/login")
-                .route(web::get().to(account::login_form))
-                .route(web::post().to(account::login)),
+                .route(web::get().to(login::login_form))
+                .route(web::post().to(login::login)),
         )
         .service(
             page("/login/two-factor")
-                .route(web::get().to(account::login_mfa_form))
-                .route(web::post().to(account::login_mfa)),
+                .route(web::get().to(login::login_mfa_form))
+                .route(web::post().to(login::login_mfa)),
         )
-        .service(page("/logout").route(web::post().to(account::logout)))
+        .service(page("/logout").route(web::post().to(login::logout)))
         .service(
             page("/forgot-password")
                 .route(web::get().to(account::forgot_form))

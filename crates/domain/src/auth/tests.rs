@@ -2207,7 +2207,7 @@ fn wrong_second_factors_after_a_provider_login_lock_the_account() {
     assert!(world.user(ada).is_locked_out(world.clock.now()));
     // Locked: not even the right code gets in, and none is checked.
     let right = SecondFactor {
-        totp_code: Some(Redacted(world.code_now(&secret))),
+        totp_code: Some(SecretString::from(world.code_now(&secret))),
         recovery_code: None,
     };
     assert!(matches!(
@@ -2290,7 +2290,7 @@ fn turning_2fa_on_or_off_ends_every_other_session() {
     let other = block_on(auth.login(LoginRequest {
         email: "ada@example.com".into(),
         password: PASSWORD.into(),
-        totp_code: Some(Redacted(world.code_now(&setup.secret))),
+        totp_code: Some(SecretString::from(world.code_now(&setup.secret))),
         client: client(),
         ..Default::default()
     }))
