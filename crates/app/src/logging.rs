@@ -47,7 +47,13 @@ pub fn init(format: LogFormat, default_level: &str, background: bool) -> Option<
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => {
-            let events = RequestIdFormat::json(tracing_subscriber::fmt::format().json().flatten_event(true));
+            let events = RequestIdFormat::json(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            );
             builder.json().event_format(events).init();
         }
         LogFormat::Pretty => {
