@@ -1,11 +1,18 @@
 //! The service's configuration: one typed struct, loaded once from an
 //! optional TOML file and then the environment (which wins), validated at
 //! start-up. A bad value names its variable.
+//!
+//! figment layers the file under the environment and deserializes both into one serde
+//! struct of raw values, refusing unknown keys and naming the key of a value that does not
+//! fit, so that only the typed checks of `Config::parse` are written by hand.
 
-use convosphere_domain::PlanLimits;
+use convosphere_domain::{oauth::RedirectPolicy, PlanLimits};
+use figment::{error::Kind, providers::Serialized, Figment};
 use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +23,20 @@ pub struct ConfigError(pub String);
 
 fn bad(var: &str, why: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("{var}: {why}"))
+}
+
+fn ensure(ok: bool, var: &str, why: impl std::fmt::Display) -> Result<(), ConfigError> {
+    ok.then_some(()).ok_or_else(|| bad(var, why))
+}
+
+fn starts(value: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| value.starts_with(p))
+}
+
+fn cidr(cidr: &String) -> Result<IpNet, ConfigError> {
+    let net = cidr.parse().or_else(|_| cidr.parse::<IpAddr>().map(IpNet::from));
+    let why = format!("{cidr:?} is not a CIDR such as 10.0.0.0/8");
+    net.map_err(|_| bad("AUTH_TRUSTED_PROXIES", why))
 }
 
 /// Where rate-limit counters live.
@@ -37,24 +58,14 @@ pub enum LogFormat {
 }
 
 /// Client id and secret of one OAuth provider, plus endpoint overrides.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OAuthProviderConfig {
     /// The client id; the provider is disabled without it.
     pub client_id: Option<String>,
-    /// The client secret.
-    pub client_secret: Option<String>,
+    /// The client secret (redacted from `Debug`).
+    pub client_secret: Option<SecretString>,
     /// Endpoint overrides (issuer, auth, token, API URLs).
     pub endpoints: BTreeMap<&'static str, String>,
-}
-
-impl std::fmt::Debug for OAuthProviderConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthProviderConfig")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("endpoints", &self.endpoints)
-            .finish()
-    }
 }
 
 /// Everything the service reads at start-up.
@@ -116,58 +127,71 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Every variable the service knows, so that a config file's unknown key is an error.
-const KNOWN: &[&str] = &[
-    "AUTH_BIND",
-    "AUTH_PUBLIC_URL",
-    "AUTH_DATA_DIR",
-    "AUTH_DATABASE_URL",
-    "AUTH_SMTP_URL",
-    "AUTH_MAIL_FROM",
-    "AUTH_JWT_KEY_FILE",
-    "AUTH_SECRET_KEY_FILE",
-    "AUTH_ACCESS_TOKEN_TTL",
-    "AUTH_REFRESH_TOKEN_TTL",
-    "AUTH_SESSION_IDLE_TIMEOUT",
-    "AUTH_MAX_SESSIONS",
-    "AUTH_EMAIL_VERIFY_TTL",
-    "AUTH_PASSWORD_RESET_TTL",
-    "AUTH_LOCKOUT_THRESHOLD",
-    "AUTH_LOCKOUT_DURATION",
-    "AUTH_RATE_LIMIT_FREE",
-    "AUTH_RATE_LIMIT_STARTER",
-    "AUTH_RATE_LIMIT_BUSINESS",
-    "AUTH_RATE_LIMIT_PRO",
-    "AUTH_IP_RATE_LIMIT",
-    "AUTH_TRUSTED_PROXIES",
-    "AUTH_RATE_LIMIT_BACKEND",
-    "AUTH_REDIS_URL",
-    "AUTH_OAUTH_GOOGLE_CLIENT_ID",
-    "AUTH_OAUTH_GOOGLE_CLIENT_SECRET",
-    "AUTH_OAUTH_GOOGLE_ISSUER",
-    "AUTH_OAUTH_GITHUB_CLIENT_ID",
-    "AUTH_OAUTH_GITHUB_CLIENT_SECRET",
-    "AUTH_OAUTH_GITHUB_AUTH_URL",
-    "AUTH_OAUTH_GITHUB_TOKEN_URL",
-    "AUTH_OAUTH_GITHUB_API_URL",
-    "AUTH_OAUTH_FACEBOOK_CLIENT_ID",
-    "AUTH_OAUTH_FACEBOOK_CLIENT_SECRET",
-    "AUTH_OAUTH_FACEBOOK_AUTH_URL",
-    "AUTH_OAUTH_FACEBOOK_TOKEN_URL",
-    "AUTH_OAUTH_FACEBOOK_API_URL",
-    "AUTH_OAUTH_REDIRECT_ALLOWLIST",
-    "AUTH_LOG_FORMAT",
-    "AUTH_AUDIT_RETENTION",
-];
+/// Declares the raw values, by file key, each with its variable's name without
+/// `AUTH_`, and `KNOWN`, the variables themselves.
+macro_rules! raw {
+    ($($key:ident $var:ident,)*) => {
+        /// The values as written, by file key, before the typed checks.
+        #[derive(Default, Deserialize, Serialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Raw {
+            $(#[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")] $key: Option<String>,)*
+        }
 
-/// Raw values by variable name, before parsing.
-struct Source(BTreeMap<String, String>);
+        impl Raw {
+            /// The value of a variable; a blank one is unset.
+            fn get(&self, var: &str) -> Option<&str> {
+                let value = match var { $(concat!("AUTH_", stringify!($var)) => self.$key.as_deref(),)* _ => None };
+                value.filter(|v| !v.trim().is_empty())
+            }
+        }
 
-impl Source {
-    fn get(&self, var: &str) -> Option<&str> {
-        self.0.get(var).map(String::as_str).filter(|v| !v.trim().is_empty())
+        /// Every variable the service knows, so that a config file's unknown key is an error.
+        const KNOWN: &[&str] = &[$(concat!("AUTH_", stringify!($var))),*];
+    };
+}
+
+raw! {
+    bind BIND, public_url PUBLIC_URL, data_dir DATA_DIR, database_url DATABASE_URL, smtp_url SMTP_URL,
+    mail_from MAIL_FROM, jwt_key_file JWT_KEY_FILE, secret_key_file SECRET_KEY_FILE,
+    access_token_ttl ACCESS_TOKEN_TTL, refresh_token_ttl REFRESH_TOKEN_TTL, session_idle_timeout SESSION_IDLE_TIMEOUT,
+    max_sessions MAX_SESSIONS, email_verify_ttl EMAIL_VERIFY_TTL, password_reset_ttl PASSWORD_RESET_TTL,
+    lockout_threshold LOCKOUT_THRESHOLD, lockout_duration LOCKOUT_DURATION, rate_limit_free RATE_LIMIT_FREE,
+    rate_limit_starter RATE_LIMIT_STARTER, rate_limit_business RATE_LIMIT_BUSINESS, rate_limit_pro RATE_LIMIT_PRO,
+    ip_rate_limit IP_RATE_LIMIT, trusted_proxies TRUSTED_PROXIES, rate_limit_backend RATE_LIMIT_BACKEND,
+    redis_url REDIS_URL, oauth_google_client_id OAUTH_GOOGLE_CLIENT_ID,
+    oauth_google_client_secret OAUTH_GOOGLE_CLIENT_SECRET, oauth_google_issuer OAUTH_GOOGLE_ISSUER,
+    oauth_github_client_id OAUTH_GITHUB_CLIENT_ID, oauth_github_client_secret OAUTH_GITHUB_CLIENT_SECRET,
+    oauth_github_auth_url OAUTH_GITHUB_AUTH_URL, oauth_github_token_url OAUTH_GITHUB_TOKEN_URL,
+    oauth_github_api_url OAUTH_GITHUB_API_URL, oauth_facebook_client_id OAUTH_FACEBOOK_CLIENT_ID,
+    oauth_facebook_client_secret OAUTH_FACEBOOK_CLIENT_SECRET, oauth_facebook_auth_url OAUTH_FACEBOOK_AUTH_URL,
+    oauth_facebook_token_url OAUTH_FACEBOOK_TOKEN_URL, oauth_facebook_api_url OAUTH_FACEBOOK_API_URL,
+    oauth_redirect_allowlist OAUTH_REDIRECT_ALLOWLIST, log_format LOG_FORMAT, audit_retention AUDIT_RETENTION,
+}
+
+/// A value as the variable would spell it: a file's number as digits, its list
+/// joined by commas; any other TOML type is refused.
+fn text<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    let item = |item: &toml::Value| item.as_str().map_or_else(|| item.to_string(), String::from);
+    Ok(Some(match toml::Value::deserialize(value)? {
+        toml::Value::String(s) => s,
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Array(items) => items.iter().map(item).collect::<Vec<_>>().join(","),
+        other => return Err(D::Error::custom(format!("{other} is not a string, number or list"))),
+    }))
+}
+
+/// figment's error as one line naming its variable (or the file, for an unknown key).
+fn named(error: figment::Error, file: &Path) -> ConfigError {
+    match (&error.kind, error.path.first()) {
+        (Kind::UnknownField(key, _), _) => bad("--config", format!("{}: unknown key {key:?}", file.display())),
+        (kind, Some(key)) => bad(&format!("AUTH_{}", key.to_uppercase()), kind),
+        (kind, None) => bad("--config", format!("{}: {kind}", file.display())),
     }
+}
 
+impl Raw {
     fn string(&self, var: &str, default: &str) -> String {
         self.get(var).unwrap_or(default).trim().to_owned()
     }
@@ -180,53 +204,53 @@ impl Source {
         let raw = self.get(var).unwrap_or(default).trim();
         let value = humantime::parse_duration(raw)
             .map_err(|e| bad(var, format!("{raw:?} is not a duration such as 900s, 15m or 7d ({e})")))?;
-        if value.is_zero() {
-            return Err(bad(var, "must be longer than zero"));
-        }
-        Ok(value)
+        ensure(!value.is_zero(), var, "must be longer than zero").map(|()| value)
     }
 
     fn number(&self, var: &str, default: u32) -> Result<u32, ConfigError> {
-        match self.get(var) {
-            None => Ok(default),
-            Some(raw) => match raw.trim().parse::<u32>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(bad(var, format!("{raw:?} is not a whole number above zero"))),
-            },
-        }
+        let Some(raw) = self.get(var) else { return Ok(default) };
+        let number = raw.trim().parse::<u32>().ok().filter(|n| *n > 0);
+        number.ok_or_else(|| bad(var, format!("{raw:?} is not a whole number above zero")))
     }
 
     fn list(&self, var: &str) -> Vec<String> {
-        self.get(var)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let items = self.get(var).unwrap_or_default().split(',').map(str::trim);
+        items.filter(|s| !s.is_empty()).map(String::from).collect()
     }
 
+    /// One of two words (`memory|redis`, `pretty|json`).
+    fn choice<T: Copy>(&self, var: &str, default: &str, choices: [(&str, T); 2]) -> Result<T, ConfigError> {
+        let value = self.string(var, default);
+        let found = choices.iter().find(|(name, _)| *name == value);
+        let why = format!("{value:?} is not {} or {}", choices[0].0, choices[1].0);
+        found.map(|(_, choice)| *choice).ok_or_else(|| bad(var, why))
+    }
+
+    /// An optional URL that must start with one of `schemes`.
+    fn url(&self, var: &str, schemes: &[&str], why: impl Fn(&str) -> String) -> Result<Option<String>, ConfigError> {
+        let value = self.optional(var);
+        match &value {
+            Some(url) if !starts(url, schemes) => Err(bad(var, why(url))),
+            _ => Ok(value),
+        }
+    }
+
+    /// `endpoints` in alphabetical order, so that the first bad one is named.
     fn oauth(&self, provider: &str, endpoints: &[&'static str]) -> Result<OAuthProviderConfig, ConfigError> {
         let var = |suffix: &str| format!("AUTH_OAUTH_{provider}_{suffix}");
-        let config = OAuthProviderConfig {
-            client_id: self.optional(&var("CLIENT_ID")),
-            client_secret: self.optional(&var("CLIENT_SECRET")),
-            endpoints: endpoints
-                .iter()
-                .filter_map(|name| self.optional(&var(name)).map(|value| (*name, value)))
-                .collect(),
+        let (client_id, client_secret) = (self.optional(&var("CLIENT_ID")), self.optional(&var("CLIENT_SECRET")));
+        let why = format!("is required when {} is set", var("CLIENT_ID"));
+        let paired = client_id.is_none() || client_secret.is_some();
+        ensure(paired, &var("CLIENT_SECRET"), why)?;
+        let mut config = OAuthProviderConfig {
+            client_id,
+            client_secret: client_secret.map(SecretString::from),
+            ..Default::default()
         };
-        if config.client_id.is_some() && config.client_secret.is_none() {
-            return Err(bad(
-                &var("CLIENT_SECRET"),
-                format!("is required when {} is set", var("CLIENT_ID")),
-            ));
-        }
-        for (name, value) in &config.endpoints {
-            if !(value.starts_with("https://") || value.starts_with("http://")) {
-                return Err(bad(&var(name), format!("{value:?} is not an http(s) URL")));
+        let why = |url: &str| format!("{url:?} is not an http(s) URL");
+        for name in endpoints {
+            if let Some(url) = self.url(&var(name), &["https://", "http://"], why)? {
+                config.endpoints.insert(*name, url);
             }
         }
         Ok(config)
@@ -244,113 +268,55 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut values = BTreeMap::new();
-        if let Some(path) = file {
-            values = read_file(path)?;
-        }
-        values.extend(env.into_iter().filter(|(k, _)| KNOWN.contains(&k.as_str())));
-        Self::parse(&Source(values))
+        let figment = file.map_or_else(|| Ok(Figment::new()), read_file)?;
+        let env = env.into_iter().filter(|(k, _)| KNOWN.contains(&k.as_str()));
+        let env: BTreeMap<_, _> = env.map(|(k, v)| (k["AUTH_".len()..].to_lowercase(), v)).collect();
+        let raw = figment.merge(Serialized::defaults(env)).extract();
+        Self::parse(&raw.map_err(|e| named(e, Path::new("-")))?)
     }
 
-    fn parse(src: &Source) -> Result<Self, ConfigError> {
+    fn parse(src: &Raw) -> Result<Self, ConfigError> {
         let bind_raw = src.string("AUTH_BIND", "127.0.0.1:8080");
-        let bind = bind_raw.parse().map_err(|_| {
-            bad(
-                "AUTH_BIND",
-                format!("{bind_raw:?} is not an address such as 127.0.0.1:8080"),
-            )
-        })?;
-        let public_url = src
-            .string("AUTH_PUBLIC_URL", "http://127.0.0.1:8080")
-            .trim_end_matches('/')
-            .to_owned();
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) || public_url.contains(['?', '#'])
-        {
-            return Err(bad(
-                "AUTH_PUBLIC_URL",
-                format!("{public_url:?} is not an http(s) base URL"),
-            ));
-        }
+        let why = format!("{bind_raw:?} is not an address such as 127.0.0.1:8080");
+        let bind = bind_raw.parse().map_err(|_| bad("AUTH_BIND", why))?;
+        let public_url = src.string("AUTH_PUBLIC_URL", "http://127.0.0.1:8080");
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let base = starts(&public_url, &["http://", "https://"]) && !public_url.contains(['?', '#']);
+        let why = format!("{public_url:?} is not an http(s) base URL");
+        ensure(base, "AUTH_PUBLIC_URL", why)?;
         let data_dir = PathBuf::from(src.string("AUTH_DATA_DIR", "./data"));
         let default_db = format!("sqlite://{}", data_dir.join("auth.db").display());
         let database_url = src.string("AUTH_DATABASE_URL", &default_db);
-        if !["sqlite://", "postgres://", "postgresql://"]
-            .iter()
-            .any(|p| database_url.starts_with(p))
-        {
-            return Err(bad("AUTH_DATABASE_URL", "expected sqlite://PATH or postgres://…"));
-        }
-        let smtp_url = src.optional("AUTH_SMTP_URL");
-        if let Some(url) = &smtp_url {
-            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                return Err(bad(
-                    "AUTH_SMTP_URL",
-                    "expected smtp://host:port or smtps://user:pass@host:465",
-                ));
-            }
-        }
-        let rate_limit_backend = match src.string("AUTH_RATE_LIMIT_BACKEND", "memory").as_str() {
-            "memory" => RateLimitBackend::Memory,
-            "redis" => RateLimitBackend::Redis,
-            other => {
-                return Err(bad(
-                    "AUTH_RATE_LIMIT_BACKEND",
-                    format!("{other:?} is not memory or redis"),
-                ))
-            }
-        };
+        let db = starts(&database_url, &["sqlite://", "postgres://", "postgresql://"]);
+        ensure(db, "AUTH_DATABASE_URL", "expected sqlite://PATH or postgres://…")?;
+        let why = |_: &str| "expected smtp://host:port or smtps://user:pass@host:465".to_owned();
+        let smtp_url = src.url("AUTH_SMTP_URL", &["smtp://", "smtps://"], why)?;
+        let backends = [("memory", RateLimitBackend::Memory), ("redis", RateLimitBackend::Redis)];
+        let rate_limit_backend = src.choice("AUTH_RATE_LIMIT_BACKEND", "memory", backends)?;
         let redis_url = src.optional("AUTH_REDIS_URL");
-        if rate_limit_backend == RateLimitBackend::Redis && redis_url.is_none() {
-            return Err(bad(
-                "AUTH_REDIS_URL",
-                "is required when AUTH_RATE_LIMIT_BACKEND is redis",
-            ));
-        }
-        let trusted_proxies = src
-            .list("AUTH_TRUSTED_PROXIES")
-            .iter()
-            .map(|cidr| {
-                cidr.parse::<IpNet>()
-                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        bad(
-                            "AUTH_TRUSTED_PROXIES",
-                            format!("{cidr:?} is not a CIDR such as 10.0.0.0/8"),
-                        )
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let redis = rate_limit_backend == RateLimitBackend::Memory || redis_url.is_some();
+        let why = "is required when AUTH_RATE_LIMIT_BACKEND is redis";
+        ensure(redis, "AUTH_REDIS_URL", why)?;
+        let proxies = src.list("AUTH_TRUSTED_PROXIES");
+        let trusted_proxies = proxies.iter().map(cidr).collect::<Result<_, _>>()?;
         let oauth_redirect_allowlist = src.list("AUTH_OAUTH_REDIRECT_ALLOWLIST");
         // Parsed as the redirect policy will parse them: scheme, host, port,
         // path. The public URL alone first, so that its error names it.
-        convosphere_domain::oauth::RedirectPolicy::new(&public_url, &[]).map_err(|e| bad("AUTH_PUBLIC_URL", e))?;
-        convosphere_domain::oauth::RedirectPolicy::new(&public_url, &oauth_redirect_allowlist)
+        RedirectPolicy::new(&public_url, &[]).map_err(|e| bad("AUTH_PUBLIC_URL", e))?;
+        RedirectPolicy::new(&public_url, &oauth_redirect_allowlist)
             .map_err(|e| bad("AUTH_OAUTH_REDIRECT_ALLOWLIST", e))?;
         let oauth_google = src.oauth("GOOGLE", &["ISSUER"])?;
-        let oauth_github = src.oauth("GITHUB", &["AUTH_URL", "TOKEN_URL", "API_URL"])?;
-        let oauth_facebook = src.oauth("FACEBOOK", &["AUTH_URL", "TOKEN_URL", "API_URL"])?;
-        let log_format = match src.optional("AUTH_LOG_FORMAT").as_deref() {
-            None => {
-                use std::io::IsTerminal;
-                if std::io::stdout().is_terminal() {
-                    LogFormat::Pretty
-                } else {
-                    LogFormat::Json
-                }
-            }
-            Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => return Err(bad("AUTH_LOG_FORMAT", format!("{other:?} is not pretty or json"))),
-        };
+        let oauth_github = src.oauth("GITHUB", &["API_URL", "AUTH_URL", "TOKEN_URL"])?;
+        let oauth_facebook = src.oauth("FACEBOOK", &["API_URL", "AUTH_URL", "TOKEN_URL"])?;
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let formats = [("pretty", LogFormat::Pretty), ("json", LogFormat::Json)];
+        let log_format = src.choice("AUTH_LOG_FORMAT", if terminal { "pretty" } else { "json" }, formats)?;
+        let file = |var: &str, default: &str| src.optional(var).map_or_else(|| data_dir.join(default), PathBuf::from);
         let defaults = PlanLimits::default();
         Ok(Self {
             bind,
-            jwt_key_file: src
-                .optional("AUTH_JWT_KEY_FILE")
-                .map_or_else(|| data_dir.join("jwt-signing-key.pem"), PathBuf::from),
-            secret_key_file: src
-                .optional("AUTH_SECRET_KEY_FILE")
-                .map_or_else(|| data_dir.join("secret.key"), PathBuf::from),
+            jwt_key_file: file("AUTH_JWT_KEY_FILE", "jwt-signing-key.pem"),
+            secret_key_file: file("AUTH_SECRET_KEY_FILE", "secret.key"),
             public_url,
             database_url,
             smtp_url,
@@ -407,47 +373,39 @@ impl Config {
 /// offending line under a caret, over several lines).
 fn toml_error(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().split_whitespace().collect::<Vec<_>>().join(" ");
-    match error.span() {
-        Some(span) => {
-            let mut start = span.start.min(text.len());
-            while !text.is_char_boundary(start) {
-                start -= 1;
-            }
-            let before = &text[..start];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message,
+    let Some(span) = error.span() else { return message };
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
     }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 /// Reads a TOML file whose keys are the variables' names without `AUTH_`,
-/// in lower case (`public_url = "https://auth.example.com"`).
-fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| bad("--config", format!("{}: {}", path.display(), toml_error(&text, &e))))?;
-    let mut values = BTreeMap::new();
+/// in lower case (`public_url = "https://auth.example.com"`; any case is
+/// taken). toml parses it, not figment's provider, which would skip a missing
+/// file and lose a syntax error's position. Each key is checked on its own, in
+/// the file's order, so that every value must fit, even one the environment
+/// overrides, and the first bad key is named.
+fn read_file(path: &Path) -> Result<Figment, ConfigError> {
+    let at = |why: String| bad("--config", format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e| at(toml_error(&text, &e)))?;
+    let mut figment = Figment::new();
     for (key, value) in table {
-        let var = format!("AUTH_{}", key.to_uppercase());
-        if !KNOWN.contains(&var.as_str()) {
-            return Err(bad("--config", format!("{}: unknown key {key:?}", path.display())));
-        }
-        let text = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(n) => n.to_string(),
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|item| item.as_str().map(String::from).unwrap_or_else(|| item.to_string()))
-                .collect::<Vec<_>>()
-                .join(","),
-            other => return Err(bad(&var, format!("{other} is not a string, number or list"))),
+        let key = match key.to_uppercase() {
+            var if KNOWN.contains(&format!("AUTH_{var}").as_str()) => var.to_lowercase(),
+            _ => key,
         };
-        values.insert(var, text);
+        let raw: Raw = Figment::from(Serialized::defaults(BTreeMap::from([(key, value)])))
+            .extract()
+            .map_err(|e| named(e, path))?;
+        figment = figment.merge(Serialized::defaults(raw));
     }
-    Ok(values)
+    Ok(figment)
 }
 
 #[cfg(test)]

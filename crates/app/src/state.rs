@@ -194,7 +194,7 @@ fn oauth_login(config: &Config) -> Result<OAuthLogin<OAuthClients>, StartError> 
     fn credentials(c: &OAuthProviderConfig) -> Option<Credentials> {
         Some(Credentials {
             client_id: c.client_id.clone()?,
-            client_secret: c.client_secret.clone().unwrap_or_default().into(),
+            client_secret: c.client_secret.clone().unwrap_or_else(|| "".into()),
         })
     }
     let endpoint = |c: &OAuthProviderConfig, name: &str, default: &str| {

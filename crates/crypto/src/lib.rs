@@ -2,12 +2,14 @@
 
 mod jwt;
 mod keys;
+#[cfg(feature = "password")]
 mod password;
 mod seal;
 mod system;
 
 pub use jwt::{JwtSigner, JwtVerifier, ALGORITHM, AUDIENCE, CLIENT_ID, TOKEN_TYPE};
 pub use keys::{load_or_generate_secret_key, load_or_generate_signing_key, KeyError, SecretKey, SigningKey};
+#[cfg(feature = "password")]
 pub use password::{
     Argon2Hasher, HasherError, MAX_VERIFY_M_COST, OUTPUT_LEN, OWASP_M_COST, OWASP_P_COST, OWASP_T_COST, SALT_LEN,
 };
@@ -16,6 +18,7 @@ pub use system::{OsRng, SystemClock};
 
 /// Re-exported so that callers can build [`Argon2Hasher`] parameters
 /// without naming the `argon2` crate themselves.
+#[cfg(feature = "password")]
 pub use argon2::Params as Argon2Params;
 
 /// Whether two byte strings are equal, in time that depends on their

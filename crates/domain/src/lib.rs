@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api_key;
+#[cfg(feature = "use-cases")]
 pub mod auth;
+pub mod credential;
 pub mod email;
 pub mod error;
 pub mod event;
@@ -17,14 +19,19 @@ pub mod session;
 pub mod token;
 pub mod user;
 
-pub use auth::gateway::{Authorization, AuthorizeError, Caller, Credential, CredentialError};
+pub use api_key::{ApiKeyFormatError, PresentedApiKey};
+#[cfg(feature = "use-cases")]
+pub use auth::gateway::{Authorization, AuthorizeError, Caller, CredentialError};
+#[cfg(feature = "use-cases")]
 pub use auth::{Auth, AuthConfig, IssuedTokens, LoginRequest, Principal, Runtime, SecondFactor, SignupRequest};
+pub use credential::Credential;
 pub use email::{Email, EmailError};
 pub use error::{FieldError, InfraError};
 pub use event::{ClientContext, EventId, EventKind, SecurityEvent};
 pub use ids::{SessionId, UserId};
 pub use password::{Password, PasswordError, PasswordHash};
 pub use plan::{Plan, PlanLimits, UnknownPlan};
+pub use ports::{AccessClaims, TokenVerifyError};
 pub use scope::{Scope, ScopeSet, UnknownScope};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{EndReason, Session};

@@ -13,13 +13,8 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 ///
 /// Passwords are taken as given (no trimming, no truncation), then
 /// NFKC-normalized so that the same password typed on two keyboards matches.
-///
-/// ```
-/// use convosphere_domain::{Password, PasswordError};
-/// assert!(Password::new_for("correct horse battery staple", &["ada@example.com"]).is_ok());
-/// assert_eq!(Password::new_for("short", &[]).unwrap_err(), PasswordError::TooShort);
-/// assert_eq!(Password::new_for("password123", &[]).unwrap_err(), PasswordError::Common);
-/// ```
+/// A new password is checked against the policy by
+/// [`new_for`](Self::new_for) (feature `password-strength`).
 pub struct Password(SecretString);
 
 /// Why a new password is refused.
@@ -61,6 +56,14 @@ impl Password {
     /// A new password, checked against the policy. `context` holds what
     /// the user told us about themselves (the e-mail first, then the name…):
     /// a password equal to the e-mail, or guessable from these, is refused.
+    ///
+    /// ```
+    /// use convosphere_domain::{Password, PasswordError};
+    /// assert!(Password::new_for("correct horse battery staple", &["ada@example.com"]).is_ok());
+    /// assert_eq!(Password::new_for("short", &[]).unwrap_err(), PasswordError::TooShort);
+    /// assert_eq!(Password::new_for("password123", &[]).unwrap_err(), PasswordError::Common);
+    /// ```
+    #[cfg(feature = "password-strength")]
     pub fn new_for(raw: &str, context: &[&str]) -> Result<Self, PasswordError> {
         let normalized: String = raw.nfkc().collect();
         let chars = normalized.chars().count();
@@ -123,6 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "password-strength")]
     fn length_counts_code_points_after_nfkc() {
         // "ﬀ" (U+FB00) is one code point that NFKC turns into "ff": 4 → 8.
         assert!(Password::new_for("ﬀﬀﬀﬀ", &[]).is_err());
@@ -149,6 +153,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "password-strength")]
     fn common_and_email_passwords_are_refused() {
         for common in ["password", "12345678", "qwertyuiop", "iloveyou1", "Password1"] {
             assert_eq!(
@@ -195,6 +200,7 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(256))]
 
             #[test]
+            #[cfg(feature = "password-strength")]
             fn the_length_rule_counts_code_points_after_nfkc(raw in raw_password(), email in "[a-z]{1,8}@example\\.com") {
                 let normalized: String = raw.nfkc().collect();
                 let chars = normalized.chars().count();

@@ -256,6 +256,14 @@ pub struct AccessClaims {
     pub token_id: uuid::Uuid,
 }
 
+impl AccessClaims {
+    /// The scopes the token holds: every one, as the contract says of a user
+    /// access token (an API key holds its own, which only `/v1/authz` knows).
+    pub fn scopes(&self) -> crate::ScopeSet {
+        crate::ScopeSet::all()
+    }
+}
+
 /// Why an access token was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenVerifyError {
@@ -421,6 +429,7 @@ impl CredentialKey {
 /// the [`generation`](Self::generation) did not move while it was checked.
 /// Implementations must move the generation *before* they forget, so that
 /// a check racing an invalidation sees one or the other.
+#[cfg(feature = "use-cases")]
 pub trait CredentialCache: Send + Sync {
     /// The caller remembered for `key`, if it is still current at `now`.
     fn get(&self, key: &CredentialKey, now: DateTime<Utc>) -> Option<crate::auth::Caller>;
@@ -682,9 +691,11 @@ pub trait OAuthRepository: Send + Sync {
 
 /// A [`CredentialCache`] that remembers nothing: every request is checked
 /// in full. For tools and services that make few checks.
+#[cfg(feature = "use-cases")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoCredentialCache;
 
+#[cfg(feature = "use-cases")]
 impl CredentialCache for NoCredentialCache {
     fn get(&self, _: &CredentialKey, _: DateTime<Utc>) -> Option<crate::auth::Caller> {
         None

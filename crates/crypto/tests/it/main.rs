@@ -6,5 +6,6 @@
 
 mod jwt;
 mod keys;
+#[cfg(feature = "password")]
 mod password;
 mod system;

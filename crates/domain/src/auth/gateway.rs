@@ -15,34 +15,13 @@ use crate::ports::{
     ApiKeyRepository, CredentialCache, CredentialKey, Mailer, PasswordHasher, RateLimitDecision, RateLimiter,
     RateSubject, Store, TokenSigner, TokenVerifyError,
 };
-use crate::{InfraError, Scope, ScopeSet, SessionId, User};
+use crate::{Credential, InfraError, Scope, ScopeSet, SessionId, User};
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
 /// The longest a checked credential is remembered: what another instance
 /// changes without an invalidation (a profile field) shows within this.
 pub const REMEMBER_AT_MOST: Duration = Duration::seconds(5);
-
-/// A bearer credential as presented: an API key (`cs_…`) or else an
-/// access token. One rule, so that every caller tells them apart alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential<'a> {
-    /// A user access token (a JWT).
-    AccessToken(&'a str),
-    /// An API key.
-    ApiKey(&'a str),
-}
-
-impl<'a> Credential<'a> {
-    /// Tells the kind of a credential by its prefix.
-    pub fn parse(credential: &'a str) -> Self {
-        if credential.starts_with(crate::api_key::KEY_PREFIX) {
-            Credential::ApiKey(credential)
-        } else {
-            Credential::AccessToken(credential)
-        }
-    }
-}
 
 /// Who presented a credential. Cheap to clone: the principals are shared
 /// with the cache.
