@@ -93,7 +93,11 @@ fn chrono(d: std::time::Duration) -> chrono::Duration {
 /// directory for the embedded defaults).
 pub async fn open_store(config: &Config) -> Result<Store, StartError> {
     if config.database_url.starts_with("sqlite://") {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        let mut private = std::fs::DirBuilder::new();
+        private.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut private, 0o700);
+        private.create(&config.data_dir).map_err(|e| {
             StartError(format!(
                 "AUTH_DATA_DIR: cannot create {}: {e}",
                 config.data_dir.display()

@@ -86,7 +86,9 @@ pub trait UserRepository: Send + Sync {
     /// Marks the e-mail address verified; `None` if the account does not exist.
     fn set_email_verified(&self, id: UserId) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
 
-    /// Replaces the password hash.
+    /// Replaces the password hash and, with it, ends every outstanding
+    /// password-reset link of the user: no link outlives the password it
+    /// was sent for (a change, a reset, an operator's reset).
     fn set_password_hash(&self, id: UserId, hash: &PasswordHash)
         -> impl Future<Output = Result<(), InfraError>> + Send;
 
@@ -382,8 +384,38 @@ pub struct RateLimitDecision {
 pub enum RateSubject {
     /// An account: all of its keys and sessions share its plan's budget.
     Account(UserId),
-    /// A client IP (the unauthenticated endpoints).
+    /// A client network (the unauthenticated endpoints): an IPv4 address,
+    /// or the /64 of an IPv6 one. Made by [`RateSubject::client`].
     Ip(std::net::IpAddr),
+}
+
+impl RateSubject {
+    /// The subject of a client's requests. One IPv6 host is usually given a
+    /// whole /64 and may pick any address in it, so an IPv6 client is counted
+    /// by its /64; an IPv4-mapped IPv6 address counts as its IPv4 address.
+    ///
+    /// ```
+    /// use convosphere_domain::ports::RateSubject;
+    /// let a = RateSubject::client("2001:db8:1:2::1".parse().unwrap());
+    /// let b = RateSubject::client("2001:db8:1:2:ffff::9".parse().unwrap());
+    /// let c = RateSubject::client("2001:db8:1:3::1".parse().unwrap());
+    /// assert_eq!(a, b);
+    /// assert_ne!(a, c);
+    /// assert_eq!(
+    ///     RateSubject::client("::ffff:192.0.2.7".parse().unwrap()),
+    ///     RateSubject::client("192.0.2.7".parse().unwrap()),
+    /// );
+    /// ```
+    pub fn client(ip: std::net::IpAddr) -> Self {
+        use std::net::{IpAddr, Ipv6Addr};
+        RateSubject::Ip(match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+            },
+        })
+    }
 }
 
 impl std::fmt::Display for RateSubject {

@@ -163,7 +163,12 @@ impl Delivery {
 /// renamed, so that a reader never sees half a message.
 async fn write_outbox(dir: &Path, message: &Message) -> Result<PathBuf, DeliveryError> {
     let io = |e: std::io::Error| DeliveryError::Outbox(format!("{}: {e}", dir.display()));
-    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    // The links in these files open accounts: readable by the service's user only.
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await.map_err(io)?;
     let name = format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ"),
@@ -171,7 +176,14 @@ async fn write_outbox(dir: &Path, message: &Message) -> Result<PathBuf, Delivery
     );
     let partial = dir.join(format!(".{name}.eml.partial"));
     let path = dir.join(format!("{name}.eml"));
-    tokio::fs::write(&partial, message.formatted()).await.map_err(io)?;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&partial).await.map_err(io)?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, &message.formatted())
+        .await
+        .map_err(io)?;
     tokio::fs::rename(&partial, &path).await.map_err(io)?;
     Ok(path)
 }

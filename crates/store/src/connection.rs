@@ -91,7 +91,7 @@ impl Pools {
             Target::Sqlite(path) => {
                 let in_memory = path == ":memory:" || path.starts_with("file::memory:");
                 if !in_memory {
-                    create_parent_dir(&path)?;
+                    create_private_file(&path)?;
                 }
                 let mut first = SqliteConnection::establish(&path)?;
                 SqliteSettings::apply(&mut first)?;
@@ -128,11 +128,32 @@ impl Pools {
     }
 }
 
-fn create_parent_dir(path: &str) -> Result<(), StoreError> {
+/// Creates the database file's directory (0700) and the file itself (0600,
+/// whatever the umask) before SQLite opens it: SQLite gives its journal and
+/// WAL files the database file's permissions, so none of them is readable
+/// by other users. An existing file or directory is left as it is.
+fn create_private_file(path: &str) -> Result<(), StoreError> {
     let path = std::path::Path::new(path.strip_prefix("file:").unwrap_or(path));
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create the directory {}: {e}", dir.display()))),
+    let path = path
+        .to_str()
+        .and_then(|p| p.split_once('?'))
+        .map_or(path, |(p, _)| std::path::Path::new(p));
+    let failed = |what: &std::path::Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", what.display()))
+    };
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| failed(dir, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(failed(path, e)),
         _ => Ok(()),
     }
 }

@@ -166,7 +166,14 @@ impl UserRepository for Store {
         let id = id.to_string();
         let hash = hash.as_str().to_owned();
         let now = updated_now();
-        with_conn!(self, |conn| conn.write(|conn| {
+        with_conn!(self, |conn| conn.write_transaction(|conn| {
+            // In one transaction: no reset link outlives the password it was sent for.
+            diesel::delete(
+                one_time_tokens::table
+                    .filter(one_time_tokens::user_id.eq(&id))
+                    .filter(one_time_tokens::kind.eq(TokenKind::PasswordReset.as_str())),
+            )
+            .execute(conn)?;
             diesel::update(users::table.find(id))
                 .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
                 .execute(conn)?;

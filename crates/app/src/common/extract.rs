@@ -130,12 +130,9 @@ impl ClientInfo {
     /// Reads the client's identity from a request.
     pub fn of(req: &HttpRequest, trusted_proxies: &[IpNet]) -> Self {
         let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let forwarded_for = req.headers().get_all("x-forwarded-for").map(|line| line.to_str().ok());
         Self {
-            ip: client_ip(
-                peer,
-                req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-                trusted_proxies,
-            ),
+            ip: client_ip(peer, forwarded_for, trusted_proxies),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -146,21 +143,43 @@ impl ClientInfo {
 }
 
 /// The client IP: the peer, unless it is a trusted proxy; then the
-/// right-most `X-Forwarded-For` entry that is not a trusted proxy.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+/// right-most `X-Forwarded-For` hop that is not a trusted proxy.
+///
+/// Every line of the header counts, in order, as one list (RFC 9110 §5.3):
+/// a proxy that adds a line instead of appending to the client's must not
+/// let the client's own line decide. The walk from the right stops at a hop
+/// that is not an address (or a line that is not text), so what stands left
+/// of it, written by whoever sent it, is never believed. A hop may carry a
+/// port (`192.0.2.1:4711`, `[2001:db8::1]:4711`), as some proxies write it.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = Option<&'a str>>,
+    trusted: &[IpNet],
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
+    let hops = forwarded_for.rev().flat_map(|line| match line {
+        Some(line) => line.rsplit(',').map(hop).collect::<Vec<_>>(),
+        None => vec![None],
+    });
     let mut client = peer;
-    for hop in forwarded_for.unwrap_or_default().rsplit(',') {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+    for ip in hops {
+        let Some(ip) = ip else { break };
         client = ip;
         if !is_trusted(&ip) {
             break;
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` hop: an address, perhaps with a port.
+fn hop(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    let with_port = || text.parse::<std::net::SocketAddr>().map(|a| a.ip());
+    text.parse().or_else(|_| with_port()).ok()
 }
 
 impl FromRequest for ClientInfo {
@@ -231,15 +250,29 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "198.51.100.9".parse().unwrap();
-        let xff = Some("203.0.113.5, 10.9.9.9");
-        assert_eq!(client_ip(proxy, xff, &trusted).to_string(), "203.0.113.5");
-        assert_eq!(client_ip(stranger, xff, &trusted), stranger);
+        let ip = |peer: IpAddr, lines: &[&str]| client_ip(peer, lines.iter().map(|l| Some(*l)), &trusted).to_string();
+        assert_eq!(ip(proxy, &["203.0.113.5, 10.9.9.9"]), "203.0.113.5");
+        assert_eq!(ip(stranger, &["203.0.113.5, 10.9.9.9"]), stranger.to_string());
+        assert_eq!(ip(proxy, &["1.2.3.4, 5.6.7.8"]), "5.6.7.8");
+        assert_eq!(ip(proxy, &["garbage"]), proxy.to_string());
+        assert_eq!(ip(proxy, &[]), proxy.to_string());
+        // A proxy that adds a line: the client's own first line is not believed.
+        assert_eq!(ip(proxy, &["1.2.3.4", "203.0.113.5"]), "203.0.113.5");
         assert_eq!(
-            client_ip(proxy, Some("1.2.3.4, 5.6.7.8"), &trusted).to_string(),
-            "5.6.7.8"
+            ip(proxy, &["1.2.3.4", "203.0.113.5, 10.0.0.7", "10.0.0.8"]),
+            "203.0.113.5"
         );
-        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
-        assert_eq!(client_ip(proxy, None, &[]), proxy);
+        // Garbage stops the walk: nothing left of it is believed.
+        assert_eq!(ip(proxy, &["1.2.3.4, nonsense, 10.0.0.9"]), "10.0.0.9");
+        let unreadable = [Some("1.2.3.4"), None, Some("10.0.0.9")];
+        assert_eq!(
+            client_ip(proxy, unreadable.into_iter(), &trusted).to_string(),
+            "10.0.0.9"
+        );
+        // Ports, as some proxies write them.
+        assert_eq!(ip(proxy, &["198.51.100.1:4711"]), "198.51.100.1");
+        assert_eq!(ip(proxy, &["[2001:db8::1]:4711"]), "2001:db8::1");
+        assert_eq!(client_ip(proxy, [Some("1.2.3.4")].into_iter(), &[]), proxy);
     }
 
     mod properties {
@@ -268,17 +301,40 @@ mod tests {
             #[test]
             fn forwarded_for_never_panics_and_only_names_listed_addresses(
                 peer_octets in prop_oneof![Just([10u8, 0, 0, 1]), any::<[u8; 4]>()],
-                header in forwarded_for(),
+                lines in proptest::collection::vec(forwarded_for(), 0..4),
             ) {
                 let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
                 let peer = IpAddr::from(peer_octets);
-                let client = client_ip(peer, Some(&header), &trusted);
+                let read = || lines.iter().map(|l| Some(l.as_str()));
+                let client = client_ip(peer, read(), &trusted);
                 if !trusted[0].contains(&peer) {
                     prop_assert_eq!(client, peer);
                 } else if client != peer {
-                    prop_assert!(header.split(',').any(|hop| hop.trim().parse::<IpAddr>() == Ok(client)));
+                    prop_assert!(lines.iter().flat_map(|l| l.split(',')).any(|h| hop(h) == Some(client)));
                 }
-                prop_assert_eq!(client_ip(peer, Some(&header), &[]), peer);
+                prop_assert_eq!(client_ip(peer, read(), &[]), peer);
+            }
+
+            /// The answer is the same whether a proxy appended its hops to the
+            /// last line or added lines of its own: only the order of hops counts.
+            #[test]
+            fn lines_count_as_one_list(
+                hops in proptest::collection::vec(forwarded_for(), 1..6),
+                cut in 0usize..6,
+            ) {
+                let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+                let peer = IpAddr::from([10, 0, 0, 1]);
+                // Hops of one line each, none blank (a blank line would be a hop of its own).
+                let hops: Vec<String> = hops
+                    .iter()
+                    .map(|h| h.replace(',', " "))
+                    .map(|h| if h.trim().is_empty() { "-".to_owned() } else { h })
+                    .collect();
+                let joined = hops.join(", ");
+                let (left, right) = hops.split_at(cut.min(hops.len()));
+                let lines = [left.join(", "), right.join(", ")];
+                let lines = lines.iter().filter(|l| !l.is_empty()).map(|l| Some(l.as_str()));
+                prop_assert_eq!(client_ip(peer, lines, &trusted), client_ip(peer, [Some(joined.as_str())].into_iter(), &trusted));
             }
         }
     }

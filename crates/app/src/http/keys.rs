@@ -7,6 +7,7 @@ use crate::common::extract::{optional_json, ClientInfo, Json};
 use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use convosphere_domain::api_key::ApiKeyId;
@@ -43,9 +44,7 @@ fn key_id(raw: &str) -> Result<ApiKeyId> {
 fn created(created: CreatedApiKey) -> HttpResponse {
     let mut body = ApiKeyBody::new(&created.record, Utc::now());
     body.key = Some(created.key.expose_secret().to_owned());
-    HttpResponse::Created()
-        .insert_header(("cache-control", "no-store"))
-        .json(body)
+    super::carrying_secret(StatusCode::CREATED).json(body)
 }
 
 impl From<CreateApiKeyError> for ApiError {

@@ -6,6 +6,7 @@ use super::routes::{no_errors, required, Result};
 use crate::common::extract::{ClientInfo, Json};
 use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::EventId;
 use serde::Deserialize;
@@ -15,12 +16,10 @@ use serde::Deserialize;
     responses((status = 200, body = TotpSetupBody), (status = 401, body = Problem), (status = 409, body = Problem)))]
 pub async fn begin_totp(state: web::Data<AppState>, user: UserSession) -> Result {
     let setup = state.auth.begin_totp(&user.0).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(TotpSetupBody {
-            secret: setup.secret.to_base32(),
-            otpauth_uri: setup.otpauth_uri,
-        }))
+    Ok(super::carrying_secret(StatusCode::OK).json(TotpSetupBody {
+        secret: setup.secret.to_base32(),
+        otpauth_uri: setup.otpauth_uri,
+    }))
 }
 
 /// Turn 2FA on with a code from the app; answers ten single-use recovery codes, shown once.
@@ -38,11 +37,9 @@ pub async fn confirm_totp(
     let code = required(body.into_inner().code, "code", &mut errors);
     no_errors(errors)?;
     let codes = state.auth.confirm_totp(&user.0, &code, &client.context()).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(RecoveryCodesBody {
-            recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
-        }))
+    Ok(super::carrying_secret(StatusCode::OK).json(RecoveryCodesBody {
+        recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
+    }))
 }
 
 /// Turn 2FA off, with the account's password.

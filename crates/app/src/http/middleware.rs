@@ -204,7 +204,7 @@ pub async fn ip_limit(
     let decision = match state
         .ip_limiter
         .check(
-            convosphere_domain::ports::RateSubject::Ip(client.ip),
+            convosphere_domain::ports::RateSubject::client(client.ip),
             state.config.ip_rate_limit,
         )
         .await

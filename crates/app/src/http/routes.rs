@@ -6,6 +6,7 @@ use super::middleware::ip_limit;
 use crate::common::extract::{json_config, query_config, ClientInfo, Json};
 use crate::common::problem::{ApiError, Problem};
 use crate::state::{after_answer, AppState};
+use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::auth::{LoginRequest, SignupRequest};
@@ -181,7 +182,7 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<Lo
         .map_err(ApiError::from);
     let label = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state.metrics.logins.with_label_values(&[label]).inc();
-    Ok(HttpResponse::Ok().json(TokenPair::from(outcome?)))
+    Ok(super::carrying_secret(StatusCode::OK).json(TokenPair::from(outcome?)))
 }
 
 /// Trade a refresh token for a new pair; the old refresh token is dead.
@@ -192,7 +193,7 @@ pub async fn refresh(state: web::Data<AppState>, client: ClientInfo, body: Json<
     let token = required(body.into_inner().refresh_token, "refresh_token", &mut errors);
     no_errors(errors)?;
     let tokens = state.auth.refresh(&token, &client.context()).await?;
-    Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
+    Ok(super::carrying_secret(StatusCode::OK).json(TokenPair::from(tokens)))
 }
 
 /// E-mail a password reset link (if the address has an account).

@@ -272,7 +272,7 @@ pub(crate) struct AnonForm {
 async fn ip_allowed(state: &AppState, req: &HttpRequest, client: &ClientInfo) -> Result<(), PageError> {
     let decision = state
         .ip_limiter
-        .check(RateSubject::Ip(client.ip), state.config.ip_rate_limit)
+        .check(RateSubject::client(client.ip), state.config.ip_rate_limit)
         .await
         .map_err(page_error)?;
     // `observe` adds the `RateLimit-*` headers from this decision.

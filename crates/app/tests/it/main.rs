@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod gateway;
+mod hardening;
 mod keys;
 mod mfa;
 mod oauth;

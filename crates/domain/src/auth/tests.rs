@@ -193,6 +193,9 @@ impl UserRepository for &MemoryStore {
         }))
     }
     async fn set_password_hash(&self, id: UserId, hash: &PasswordHash) -> Result<(), InfraError> {
+        let resets =
+            |(kind, user, _, _): &mut (TokenKind, UserId, _, bool)| *kind == TokenKind::PasswordReset && *user == id;
+        self.0.lock().unwrap().tokens.retain(|_, token| !resets(token));
         self.user_mut(id, |u| u.password_hash = Some(hash.clone()));
         Ok(())
     }
