@@ -142,12 +142,21 @@ async fn main() {
         .await
         .unwrap()
         .expect("the account");
+    // Keys are made by a signed-in user, as on the keys page.
+    let none = convosphere_domain::ClientContext::default();
+    let session = state
+        .auth
+        .open_session(user.clone(), vec![convosphere_domain::AuthMethod::Password], &none);
+    let access = session.await.expect("session").access_token;
+    let Ok(convosphere_domain::Caller::User(principal)) = state.auth.authenticate(&access).await else {
+        panic!("the session's access token is refused")
+    };
     let mut keys = Vec::with_capacity(n + WARM_UP);
     for i in 0..n + WARM_UP {
         let created = state
             .auth
             .create_api_key(
-                user.id,
+                &principal,
                 &format!("key {i}"),
                 &["agents:read".into()],
                 None,

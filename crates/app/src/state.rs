@@ -134,6 +134,7 @@ impl AppState {
             lockout_duration: chrono(config.lockout_duration),
             mfa_issuer: "Convosphere AI".into(),
             plan_limits: config.rate_limits,
+            reauth_window: chrono(config.reauth_window),
         };
         let limiter = Limiter::from_config(&config).await?;
         let web = crate::common::cookie::WebState::new(&secret_key, config.is_https());

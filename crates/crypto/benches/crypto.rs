@@ -77,6 +77,8 @@ fn jwt(c: &mut Criterion) {
         issued_at: now,
         expires_at: now + TimeDelta::minutes(15),
         token_id: Uuid::from_u128(3),
+        auth_time: now,
+        amr: vec![convosphere_domain::AuthMethod::Password],
     };
     let token = signer.sign(&claims).unwrap();
     let verifier = JwtVerifier::from_jwks(&signer.jwks(), issuer).unwrap();

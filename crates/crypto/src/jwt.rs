@@ -3,7 +3,7 @@
 use crate::keys::{KeyError, SigningKey};
 use chrono::{DateTime, TimeDelta, Utc};
 use convosphere_domain::ports::{AccessClaims, TokenSigner, TokenVerifyError};
-use convosphere_domain::{InfraError, Plan, SessionId, UserId};
+use convosphere_domain::{AuthMethod, InfraError, Plan, SessionId, UserId};
 use josekit::jwk::Jwk;
 use josekit::jws::alg::eddsa::{EddsaJwsSigner, EddsaJwsVerifier};
 use josekit::jws::{EdDSA, JwsHeader, JwsVerifier};
@@ -102,6 +102,8 @@ impl TokenSigner for JwtSigner {
             ("sid", Value::from(claims.session_id.to_string())),
             ("plan", Value::from(claims.plan.as_str())),
             ("client_id", Value::from(CLIENT_ID)),
+            ("auth_time", Value::from(claims.auth_time.timestamp())),
+            ("amr", claims.amr.iter().map(|m| m.as_str()).collect()),
         ] {
             payload.set_claim(name, Some(value)).map_err(InfraError::new)?;
         }
@@ -206,6 +208,13 @@ impl JwtVerifier {
         let plan: Plan = string_claim(claims, "plan")?.parse().map_err(|_| Invalid)?;
         let issued_at = time_claim(claims, "iat")?;
         let expires_at = time_claim(claims, "exp")?;
+        // Tokens issued before these claims existed count from their issue.
+        let auth_time = match claims.contains_key("auth_time") {
+            true => time_claim(claims, "auth_time")?,
+            false => issued_at,
+        };
+        let names = claims.get("amr").and_then(Value::as_array).into_iter().flatten();
+        let amr = names.filter_map(Value::as_str).filter_map(AuthMethod::parse).collect();
         let later = |t: DateTime<Utc>| t.checked_add_signed(self.leeway).unwrap_or(DateTime::<Utc>::MAX_UTC);
         if claims.contains_key("nbf") && later(now) < time_claim(claims, "nbf")? {
             return Err(Invalid);
@@ -221,6 +230,8 @@ impl JwtVerifier {
             issued_at,
             expires_at,
             token_id,
+            auth_time,
+            amr,
         })
     }
 }

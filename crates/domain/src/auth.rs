@@ -9,8 +9,8 @@ use crate::ports::{
 };
 use crate::profile::{parse_name, parse_optional_text, parse_phone, ProfileUpdate};
 use crate::{
-    Email, EndReason, FieldError, InfraError, NewUser, OpaqueToken, Password, PasswordError, Plan, PlanLimits, Session,
-    SessionId, TokenKind, User, UserId,
+    AuthMethod, Email, EndReason, FieldError, InfraError, NewUser, OpaqueToken, Password, PasswordError, Plan,
+    PlanLimits, Session, SessionId, TokenKind, User, UserId,
 };
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -42,6 +42,9 @@ pub struct AuthConfig {
     pub mfa_issuer: String,
     /// Requests per minute of each plan.
     pub plan_limits: PlanLimits,
+    /// How long after a sign-in or re-authentication a session may do
+    /// sensitive actions (`AUTH_REAUTH_WINDOW`).
+    pub reauth_window: Duration,
 }
 
 impl Default for AuthConfig {
@@ -58,6 +61,7 @@ impl Default for AuthConfig {
             lockout_duration: Duration::minutes(15),
             mfa_issuer: "Convosphere AI".into(),
             plan_limits: PlanLimits::default(),
+            reauth_window: Duration::minutes(10),
         }
     }
 }
@@ -152,6 +156,8 @@ pub struct Principal {
     pub user: User,
     /// The session of the access token.
     pub session_id: SessionId,
+    /// The session's last sign-in or re-authentication.
+    pub auth_time: DateTime<Utc>,
     /// Until when this outcome holds as long as neither the session nor
     /// the account changes: the earliest of the token's expiry, the
     /// session's end (absolute or idle) and the next time its use is
@@ -630,12 +636,14 @@ where
         if user.failed_logins > 0 {
             self.store.clear_failed_logins(user.id).await?;
         }
-        let method = if user.mfa_enabled { "password+totp" } else { "password" };
+        let (method, amr) = if user.mfa_enabled {
+            ("password+totp", vec![AuthMethod::Password, AuthMethod::OneTimeCode])
+        } else {
+            ("password", vec![AuthMethod::Password])
+        };
         self.record(user.id, EventKind::LoginSucceeded, client, &[("method", method)])
             .await?;
-        Ok(self
-            .open_session(user, request.client.ip.clone(), request.client.user_agent.clone())
-            .await?)
+        Ok(self.open_session(user, amr, client).await?)
     }
 
     /// Counts one failed password or code check; records a lockout it causes.
@@ -714,13 +722,13 @@ where
         }
     }
 
-    /// Opens a session for an authenticated user (password or OAuth),
-    /// ending the oldest beyond the cap.
+    /// Opens a session for a user who proved who they are by `amr`
+    /// (password, OAuth, passkey), ending the oldest beyond the cap.
     pub async fn open_session(
         &self,
         user: User,
-        ip: Option<String>,
-        user_agent: Option<String>,
+        amr: Vec<AuthMethod>,
+        client: &ClientContext,
     ) -> Result<IssuedTokens, InfraError> {
         let now = self.clock.now();
         let session = Session {
@@ -731,8 +739,10 @@ where
             expires_at: now + self.config.refresh_token_ttl,
             ended_at: None,
             end_reason: None,
-            ip,
-            user_agent,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            auth_time: now,
+            amr,
         };
         let refresh = OpaqueToken::generate(&*self.rng);
         let evicted = self
@@ -763,6 +773,8 @@ where
             issued_at: now,
             expires_at,
             token_id: crate::ids::new_v7(now, &*self.rng),
+            auth_time: session.auth_time,
+            amr: session.amr.clone(),
         };
         Ok(IssuedTokens {
             access_token: self.signer.sign(&claims)?,
@@ -847,7 +859,10 @@ where
         token: &str,
         new_password: &str,
         client: &ClientContext,
-    ) -> Result<(), ResetPasswordError> {
+    ) -> Result<(), ResetPasswordError>
+    where
+        S: crate::ports::ApiKeyRepository,
+    {
         let now = self.clock.now();
         let hash = OpaqueToken::presented(token).hash();
         let user_id = self
@@ -878,6 +893,22 @@ where
             self.forget(Invalidation::User(user_id));
         }
         self.record(user_id, EventKind::PasswordReset, client, &[]).await?;
+        // A reset does not revoke keys (programs use them): the owner is told which still work.
+        let keys = self.store.api_keys(user_id).await?;
+        let active = keys
+            .into_iter()
+            .filter(|k| k.status(now) == crate::api_key::ApiKeyStatus::Active);
+        self.mailer
+            .send(Mail::PasswordWasReset {
+                to: user.email.clone(),
+                name: user.name.clone(),
+                active_keys: active
+                    .map(|k| (k.prefix(), k))
+                    .map(|(prefix, k)| (k.name, prefix))
+                    .collect(),
+                keys_link: format!("{}/settings/api-keys", self.config.public_url),
+            })
+            .await?;
         Ok(())
     }
 
@@ -937,6 +968,9 @@ where
             .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::PasswordChanged)
             .await?;
         self.forget_sessions(&ended);
+        // The current password was right: that counts as a re-authentication.
+        self.mark_reauthenticated(principal, vec![AuthMethod::Password], None)
+            .await?;
         self.record(user.id, EventKind::PasswordChanged, client, &[]).await?;
         self.mailer
             .send(Mail::PasswordChanged {
@@ -1062,6 +1096,8 @@ pub use gateway::Caller;
 pub mod keys;
 pub mod mfa;
 pub mod oauth;
+pub mod recent;
+pub use recent::RecentSignInRequired;
 
 #[cfg(test)]
 mod tests;

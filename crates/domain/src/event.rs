@@ -64,6 +64,8 @@ event_kinds! {
     EmailVerified = "email_verified",
     /// A login succeeded (password, with 2FA if on, or OAuth).
     LoginSucceeded = "login_succeeded",
+    /// A signed-in user proved who they are again, for sensitive actions.
+    Reauthenticated = "reauthenticated",
     /// A login with the account's e-mail failed (`details.reason`).
     LoginFailed = "login_failed",
     /// Too many failed logins locked the account.

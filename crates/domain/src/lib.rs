@@ -34,6 +34,6 @@ pub use plan::{Plan, PlanLimits, UnknownPlan};
 pub use ports::{AccessClaims, TokenVerifyError};
 pub use scope::{Scope, ScopeSet, UnknownScope};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use session::{EndReason, Session};
+pub use session::{AuthMethod, EndReason, Session};
 pub use token::{OpaqueToken, TokenHash, TokenKind};
 pub use user::{NewUser, User};

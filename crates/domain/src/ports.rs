@@ -162,6 +162,20 @@ pub trait SessionRepository: Send + Sync {
     /// The session with this id, ended or not.
     fn session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, InfraError>> + Send;
 
+    /// Records a re-authentication of an active session: its `auth_time`
+    /// and `amr` become these, and with a `replacement` every refresh token
+    /// of the session is used up and the replacement is its new one (as a
+    /// rotation would leave it). Every instance forgets what it remembered
+    /// of the session. `false` if the session is not `user`'s or has ended.
+    fn reauthenticate_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        auth_time: DateTime<Utc>,
+        amr: &[crate::AuthMethod],
+        replacement: Option<&TokenHash>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
     /// Records use of the session at `now`.
     fn touch_session(&self, id: SessionId, now: DateTime<Utc>) -> impl Future<Output = Result<(), InfraError>> + Send;
 
@@ -256,6 +270,10 @@ pub struct AccessClaims {
     pub expires_at: DateTime<Utc>,
     /// Unique token id (`jti`).
     pub token_id: uuid::Uuid,
+    /// The session's last sign-in or re-authentication (`auth_time`).
+    pub auth_time: DateTime<Utc>,
+    /// How the user proved who they are then (`amr`, RFC 8176 names).
+    pub amr: Vec<crate::AuthMethod>,
 }
 
 impl AccessClaims {
@@ -318,6 +336,18 @@ pub enum Mail {
         /// The forgotten-password page.
         forgot_link: String,
     },
+    /// "Your password was reset": the keys that still work, since a reset
+    /// does not revoke them.
+    PasswordWasReset {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// The active API keys, by name and prefix.
+        active_keys: Vec<(String, String)>,
+        /// The API keys page.
+        keys_link: String,
+    },
     /// "Your password was changed".
     PasswordChanged {
         /// Recipient.
@@ -336,6 +366,7 @@ impl Mail {
             Mail::VerifyEmail { to, .. }
             | Mail::PasswordReset { to, .. }
             | Mail::SignupAttempt { to, .. }
+            | Mail::PasswordWasReset { to, .. }
             | Mail::PasswordChanged { to, .. } => to,
         }
     }
@@ -346,6 +377,7 @@ impl Mail {
             Mail::VerifyEmail { .. } => "verify_email",
             Mail::PasswordReset { .. } => "password_reset",
             Mail::SignupAttempt { .. } => "signup_attempt",
+            Mail::PasswordWasReset { .. } => "password_was_reset",
             Mail::PasswordChanged { .. } => "password_changed",
         }
     }

@@ -26,12 +26,61 @@ pub struct Session {
     pub ip: Option<String>,
     /// Client `User-Agent` at login.
     pub user_agent: Option<String>,
+    /// The last sign-in or re-authentication (`auth_time`): what the
+    /// recent-sign-in rule for sensitive actions reads.
+    pub auth_time: DateTime<Utc>,
+    /// How the holder proved who they are then (`amr`).
+    pub amr: Vec<AuthMethod>,
+}
+
+/// A way of proving who one is, by its RFC 8176 name (the `amr` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// A password (`pwd`).
+    Password,
+    /// A one-time code: TOTP or a recovery code (`otp`).
+    OneTimeCode,
+    /// A hardware-bound key: a passkey (`hwk`).
+    HardwareKey,
+    /// A federated login through an OAuth provider (`fed`).
+    Federated,
+}
+
+impl AuthMethod {
+    /// The RFC 8176 name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Password => "pwd",
+            Self::OneTimeCode => "otp",
+            Self::HardwareKey => "hwk",
+            Self::Federated => "fed",
+        }
+    }
+
+    /// The method of an RFC 8176 name this service uses.
+    ///
+    /// ```
+    /// use convosphere_domain::session::AuthMethod;
+    /// assert_eq!(AuthMethod::parse("otp"), Some(AuthMethod::OneTimeCode));
+    /// assert_eq!(AuthMethod::parse("sms"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Password, Self::OneTimeCode, Self::HardwareKey, Self::Federated]
+            .into_iter()
+            .find(|method| method.as_str() == name)
+    }
 }
 
 impl Session {
     /// Whether the session can still be used at `now`, given the idle timeout.
     pub fn is_active(&self, now: DateTime<Utc>, idle_timeout: Duration) -> bool {
         self.ended_at.is_none() && now < self.expires_at && now < self.last_active_at + idle_timeout
+    }
+
+    /// Whether its holder signed in or re-authenticated within `window` of
+    /// `now`: the recent-sign-in rule for sensitive actions.
+    pub fn signed_in_recently(&self, now: DateTime<Utc>, window: Duration) -> bool {
+        now < self.auth_time + window
     }
 }
 

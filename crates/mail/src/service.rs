@@ -213,6 +213,7 @@ fn name_of(mail: &Mail) -> &str {
         Mail::VerifyEmail { name, .. }
         | Mail::PasswordReset { name, .. }
         | Mail::SignupAttempt { name, .. }
+        | Mail::PasswordWasReset { name, .. }
         | Mail::PasswordChanged { name, .. } => name,
     }
 }

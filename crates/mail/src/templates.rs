@@ -105,6 +105,29 @@ impl Templates {
                 ],
                 outro: vec!["If this was not you, you can ignore this email: your account is safe.".to_owned()],
             },
+            Mail::PasswordWasReset {
+                name,
+                active_keys,
+                keys_link,
+                ..
+            } => Page {
+                subject: format!("Your {PRODUCT} password was reset"),
+                greeting: greeting(name),
+                intro: format!("The password of your {PRODUCT} account was just reset with a link we e-mailed, and every session was logged out."),
+                actions: vec![Action {
+                    label: "Review your API keys",
+                    link: keys_link,
+                }],
+                outro: if active_keys.is_empty() {
+                    vec!["Your account has no active API keys.".to_owned()]
+                } else {
+                    let keys = active_keys.iter().map(|(name, prefix)| format!("{name} ({prefix}…)"));
+                    vec![
+                        format!("A password reset does not revoke API keys, since programs use them. These still work: {}.", keys.collect::<Vec<_>>().join(", ")),
+                        "If you did not reset your password, revoke any key you do not recognise.".to_owned(),
+                    ]
+                },
+            },
             Mail::PasswordChanged { name, forgot_link, .. } => Page {
                 subject: format!("Your {PRODUCT} password was changed"),
                 greeting: greeting(name),
@@ -125,6 +148,7 @@ pub(crate) fn primary_link(mail: &Mail) -> &str {
     match mail {
         Mail::VerifyEmail { link, .. } | Mail::PasswordReset { link, .. } => link,
         Mail::SignupAttempt { login_link, .. } => login_link,
+        Mail::PasswordWasReset { keys_link, .. } => keys_link,
         Mail::PasswordChanged { forgot_link, .. } => forgot_link,
     }
 }

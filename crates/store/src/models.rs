@@ -10,7 +10,9 @@ use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
 use convosphere_domain::oauth::{LinkedIdentity, PendingLogin, Provider};
 use convosphere_domain::ports::Invalidation;
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{Email, EndReason, NewUser, PasswordHash, Session, SessionId, TokenHash, User, UserId};
+use convosphere_domain::{
+    AuthMethod, Email, EndReason, NewUser, PasswordHash, Session, SessionId, TokenHash, User, UserId,
+};
 use diesel::prelude::*;
 
 /// A timestamp as stored: UTC, microsecond precision (PostgreSQL's), so that
@@ -140,6 +142,13 @@ pub(crate) struct SessionRow {
     pub end_reason: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    pub auth_time: NaiveDateTime,
+    pub amr: String,
+}
+
+/// `sessions.amr`: the methods' RFC 8176 names, space-separated.
+pub(crate) fn amr_text(amr: &[AuthMethod]) -> String {
+    amr.iter().map(AuthMethod::as_str).collect::<Vec<_>>().join(" ")
 }
 
 impl SessionRow {
@@ -154,6 +163,8 @@ impl SessionRow {
             end_reason: session.end_reason.map(|r| r.as_str().to_owned()),
             ip: session.ip.clone(),
             user_agent: session.user_agent.clone(),
+            auth_time: db_time(session.auth_time),
+            amr: amr_text(&session.amr),
         }
     }
 
@@ -182,6 +193,8 @@ impl TryFrom<SessionRow> for Session {
                 .map_err(StoreError::corrupt)?,
             ip: row.ip,
             user_agent: row.user_agent,
+            auth_time: utc(row.auth_time),
+            amr: row.amr.split_whitespace().filter_map(AuthMethod::parse).collect(),
         })
     }
 }

@@ -62,6 +62,10 @@ diesel::table! {
         ip -> Nullable<Text>,
         /// Client `User-Agent` at login.
         user_agent -> Nullable<Text>,
+        /// Last sign-in or re-authentication (UTC).
+        auth_time -> Timestamp,
+        /// How it was made: RFC 8176 names, space-separated.
+        amr -> Text,
     }
 }
 

@@ -1,12 +1,12 @@
 //! [`SessionRepository`] for [`Store`].
 
 use crate::connection::{with_conn, Dialect};
-use crate::models::{db_time, session_ids, sessions_from_rows, NewInvalidation, NewRefreshToken, SessionRow};
+use crate::models::{amr_text, db_time, session_ids, sessions_from_rows, NewInvalidation, NewRefreshToken, SessionRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
-use convosphere_domain::{EndReason, InfraError, Session, SessionId, TokenHash, UserId};
+use convosphere_domain::{AuthMethod, EndReason, InfraError, Session, SessionId, TokenHash, UserId};
 use diesel::prelude::*;
 
 /// What `rotate_refresh_token` decided, before conversion.
@@ -166,6 +166,55 @@ impl SessionRepository for Store {
             Ok(())
         }))?;
         Ok(())
+    }
+
+    async fn reauthenticate_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        auth_time: DateTime<Utc>,
+        amr: &[AuthMethod],
+        replacement: Option<&TokenHash>,
+    ) -> Result<bool, InfraError> {
+        let (user, id) = (user.to_string(), id.to_string());
+        let (now, amr) = (db_time(auth_time), amr_text(amr));
+        let replacement = replacement.map(TokenHash::to_hex);
+        let marked = with_conn!(self, |conn| {
+            conn.write_transaction(|conn| {
+                let marked = diesel::update(
+                    sessions::table
+                        .filter(sessions::id.eq(&id))
+                        .filter(sessions::user_id.eq(&user))
+                        .filter(sessions::ended_at.is_null()),
+                )
+                .set((sessions::auth_time.eq(now), sessions::amr.eq(&amr)))
+                .execute(conn)?
+                    == 1;
+                if !marked {
+                    return Ok(false);
+                }
+                if let Some(hash) = &replacement {
+                    // As a rotation leaves them: every earlier token used, one new.
+                    diesel::update(
+                        refresh_tokens::table
+                            .filter(refresh_tokens::session_id.eq(&id))
+                            .filter(refresh_tokens::used_at.is_null()),
+                    )
+                    .set(refresh_tokens::used_at.eq(Some(now)))
+                    .execute(conn)?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(NewRefreshToken {
+                            hash: hash.clone(),
+                            session_id: id.clone(),
+                            created_at: now,
+                        })
+                        .execute(conn)?;
+                }
+                conn.append_invalidations(&[NewInvalidation::session(id.clone())])?;
+                Ok(true)
+            })
+        })?;
+        Ok(marked)
     }
 
     async fn end_session(

@@ -169,6 +169,8 @@ mod tests {
             issued_at: now - chrono::Duration::minutes(20),
             expires_at: now - chrono::Duration::minutes(20) + lifetime,
             token_id: uuid::Uuid::from_u128(rand_u128()),
+            auth_time: now - chrono::Duration::minutes(20),
+            amr: vec![convosphere_domain::AuthMethod::Password],
         };
         (user_id, signer.sign(&claims).unwrap())
     }

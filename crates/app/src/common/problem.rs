@@ -4,6 +4,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
+use convosphere_domain::auth::recent::{ReauthenticateError, RecentSignInRequired};
 use convosphere_domain::auth::{
     AdminError, ChangePasswordError, LinkError, LoginError, NotFoundError, ProfileError, RefreshError,
     ResetPasswordError, SignupError,
@@ -212,6 +213,7 @@ impl ApiError {
             "unavailable" => "Service unavailable",
             "mfa_already_enabled" => "Two-factor authentication already on",
             "mfa_not_pending" => "No two-factor setup pending",
+            "reauthentication_required" => "Re-authentication required",
             _ => "Internal error",
         }
     }
@@ -455,7 +457,31 @@ impl From<BeginTotpError> for ApiError {
                 "mfa_already_enabled",
                 "two-factor authentication is already on; turn it off first to enrol another app",
             ),
+            BeginTotpError::RecentSignInRequired(e) => e.into(),
             BeginTotpError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<RecentSignInRequired> for ApiError {
+    fn from(_: RecentSignInRequired) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "reauthentication_required",
+            "this action needs a recent sign-in: POST /v1/auth/reauthenticate with your password, then try again",
+        )
+    }
+}
+
+impl From<ReauthenticateError> for ApiError {
+    fn from(e: ReauthenticateError) -> Self {
+        match e {
+            ReauthenticateError::InvalidCredentials => invalid_credentials(),
+            ReauthenticateError::Locked => account_locked(),
+            ReauthenticateError::MfaRequired => LoginError::MfaRequired.into(),
+            ReauthenticateError::InvalidMfaCode => LoginError::InvalidMfaCode.into(),
+            ReauthenticateError::SessionExpired => session_expired(),
+            ReauthenticateError::Internal(cause) => cause.into(),
         }
     }
 }

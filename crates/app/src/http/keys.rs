@@ -51,6 +51,7 @@ impl From<CreateApiKeyError> for ApiError {
     fn from(e: CreateApiKeyError) -> Self {
         match e {
             CreateApiKeyError::Invalid(errors) => ApiError::validation(errors),
+            CreateApiKeyError::RecentSignInRequired(e) => e.into(),
             CreateApiKeyError::Internal(cause) => cause.into(),
         }
     }
@@ -61,6 +62,7 @@ impl From<RotateApiKeyError> for ApiError {
         match e {
             RotateApiKeyError::NotFound => ApiError::not_found(),
             RotateApiKeyError::Invalid(errors) => ApiError::validation(errors),
+            RotateApiKeyError::RecentSignInRequired(e) => e.into(),
             RotateApiKeyError::Internal(cause) => cause.into(),
         }
     }
@@ -91,7 +93,7 @@ pub async fn create(
     // The domain checks name, scopes and expiry together.
     let key = state
         .auth
-        .create_api_key(user.0.user.id, &name, &scopes, expires_at, &client.context())
+        .create_api_key(&user.0, &name, &scopes, expires_at, &client.context())
         .await?;
     Ok(created(key))
 }
@@ -151,7 +153,7 @@ pub async fn rotate(
     no_errors(errors)?;
     let key = state
         .auth
-        .rotate_api_key(user.0.user.id, key_id(&id)?, expires_at, &client.context())
+        .rotate_api_key(&user.0, key_id(&id)?, expires_at, &client.context())
         .await?;
     Ok(created(key))
 }

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "Convosphere Auth", description = "Identity and access for the Convosphere AI platform."),
     paths(
-        routes::signup, routes::verify_email, routes::resend_verification, routes::login, routes::refresh,
+        routes::signup, routes::verify_email, routes::resend_verification, routes::login, routes::refresh, routes::reauthenticate,
         routes::forgot_password, routes::reset_password, routes::logout, routes::change_password, routes::me,
         routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
-        RefreshBody, ResetBody, ChangePasswordBody, ProfileBody, StatusBody, SessionBody, SessionList,
+        RefreshBody, ResetBody, ChangePasswordBody, ReauthenticateBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
         TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
         ScopeName,

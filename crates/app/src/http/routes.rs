@@ -9,7 +9,7 @@ use crate::state::{after_answer, AppState};
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
-use convosphere_domain::auth::{LoginRequest, SignupRequest};
+use convosphere_domain::auth::{LoginRequest, SecondFactor, SignupRequest};
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::SecretString;
 use convosphere_domain::{Caller, FieldError, SessionId};
@@ -42,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(limited("/v1/auth/oauth/exchange").route(web::post().to(super::oauth::exchange)))
         .service(resource("/v1/auth/logout").route(web::post().to(logout)))
         .service(resource("/v1/auth/password/change").route(web::post().to(change_password)))
+        .service(resource("/v1/auth/reauthenticate").route(web::post().to(reauthenticate)))
         .service(
             resource("/v1/me/mfa/totp")
                 .route(web::post().to(super::mfa::begin_totp))
@@ -183,6 +184,33 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<Lo
     let label = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state.metrics.logins.with_label_values(&[label]).inc();
     Ok(super::carrying_secret(StatusCode::OK).json(TokenPair::from(outcome?)))
+}
+
+/// Prove again who you are, for sensitive actions: a new pair for the same
+/// session, whose `auth_time` is now. A wrong password counts toward the lockout.
+#[utoipa::path(post, path = "/v1/auth/reauthenticate", tag = "accounts", security(("bearer" = [])),
+    request_body = ReauthenticateBody,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn reauthenticate(
+    state: web::Data<AppState>,
+    user: UserSession,
+    client: ClientInfo,
+    body: Json<ReauthenticateBody>,
+) -> Result {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let password = required(body.password, "password", &mut errors);
+    no_errors(errors)?;
+    let factor = SecondFactor {
+        totp_code: body.totp_code.filter(|c| !c.is_empty()).map(SecretString::from),
+        recovery_code: body.recovery_code.filter(|c| !c.is_empty()).map(SecretString::from),
+    };
+    let tokens = state
+        .auth
+        .reauthenticate(&user.0, &password, &factor, &client.context())
+        .await?;
+    Ok(super::carrying_secret(StatusCode::OK).json(TokenPair::from(tokens)))
 }
 
 /// Trade a refresh token for a new pair; the old refresh token is dead.

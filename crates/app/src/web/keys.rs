@@ -4,6 +4,7 @@
 use super::dashboard::NoticeQuery;
 use super::error::{page_error, PageError};
 use super::layout::{app_page, copy_button, csrf_field, field, form_problems, html, when, when_or, Input, Nav};
+use super::reauth::reauthenticate_first;
 use super::session::{SignedIn, SignedInForm};
 use crate::common::cookie::see_other;
 use crate::state::AppState;
@@ -279,7 +280,7 @@ pub(crate) async fn create(state: web::Data<AppState>, post: SignedInForm) -> Pa
         match state
             .auth
             .create_api_key(
-                who.user().id,
+                &who.principal,
                 &form.name,
                 &form.scopes,
                 expires_at,
@@ -295,6 +296,7 @@ pub(crate) async fn create(state: web::Data<AppState>, post: SignedInForm) -> Pa
                 return render(&state, who, Some(new), &CreateForm::default(), &[], None).await;
             }
             Err(CreateApiKeyError::Invalid(invalid)) => errors = invalid,
+            Err(CreateApiKeyError::RecentSignInRequired(_)) => return Err(reauthenticate_first("/settings/api-keys")),
             Err(CreateApiKeyError::Internal(cause)) => return Err(page_error(cause)),
         }
     }
@@ -400,7 +402,7 @@ pub(crate) async fn rotate(state: web::Data<AppState>, id: web::Path<String>, po
     if errors.is_empty() {
         match state
             .auth
-            .rotate_api_key(who.user().id, id, expires_at, &who.client.context())
+            .rotate_api_key(&who.principal, id, expires_at, &who.client.context())
             .await
         {
             Ok(created) => {
@@ -412,6 +414,9 @@ pub(crate) async fn rotate(state: web::Data<AppState>, id: web::Path<String>, po
             }
             Err(RotateApiKeyError::Invalid(invalid)) => errors = invalid,
             Err(RotateApiKeyError::NotFound) => return Err(PageError::not_found()),
+            Err(RotateApiKeyError::RecentSignInRequired(_)) => {
+                return Err(reauthenticate_first(&format!("/settings/api-keys/{id}/rotate")))
+            }
             Err(RotateApiKeyError::Internal(cause)) => return Err(page_error(cause)),
         }
     }

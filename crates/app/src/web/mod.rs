@@ -15,6 +15,7 @@ mod form;
 mod keys;
 mod layout;
 mod login;
+mod reauth;
 mod security;
 pub mod session;
 mod sessions;
@@ -78,6 +79,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(page("/settings/sessions").route(web::get().to(sessions::list)))
         .service(page("/settings/sessions/{id}/end").route(web::post().to(sessions::end)))
         .service(page("/settings/security").route(web::get().to(security::show)))
+        .service(
+            page("/settings/reauthenticate")
+                .route(web::get().to(reauth::form))
+                .route(web::post().to(reauth::reauthenticate)),
+        )
         .service(page("/settings/security/password").route(web::post().to(security::change_password)))
         .service(page("/settings/security/two-factor").route(web::post().to(security::begin_totp)))
         .service(page("/settings/security/two-factor/confirm").route(web::post().to(security::confirm_totp)))

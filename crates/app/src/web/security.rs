@@ -5,6 +5,7 @@
 use super::dashboard::NoticeQuery;
 use super::error::{page_error, PageError};
 use super::layout::{app_page, copy_button, csrf_field, field, form_error, html, when, Input, Nav};
+use super::reauth::reauthenticate_first;
 use super::session::{SignedIn, SignedInForm};
 use crate::common::cookie::see_other;
 use crate::state::AppState;
@@ -12,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use convosphere_domain::auth::mfa::{ConfirmTotpError, DisableTotpError};
+use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
 use convosphere_domain::auth::ChangePasswordError;
 use convosphere_domain::password::MIN_PASSWORD_CHARS;
 use convosphere_domain::{FieldError, SecurityEvent};
@@ -271,7 +272,11 @@ fn setup_page(
 /// `POST /settings/security/two-factor`: a new secret, not on until confirmed.
 pub(crate) async fn begin_totp(state: web::Data<AppState>, post: SignedInForm) -> Page {
     let who = &post.who;
-    let setup = state.auth.begin_totp(&who.principal).await.map_err(page_error)?;
+    let setup = match state.auth.begin_totp(&who.principal).await {
+        Ok(setup) => setup,
+        Err(BeginTotpError::RecentSignInRequired(_)) => return Err(reauthenticate_first("/settings/security")),
+        Err(error) => return Err(page_error(error)),
+    };
     let pending = PendingSetup {
         user: who.user().id.to_string(),
         secret: setup.secret.to_base32(),

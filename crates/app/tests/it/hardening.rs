@@ -179,3 +179,196 @@ async fn a_full_width_look_alike_of_an_address_is_the_same_account() {
     )
     .await;
 }
+
+/// The claims of an access token, unverified (the test reads what it carries).
+fn claims(access: &str) -> Value {
+    use base64::Engine;
+    let payload = access.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn sensitive_actions_need_a_recent_sign_in(app: TestApp) {
+    app.verified_user("ada@example.com").await;
+    let tokens = app.tokens("ada@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let signed_in = claims(access);
+    assert_eq!(signed_in["amr"], json!(["pwd"]));
+    assert_eq!(signed_in["auth_time"], signed_in["iat"]);
+    let key = json!({"name": "ci", "scopes": ["agents:read"]});
+    let created: Value = app
+        .post_auth("/v1/api-keys", access, key.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rotate = format!("/v1/api-keys/{}/rotate", created["id"].as_str().unwrap());
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    problem(
+        app.post_auth("/v1/api-keys", access, key.clone()).await,
+        403,
+        "reauthentication_required",
+    )
+    .await;
+    problem(
+        app.post_auth(&rotate, access, json!({})).await,
+        403,
+        "reauthentication_required",
+    )
+    .await;
+    problem(
+        app.post_auth("/v1/me/mfa/totp", access, json!({})).await,
+        403,
+        "reauthentication_required",
+    )
+    .await;
+    // Nothing changed: one key, still active; 2FA not begun.
+    let keys: Value = app.get_auth("/v1/api-keys", access).await.json().await.unwrap();
+    assert_eq!(keys["api_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(keys["api_keys"][0]["status"], "active");
+
+    let wrong = json!({"password": "not my password"});
+    problem(
+        app.post_auth("/v1/auth/reauthenticate", access, wrong).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let again = app
+        .post_auth("/v1/auth/reauthenticate", access, json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["cache-control"], "no-store");
+    let renewed: Value = again.json().await.unwrap();
+    assert_eq!(renewed["session_id"], tokens["session_id"]);
+    let fresh = renewed["access_token"].as_str().unwrap();
+    assert!(claims(fresh)["auth_time"].as_i64() > signed_in["auth_time"].as_i64());
+    assert_eq!(app.post_auth(&rotate, fresh, json!({})).await.status(), 201);
+    assert_eq!(app.post_auth("/v1/api-keys", fresh, key).await.status(), 201);
+
+    // An API key can never re-authenticate (nor do what needs it).
+    let created: Value = app
+        .post_auth("/v1/api-keys", fresh, json!({"name": "bot", "scopes": ["agents:read"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let api_key = created["key"].as_str().unwrap();
+    let by_key = app.post_auth("/v1/auth/reauthenticate", api_key, json!({"password": PASSWORD}));
+    problem(by_key.await, 403, "user_token_required").await;
+
+    // The refresh token from before is used up: presenting it is a reuse.
+    let old = json!({"refresh_token": tokens["refresh_token"]});
+    problem(app.post("/v1/auth/refresh", old).await, 401, "invalid_token").await;
+}
+
+async fn a_password_change_counts_as_a_recent_sign_in(app: TestApp) {
+    app.verified_user("ada@example.com").await;
+    let tokens = app.tokens("ada@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let key = json!({"name": "ci", "scopes": ["agents:read"]});
+    problem(
+        app.post_auth("/v1/api-keys", access, key.clone()).await,
+        403,
+        "reauthentication_required",
+    )
+    .await;
+    let change = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+    assert_eq!(
+        app.post_auth("/v1/auth/password/change", access, change).await.status(),
+        204
+    );
+    assert_eq!(app.post_auth("/v1/api-keys", access, key).await.status(), 201);
+    // Its refresh token goes on working.
+    let refresh = json!({"refresh_token": tokens["refresh_token"]});
+    assert_eq!(app.post("/v1/auth/refresh", refresh).await.status(), 200);
+}
+
+on_both_backends! {
+    sensitive_actions_need_a_recent_sign_in(&[("AUTH_REAUTH_WINDOW", "2s")]),
+    a_password_change_counts_as_a_recent_sign_in(&[("AUTH_REAUTH_WINDOW", "2s")]),
+}
+
+#[tokio::test]
+async fn the_pages_ask_for_the_password_and_return_to_the_action() {
+    let app = TestApp::with(&[("AUTH_REAUTH_WINDOW", "2s")]).await;
+    app.verified_user("ada@example.com").await;
+    let mut ada = crate::web::Browser::new(&app);
+    ada.log_in("ada@example.com").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let csrf = ada.get("/settings/api-keys").await.csrf();
+    let create = [("csrf", csrf.as_str()), ("name", "ci"), ("scopes", "chat:read")];
+    let page = ada.post("/settings/api-keys", &create).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        page.header("location"),
+        "/settings/reauthenticate?next=%2Fsettings%2Fapi-keys"
+    );
+
+    let prompt = ada.get("/settings/reauthenticate?next=%2Fsettings%2Fapi-keys").await;
+    assert_eq!(prompt.status, 200);
+    assert!(prompt.body.contains("type=\"password\""), "{}", prompt.body);
+    assert!(prompt.body.contains("Confirm it&#39;s you") || prompt.body.contains("Confirm it's you"));
+    let csrf = prompt.csrf();
+    let wrong = [
+        ("csrf", csrf.as_str()),
+        ("next", "/settings/api-keys"),
+        ("password", "not my password"),
+    ];
+    let page = ada.post("/settings/reauthenticate", &wrong).await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("invalid_credentials"));
+    let right = [
+        ("csrf", csrf.as_str()),
+        ("next", "/settings/api-keys"),
+        ("password", PASSWORD),
+    ];
+    let page = ada.post("/settings/reauthenticate", &right).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.header("location"), "/settings/api-keys");
+
+    let csrf = ada.get("/settings/api-keys").await.csrf();
+    let create = [("csrf", csrf.as_str()), ("name", "ci"), ("scopes", "chat:read")];
+    let page = ada.post("/settings/api-keys", &create).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(crate::web::new_key(&page.body).starts_with("cs_"));
+}
+
+#[tokio::test]
+async fn a_password_reset_keeps_api_keys_and_the_mail_lists_them() {
+    let app = TestApp::spawn().await;
+    app.verified_user("ada@example.com").await;
+    let access = app.tokens("ada@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = app
+        .post_auth(
+            "/v1/api-keys",
+            &access,
+            json!({"name": "nightly export", "scopes": ["agents:read"]}),
+        )
+        .await;
+    let created: Value = created.json().await.unwrap();
+    let token = reset_link(&app).await;
+    let before = app.mails().len();
+    let reset = json!({"token": token, "password": "a brand new passphrase"});
+    assert_eq!(app.post("/v1/auth/password/reset", reset).await.status(), 204);
+    let mails = app.wait_for_mails(before + 1).await;
+    let told = mails.last().unwrap();
+    assert!(told.contains("password was reset"), "{told}");
+    assert!(told.contains("nightly export"), "{told}");
+    assert!(told.contains(created["prefix"].as_str().unwrap()), "{told}");
+    assert!(told.contains("http://auth.test/settings/api-keys"), "{told}");
+    // The key goes on working for its program.
+    let authz = app
+        .get_auth("/v1/authz?scope=agents:read", created["key"].as_str().unwrap())
+        .await;
+    assert_eq!(authz.status(), 200);
+}

@@ -45,6 +45,7 @@ fn token_caller(user: User, session: u128) -> Caller {
     Caller::User(Arc::new(Principal {
         user,
         session_id: SessionId::from_uuid(uuid::Uuid::from_u128(session)),
+        auth_time: Utc::now(),
         holds_until: DateTime::<Utc>::MAX_UTC,
     }))
 }

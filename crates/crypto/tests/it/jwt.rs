@@ -3,7 +3,7 @@ use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use convosphere_crypto::{load_or_generate_signing_key, JwtSigner, JwtVerifier, SigningKey};
 use convosphere_domain::ports::{AccessClaims, TokenSigner, TokenVerifyError};
-use convosphere_domain::{Plan, SessionId, UserId};
+use convosphere_domain::{AuthMethod, Plan, SessionId, UserId};
 use josekit::jws::{EdDSA, JwsHeader};
 use josekit::jwt::{self, JwtPayload};
 use serde_json::{json, Value};
@@ -23,6 +23,8 @@ fn claims() -> AccessClaims {
         issued_at: at(1_750_000_000),
         expires_at: at(1_750_000_900),
         token_id: Uuid::from_u128(0x0197_0000_0000_7000_8000_0000_0000_0003),
+        auth_time: at(1_749_999_000),
+        amr: vec![AuthMethod::Password, AuthMethod::OneTimeCode],
     }
 }
 
@@ -59,6 +61,7 @@ fn good_payload() -> Value {
         "iss": ISSUER, "sub": "01970000-0000-7000-8000-000000000001", "aud": "convosphere",
         "exp": 1_750_000_900, "iat": 1_750_000_000, "jti": "01970000-0000-7000-8000-000000000003",
         "sid": "01970000-0000-7000-8000-000000000002", "plan": "business", "client_id": "convosphere-auth",
+        "auth_time": 1_749_999_000, "amr": ["pwd", "otp"],
     })
 }
 
@@ -71,6 +74,21 @@ fn a_token_round_trips_with_every_claim() {
     let (header, payload) = parts(&token);
     assert_eq!(header, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": signer.key_id()}));
     assert_eq!(payload, good_payload());
+}
+
+#[test]
+fn a_token_of_before_auth_time_and_amr_counts_from_its_issue() {
+    let (key, pem, _dir) = key_with_pem();
+    let signer = JwtSigner::new(&key, ISSUER).unwrap();
+    let mut payload = good_payload();
+    payload
+        .as_object_mut()
+        .unwrap()
+        .retain(|name, _| name != "auth_time" && name != "amr");
+    let token = forge(&pem, key.key_id(), json!({"typ": "at+jwt"}), payload);
+    let claims = signer.verify(&token, at(1_750_000_000)).unwrap();
+    assert_eq!(claims.auth_time, claims.issued_at);
+    assert!(claims.amr.is_empty());
 }
 
 #[test]
@@ -450,6 +468,8 @@ mod properties {
             issued_at: at(NOW),
             expires_at: at(NOW + lifetime),
             token_id: Uuid::from_u128(token_id),
+            auth_time: at(NOW - lifetime),
+            amr: vec![[AuthMethod::Password, AuthMethod::Federated, AuthMethod::HardwareKey][plan % 3]],
         }
     }
 

@@ -274,6 +274,7 @@ where
         Ok(Principal {
             user,
             session_id: session.id,
+            auth_time: session.auth_time,
             holds_until,
         })
     }

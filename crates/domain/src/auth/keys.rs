@@ -1,6 +1,6 @@
 //! API key use cases: create, list, get, revoke, rotate, authenticate.
 
-use super::{Auth, NotFoundError};
+use super::{Auth, NotFoundError, Principal};
 use crate::api_key::{ApiKey, ApiKeyId, GeneratedApiKey};
 use crate::event::{ClientContext, EventKind};
 use crate::ports::{ApiKeyRepository, Invalidation, Mailer, PasswordHasher, Store, TokenSigner};
@@ -26,6 +26,9 @@ pub enum CreateApiKeyError {
     /// Invalid name, scopes or expiry.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
+    /// The session's last sign-in is too long ago: re-authenticate first.
+    #[error(transparent)]
+    RecentSignInRequired(#[from] super::RecentSignInRequired),
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -40,6 +43,9 @@ pub enum RotateApiKeyError {
     /// The new expiry is not in the future.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
+    /// The session's last sign-in is too long ago: re-authenticate first.
+    #[error(transparent)]
+    RecentSignInRequired(#[from] super::RecentSignInRequired),
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -120,15 +126,18 @@ where
         }
     }
 
-    /// Creates a key for `user`. The key text is in the answer and nowhere else.
+    /// Creates a key for the signed-in user (a sensitive action: it needs a
+    /// recent sign-in). The key text is in the answer and nowhere else.
     pub async fn create_api_key(
         &self,
-        user: UserId,
+        principal: &Principal,
         name: &str,
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
         client: &ClientContext,
     ) -> Result<CreatedApiKey, CreateApiKeyError> {
+        self.require_recent_sign_in(principal)?;
+        let user = principal.user.id;
         let (name, scopes) =
             parse_key_input(name, scopes, expires_at, self.clock.now()).map_err(CreateApiKeyError::Invalid)?;
         let created = self.new_key(user, name, scopes, expires_at);
@@ -182,16 +191,19 @@ where
     }
 
     /// Replaces a key with a new one of the same name and scopes; the old
-    /// key is revoked at once. A revoked key cannot be rotated.
+    /// key is revoked at once. A revoked key cannot be rotated. A sensitive
+    /// action: it needs a recent sign-in.
     pub async fn rotate_api_key(
         &self,
-        user: UserId,
+        principal: &Principal,
         id: ApiKeyId,
         expires_at: Option<DateTime<Utc>>,
         client: &ClientContext,
     ) -> Result<CreatedApiKey, RotateApiKeyError> {
         let now = self.clock.now();
+        let user = principal.user.id;
         let old = self.store.api_key(user, id).await?.ok_or(RotateApiKeyError::NotFound)?;
+        self.require_recent_sign_in(principal)?;
         if old.revoked_at.is_some() {
             return Err(RotateApiKeyError::NotFound);
         }

@@ -22,6 +22,9 @@ pub enum BeginTotpError {
     /// 2FA is already on: turn it off first.
     #[error("two-factor authentication is already on")]
     AlreadyEnabled,
+    /// The session's last sign-in is too long ago: re-authenticate first.
+    #[error(transparent)]
+    RecentSignInRequired(#[from] super::RecentSignInRequired),
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -64,12 +67,14 @@ where
 {
     /// Starts enrolling an authenticator app: a new secret, kept encrypted
     /// and unconfirmed. 2FA is not on until [`confirm_totp`](Self::confirm_totp).
-    /// Beginning again replaces an unconfirmed secret.
+    /// Beginning again replaces an unconfirmed secret. A sensitive action:
+    /// it needs a recent sign-in (a stolen token must not enrol its own app).
     pub async fn begin_totp(&self, principal: &Principal) -> Result<TotpSetup, BeginTotpError> {
         let user = &principal.user;
         if user.mfa_enabled {
             return Err(BeginTotpError::AlreadyEnabled);
         }
+        self.require_recent_sign_in(principal)?;
         let secret = TotpSecret::generate(&*self.rng);
         let sealed = self.secrets.seal(secret.expose_bytes())?;
         if !self.store.begin_totp(user.id, &sealed, self.clock.now()).await? {
@@ -132,6 +137,9 @@ where
         }
         let was_on = self.store.totp(user.id).await?.is_some_and(|e| e.confirmed);
         self.store.disable_totp(user.id).await?;
+        // The password was right: that counts as a re-authentication.
+        self.mark_reauthenticated(principal, vec![crate::AuthMethod::Password], None)
+            .await?;
         self.forget(Invalidation::User(user.id));
         if was_on {
             let now = self.clock.now();

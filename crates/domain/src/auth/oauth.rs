@@ -353,9 +353,11 @@ where
         }
         self.record(user.id, EventKind::LoginSucceeded, client, &[("method", &method)])
             .await?;
-        Ok(self
-            .open_session(user, client.ip.clone(), client.user_agent.clone())
-            .await?)
+        let mut amr = vec![crate::AuthMethod::Federated];
+        if user.mfa_enabled {
+            amr.push(crate::AuthMethod::OneTimeCode);
+        }
+        Ok(self.open_session(user, amr, client).await?)
     }
 
     async fn oauth_refused(

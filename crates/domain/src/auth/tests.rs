@@ -70,6 +70,8 @@ impl TokenSigner for FakeSigner {
             issued_at: now,
             expires_at,
             token_id: uuid::Uuid::nil(),
+            auth_time: now,
+            amr: vec![],
         })
     }
 }
@@ -290,6 +292,32 @@ impl SessionRepository for &MemoryStore {
         state.refresh.insert(*presented, (sid, true));
         state.refresh.insert(*replacement, (sid, false));
         Ok(RefreshOutcome::Rotated(session))
+    }
+    async fn reauthenticate_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        auth_time: DateTime<Utc>,
+        amr: &[crate::AuthMethod],
+        replacement: Option<&TokenHash>,
+    ) -> Result<bool, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        let Some(session) = state
+            .sessions
+            .iter_mut()
+            .find(|s| s.id == id && s.user_id == user && s.ended_at.is_none())
+        else {
+            return Ok(false);
+        };
+        session.auth_time = auth_time;
+        session.amr = amr.to_vec();
+        if let Some(replacement) = replacement {
+            for (sid, used) in state.refresh.values_mut() {
+                *used |= *sid == id;
+            }
+            state.refresh.insert(*replacement, (id, false));
+        }
+        Ok(true)
     }
     async fn session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
         let mut state = self.0.lock().unwrap();
@@ -1143,6 +1171,19 @@ impl ApiKeyRepository for &MemoryStore {
     }
 }
 
+/// A principal of `user` who signed in just now, in a session of its own.
+fn signed_in(world: &World, user: &User) -> Principal {
+    let now = world.clock.now();
+    Principal {
+        user: user.clone(),
+        session_id: SessionId::from_uuid(uuid::Uuid::from_u128(
+            now.timestamp_nanos_opt().unwrap_or_default() as u128
+        )),
+        auth_time: now,
+        holds_until: now,
+    }
+}
+
 fn scopes(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -1153,7 +1194,7 @@ fn an_api_key_is_shown_once_and_authenticates_with_its_scopes() {
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
     let created = block_on(auth.create_api_key(
-        user.id,
+        &signed_in(&world, &user),
         " Production API Key ",
         &scopes(&["agents:read", "chat:write"]),
         None,
@@ -1180,7 +1221,7 @@ fn api_key_input_is_checked() {
     let user = world.verified_user(&auth, "ada@example.com");
     let past = world.clock.now() - Duration::seconds(1);
     let err = block_on(auth.create_api_key(
-        user.id,
+        &signed_in(&world, &user),
         "",
         &scopes(&["agents:read", "agents:admin"]),
         Some(past),
@@ -1200,11 +1241,17 @@ fn api_key_input_is_checked() {
         ]
     );
     assert!(matches!(
-        block_on(auth.create_api_key(user.id, "k", &[], None, &client())),
+        block_on(auth.create_api_key(&signed_in(&world, &user), "k", &[], None, &client())),
         Err(CreateApiKeyError::Invalid(_))
     ));
     assert!(matches!(
-        block_on(auth.create_api_key(user.id, &"k".repeat(101), &scopes(&["chat:read"]), None, &client())),
+        block_on(auth.create_api_key(
+            &signed_in(&world, &user),
+            &"k".repeat(101),
+            &scopes(&["chat:read"]),
+            None,
+            &client()
+        )),
         Err(CreateApiKeyError::Invalid(_))
     ));
 }
@@ -1215,9 +1262,22 @@ fn revoked_expired_and_mistyped_keys_are_refused_distinctly() {
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
     let soon = world.clock.now() + Duration::minutes(1);
-    let expiring =
-        block_on(auth.create_api_key(user.id, "temp", &scopes(&["chat:read"]), Some(soon), &client())).unwrap();
-    let revoked = block_on(auth.create_api_key(user.id, "old", &scopes(&["chat:read"]), None, &client())).unwrap();
+    let expiring = block_on(auth.create_api_key(
+        &signed_in(&world, &user),
+        "temp",
+        &scopes(&["chat:read"]),
+        Some(soon),
+        &client(),
+    ))
+    .unwrap();
+    let revoked = block_on(auth.create_api_key(
+        &signed_in(&world, &user),
+        "old",
+        &scopes(&["chat:read"]),
+        None,
+        &client(),
+    ))
+    .unwrap();
     block_on(auth.revoke_api_key(user.id, revoked.record.id, &client())).unwrap();
     assert!(matches!(
         block_on(auth.check_api_key(revoked.key.expose_secret())),
@@ -1247,9 +1307,16 @@ fn rotation_keeps_name_and_scopes_and_revokes_the_old_key() {
     let world = World::new();
     let auth = world.auth();
     let user = world.verified_user(&auth, "ada@example.com");
-    let old = block_on(auth.create_api_key(user.id, "ci", &scopes(&["webhooks:read"]), None, &client())).unwrap();
+    let old = block_on(auth.create_api_key(
+        &signed_in(&world, &user),
+        "ci",
+        &scopes(&["webhooks:read"]),
+        None,
+        &client(),
+    ))
+    .unwrap();
     world.advance(Duration::seconds(1));
-    let new = block_on(auth.rotate_api_key(user.id, old.record.id, None, &client())).unwrap();
+    let new = block_on(auth.rotate_api_key(&signed_in(&world, &user), old.record.id, None, &client())).unwrap();
     assert_ne!(new.record.id, old.record.id);
     assert_eq!((new.record.name.as_str(), new.record.scopes), ("ci", old.record.scopes));
     assert!(matches!(
@@ -1258,7 +1325,7 @@ fn rotation_keeps_name_and_scopes_and_revokes_the_old_key() {
     ));
     block_on(auth.check_api_key(new.key.expose_secret())).unwrap();
     assert!(matches!(
-        block_on(auth.rotate_api_key(user.id, old.record.id, None, &client())),
+        block_on(auth.rotate_api_key(&signed_in(&world, &user), old.record.id, None, &client())),
         Err(RotateApiKeyError::NotFound)
     ));
     let listed = block_on(auth.api_keys(user.id)).unwrap();
@@ -1274,7 +1341,8 @@ fn keys_of_another_user_are_not_found_and_a_suspended_owner_s_keys_are_refused()
     let auth = world.auth();
     let ada = world.verified_user(&auth, "ada@example.com");
     let bob = world.verified_user(&auth, "bob@example.com");
-    let key = block_on(auth.create_api_key(ada.id, "k", &scopes(&["chat:read"]), None, &client())).unwrap();
+    let key =
+        block_on(auth.create_api_key(&signed_in(&world, &ada), "k", &scopes(&["chat:read"]), None, &client())).unwrap();
     assert!(matches!(
         block_on(auth.api_key(bob.id, key.record.id)),
         Err(NotFoundError::NotFound)
@@ -1486,7 +1554,14 @@ fn the_audit_trail_records_who_did_what_from_where() {
     let user = world.verified_user(&auth, "ada@example.com");
     assert!(login(&auth, "ada@example.com", "wrong password!").is_err());
     let tokens = login(&auth, "ada@example.com", PASSWORD).unwrap();
-    let key = block_on(auth.create_api_key(user.id, "ci", &["chat:read".to_owned()], None, &client())).unwrap();
+    let key = block_on(auth.create_api_key(
+        &signed_in(&world, &user),
+        "ci",
+        &["chat:read".to_owned()],
+        None,
+        &client(),
+    ))
+    .unwrap();
     block_on(auth.revoke_api_key(user.id, key.record.id, &client())).unwrap();
     block_on(auth.logout(user.id, tokens.session_id, &client())).unwrap();
     block_on(auth.admin_set_plan("ada@example.com", Plan::Pro)).unwrap();
@@ -2395,7 +2470,9 @@ impl World {
 
     fn key(&self, auth: &TestAuth<'_>, user: &User, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        let created = block_on(auth.create_api_key(user.id, "ci", &scopes, None, &ClientContext::default())).unwrap();
+        let created =
+            block_on(auth.create_api_key(&signed_in(self, user), "ci", &scopes, None, &ClientContext::default()))
+                .unwrap();
         created.key.expose_secret().to_owned()
     }
 }
@@ -2592,4 +2669,112 @@ fn a_session_whose_use_is_being_recorded_is_not_recorded_twice() {
         world.cache.touching.lock().unwrap().is_empty(),
         "the claim ends with the write"
     );
+}
+
+/// The session of a fresh login of `email`, as the gateway sees it.
+fn fresh_session(auth: &TestAuth<'_>, email: &str) -> (IssuedTokens, Principal) {
+    let tokens = login(auth, email, PASSWORD).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
+    (tokens, principal)
+}
+
+#[test]
+fn sensitive_actions_need_a_sign_in_within_the_window_and_change_nothing_without() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (_, principal) = fresh_session(&auth, "ada@example.com");
+    let ten_minutes = AuthConfig::default().reauth_window;
+    world.advance(ten_minutes - Duration::seconds(1));
+    let key = block_on(auth.create_api_key(&principal, "ci", &scopes(&["chat:read"]), None, &client())).unwrap();
+    world.advance(Duration::seconds(1));
+    let stale = |result| matches!(result, Err(CreateApiKeyError::RecentSignInRequired(_)));
+    assert!(stale(block_on(auth.create_api_key(
+        &principal,
+        "late",
+        &scopes(&["chat:read"]),
+        None,
+        &client()
+    ))));
+    assert!(matches!(
+        block_on(auth.rotate_api_key(&principal, key.record.id, None, &client())),
+        Err(RotateApiKeyError::RecentSignInRequired(_))
+    ));
+    assert!(matches!(
+        block_on(auth.begin_totp(&principal)),
+        Err(super::mfa::BeginTotpError::RecentSignInRequired(_))
+    ));
+    // Nothing changed: one key, still active, and no 2FA setup pending.
+    let keys = block_on(auth.api_keys(principal.user.id)).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].revoked_at.is_none());
+    assert!(block_on((&world.store).totp(principal.user.id)).unwrap().is_none());
+}
+
+#[test]
+fn reauthentication_renews_the_session_and_counts_a_wrong_password() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (before, principal) = fresh_session(&auth, "ada@example.com");
+    world.advance(Duration::minutes(30));
+    let none = SecondFactor::default();
+    assert!(matches!(
+        block_on(auth.reauthenticate(&principal, "wrong password!", &none, &client())),
+        Err(super::recent::ReauthenticateError::InvalidCredentials)
+    ));
+    let user = block_on((&world.store).user_by_id(principal.user.id)).unwrap().unwrap();
+    assert_eq!(user.failed_logins, 1, "a wrong password counts toward the lockout");
+    let renewed = block_on(auth.reauthenticate(&principal, PASSWORD, &none, &client())).unwrap();
+    assert_eq!(renewed.session_id, before.session_id);
+    let claims = auth.signer.verify(&renewed.access_token, world.clock.now()).unwrap();
+    assert_eq!(claims.session_id, before.session_id);
+    let renewed_principal = block_on(auth.check_access_token(&renewed.access_token)).unwrap();
+    assert_eq!(renewed_principal.auth_time, world.clock.now());
+    block_on(auth.create_api_key(&renewed_principal, "ci", &scopes(&["chat:read"]), None, &client())).unwrap();
+    let events = block_on(auth.events(principal.user.id, None, 1)).unwrap().events;
+    assert_eq!(events[0].kind, EventKind::ApiKeyCreated);
+    // The refresh token from before the re-authentication is used up: presenting it is a reuse.
+    assert!(matches!(
+        block_on(auth.refresh(before.refresh_token.expose(), &client())),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn reauthentication_asks_for_the_second_factor_when_2fa_is_on() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (secret, _) = world.enable_totp(&auth, "ada@example.com");
+    world.advance(Duration::seconds(30));
+    let tokens = login_with(&auth, "ada@example.com", Some(&world.code_now(&secret)), None).unwrap();
+    let principal = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
+    world.advance(Duration::minutes(11));
+    assert!(matches!(
+        block_on(auth.reauthenticate(&principal, PASSWORD, &SecondFactor::default(), &client())),
+        Err(super::recent::ReauthenticateError::MfaRequired)
+    ));
+    let code = SecondFactor {
+        totp_code: Some(world.code_now(&secret).into()),
+        recovery_code: None,
+    };
+    let renewed = block_on(auth.reauthenticate(&principal, PASSWORD, &code, &client())).unwrap();
+    let claims = auth.signer.verify(&renewed.access_token, world.clock.now()).unwrap();
+    assert_eq!(claims.session_id, tokens.session_id);
+}
+
+#[test]
+fn a_password_change_with_the_right_password_counts_as_reauthentication() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let (tokens, principal) = fresh_session(&auth, "ada@example.com");
+    world.advance(Duration::minutes(12));
+    block_on(auth.change_password(&principal, PASSWORD, "a brand new passphrase", &client())).unwrap();
+    let renewed = block_on(auth.check_access_token(&tokens.access_token)).unwrap();
+    assert_eq!(renewed.auth_time, world.clock.now());
+    block_on(auth.create_api_key(&renewed, "ci", &scopes(&["chat:read"]), None, &client())).unwrap();
+    // The refresh token still works: nothing was rotated.
+    block_on(auth.refresh(tokens.refresh_token.expose(), &client())).unwrap();
 }

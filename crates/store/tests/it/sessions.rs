@@ -4,7 +4,7 @@ use crate::support::{in_parallel, minutes, session, t0, token, user, TestDb};
 use chrono::Duration;
 use convosphere_domain::ports::{OneTimeTokenRepository, RefreshOutcome, SessionRepository};
 use convosphere_domain::TokenKind;
-use convosphere_domain::{EndReason, SessionId, UserId};
+use convosphere_domain::{AuthMethod, EndReason, SessionId, UserId};
 use convosphere_store::Purged;
 
 on_both_backends!(
@@ -20,6 +20,7 @@ on_both_backends!(
     ending_every_session_can_spare_the_current_one,
     touching_a_session_only_moves_it_forward,
     sessions_and_tokens_long_over_are_purged,
+    a_reauthentication_renews_auth_time_and_can_replace_the_refresh_token,
 );
 
 const CAP: u32 = 5;
@@ -489,4 +490,69 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
             .unwrap(),
         Some(ada)
     );
+}
+
+async fn a_reauthentication_renews_auth_time_and_can_replace_the_refresh_token(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let eve = user(&db.store, "eve@example.com").await;
+    let opened = session(ada, t0());
+    let (first, replacement) = (token(), token());
+    db.store
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .await
+        .unwrap();
+    let now = t0() + minutes(30);
+    let amr = [AuthMethod::Password, AuthMethod::OneTimeCode];
+    // Not Eve's session: nothing changes.
+    assert!(!db
+        .store
+        .reauthenticate_session(eve, opened.id, now, &amr, None)
+        .await
+        .unwrap());
+    assert_eq!(db.store.session(opened.id).await.unwrap().unwrap().auth_time, t0());
+
+    // Without a replacement the refresh token goes on working.
+    assert!(db
+        .store
+        .reauthenticate_session(ada, opened.id, now, &amr, None)
+        .await
+        .unwrap());
+    let read = db.store.session(opened.id).await.unwrap().unwrap();
+    assert_eq!((read.auth_time, read.amr.as_slice()), (now, &amr[..]));
+    let second = token();
+    let outcome = db
+        .store
+        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+
+    // With one, the earlier token is used up (presenting it is a reuse) and the replacement works.
+    let later = now + minutes(5);
+    let marked = db
+        .store
+        .reauthenticate_session(ada, opened.id, later, &amr[..1], Some(&replacement));
+    assert!(marked.await.unwrap());
+    let outcome = db
+        .store
+        .rotate_refresh_token(&replacement, &token(), later, idle_cutoff(later))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Rotated(ref s) if s.auth_time == later),
+        "{outcome:?}"
+    );
+    let outcome = db
+        .store
+        .rotate_refresh_token(&second, &token(), later, idle_cutoff(later))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Reused(_)), "{outcome:?}");
+
+    // An ended session is not renewed.
+    assert!(!db
+        .store
+        .reauthenticate_session(ada, opened.id, later, &amr, None)
+        .await
+        .unwrap());
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
-use convosphere_domain::{Email, NewUser, PasswordHash, Plan, Session, SessionId, TokenHash, UserId};
+use convosphere_domain::{AuthMethod, Email, NewUser, PasswordHash, Plan, Session, SessionId, TokenHash, UserId};
 use convosphere_store::Store;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use std::future::Future;
@@ -164,6 +164,8 @@ pub fn session(user: UserId, at: DateTime<Utc>) -> Session {
         end_reason: None,
         ip: Some("203.0.113.7".into()),
         user_agent: Some("integration test".into()),
+        auth_time: at,
+        amr: vec![AuthMethod::Password],
     }
 }
 

@@ -137,6 +137,18 @@ pub struct LoginBody {
     pub recovery_code: Option<String>,
 }
 
+/// `POST /v1/auth/reauthenticate`
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ReauthenticateBody {
+    /// The account's password.
+    #[schema(required = true, value_type = String, min_length = 1)]
+    pub password: Option<String>,
+    /// A TOTP code, when two-factor authentication is on.
+    pub totp_code: Option<String>,
+    /// A recovery code, instead of a TOTP code.
+    pub recovery_code: Option<String>,
+}
+
 /// A body holding a token (`verify-email`).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {

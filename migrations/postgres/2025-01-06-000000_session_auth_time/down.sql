@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN amr;
+ALTER TABLE sessions DROP COLUMN auth_time;
