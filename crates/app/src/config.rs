@@ -73,6 +73,8 @@ pub struct OAuthProviderConfig {
 pub struct Config {
     /// `AUTH_BIND`
     pub bind: SocketAddr,
+    /// `AUTH_METRICS_BIND`: a listener of its own for `/metrics` (then not on `bind`).
+    pub metrics_bind: Option<SocketAddr>,
     /// `AUTH_PUBLIC_URL`, without a trailing slash.
     pub public_url: String,
     /// `AUTH_DATA_DIR`
@@ -169,7 +171,7 @@ raw! {
     oauth_facebook_client_secret OAUTH_FACEBOOK_CLIENT_SECRET, oauth_facebook_auth_url OAUTH_FACEBOOK_AUTH_URL,
     oauth_facebook_token_url OAUTH_FACEBOOK_TOKEN_URL, oauth_facebook_api_url OAUTH_FACEBOOK_API_URL,
     oauth_redirect_allowlist OAUTH_REDIRECT_ALLOWLIST, log_format LOG_FORMAT, audit_retention AUDIT_RETENTION,
-    reauth_window REAUTH_WINDOW,
+    reauth_window REAUTH_WINDOW, metrics_bind METRICS_BIND,
 }
 
 /// A value as the variable would spell it: a file's number as digits, its list
@@ -282,6 +284,13 @@ impl Config {
         let bind_raw = src.string("AUTH_BIND", "127.0.0.1:8080");
         let why = format!("{bind_raw:?} is not an address such as 127.0.0.1:8080");
         let bind = bind_raw.parse().map_err(|_| bad("AUTH_BIND", why))?;
+        let metrics_bind = match src.optional("AUTH_METRICS_BIND") {
+            None => None,
+            Some(raw) => {
+                let why = format!("{raw:?} is not an address such as 127.0.0.1:9090");
+                Some(raw.parse().map_err(|_| bad("AUTH_METRICS_BIND", why))?)
+            }
+        };
         let public_url = src.string("AUTH_PUBLIC_URL", "http://127.0.0.1:8080");
         let public_url = public_url.trim_end_matches('/').to_owned();
         let base = starts(&public_url, &["http://", "https://"]) && !public_url.contains(['?', '#']);
@@ -318,6 +327,7 @@ impl Config {
         let defaults = PlanLimits::default();
         Ok(Self {
             bind,
+            metrics_bind,
             jwt_key_file: file("AUTH_JWT_KEY_FILE", "jwt-signing-key.pem"),
             secret_key_file: file("AUTH_SECRET_KEY_FILE", "secret.key"),
             public_url,
@@ -439,6 +449,7 @@ mod tests {
             ("AUTH_RATE_LIMIT_BACKEND", "memcached"),
             ("AUTH_MAX_SESSIONS", "-1"),
             ("AUTH_BIND", "localhost"),
+            ("AUTH_METRICS_BIND", "9090"),
             ("AUTH_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("AUTH_DATABASE_URL", "mysql://x"),
         ] {

@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 pub struct Started {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `AUTH_METRICS_BIND` is set; the
+    /// listener runs until the process ends.
+    pub metrics_addr: Option<SocketAddr>,
     /// The server future; await it to serve until SIGTERM/SIGINT.
     pub server: Server,
     /// The shared state (to drain mail after the server stops).
@@ -38,7 +41,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         .migrate()
         .await
         .map_err(|e| StartError(format!("AUTH_DATABASE_URL: migration failed: {e}")))?;
-    let bind = config.bind;
+    let (bind, metrics_bind) = (config.bind, config.metrics_bind);
     let state = web::Data::new(AppState::build(config, store).await?);
     convosphere_cache::spawn_invalidation_poller(state.store.clone(), state.credentials.clone()).await;
     let flusher = state.clone();
@@ -49,11 +52,18 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         }
     });
     spawn_purger(state.clone());
+    let metrics_addr = match metrics_bind {
+        Some(addr) => Some(serve_metrics(state.clone(), addr)?),
+        None => None,
+    };
     let app_state = state.clone();
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .configure(crate::http::routes::configure)
+        let app = App::new().app_data(app_state.clone());
+        let app = match metrics_addr {
+            Some(_) => app,
+            None => app.configure(crate::http::routes::configure_metrics),
+        };
+        app.configure(crate::http::routes::configure)
             .configure(crate::web::configure)
             .default_service(web::to(crate::http::routes::not_found))
             .wrap(crate::http::middleware::Observe)
@@ -63,7 +73,30 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     let addr = server.addrs().first().copied().unwrap_or(bind);
     let server = server.shutdown_timeout(30).run();
     tracing::info!(%addr, "listening");
-    Ok(Started { addr, server, state })
+    Ok(Started {
+        addr,
+        metrics_addr,
+        server,
+        state,
+    })
+}
+
+/// Serves `/metrics` alone on `addr` (a private network, a sidecar's port),
+/// with one worker: a scrape is a few requests a minute.
+fn serve_metrics(state: web::Data<AppState>, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(crate::http::routes::configure_metrics)
+            .default_service(web::to(crate::http::routes::not_found))
+    })
+    .workers(1)
+    .bind(addr)
+    .map_err(|e| StartError(format!("AUTH_METRICS_BIND: cannot listen on {addr}: {e}")))?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    tokio::spawn(server.disable_signals().run());
+    tracing::info!(addr = %bound, "metrics listening");
+    Ok(bound)
 }
 
 /// How often expired rows are deleted.

@@ -715,7 +715,10 @@ where
         let Some(enrolment) = self.store.totp(user).await?.filter(|e| e.confirmed) else {
             return Ok(false);
         };
-        let secret = TotpSecret::from_bytes(self.secrets.open(&enrolment.sealed_secret)?);
+        let secret = TotpSecret::from_bytes(
+            self.secrets
+                .open(&enrolment.sealed_secret, user.to_string().as_bytes())?,
+        );
         match secret.matching_step(code, now) {
             Some(step) => self.store.use_totp_step(user, step).await,
             None => Ok(false),

@@ -28,12 +28,15 @@ pub trait Rng: Send + Sync {
 /// Authenticated encryption of secrets kept at rest (TOTP secrets), with
 /// a key from configuration.
 pub trait SecretBox: Send + Sync {
-    /// Encrypts `plaintext`; the answer is printable and holds its own nonce.
-    fn seal(&self, plaintext: &[u8]) -> Result<String, InfraError>;
+    /// Encrypts `plaintext`, bound to `context` (associated data: whose
+    /// secret it is, such as the user id); the answer is printable and
+    /// holds its own nonce.
+    fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<String, InfraError>;
 
-    /// Decrypts what [`seal`](SecretBox::seal) made; an error if it was
-    /// tampered with or sealed under another key.
-    fn open(&self, sealed: &str) -> Result<Vec<u8>, InfraError>;
+    /// Decrypts what [`seal`](SecretBox::seal) made with the same `context`;
+    /// an error if it was tampered with, sealed under another key, or
+    /// sealed for another context (another user's secret copied over).
+    fn open(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, InfraError>;
 }
 
 /// Why an account could not be created.

@@ -33,8 +33,10 @@ pub(crate) const MFA_PATH: &str = "/login/two-factor";
 
 /// How long a refresh's outcome answers for the refresh token it replaced:
 /// two tabs loading at once share one refresh instead of the second being
-/// taken for a stolen token (which would end the session).
-pub(crate) const REFRESH_GRACE: Duration = Duration::from_secs(30);
+/// taken for a stolen token (which would end the session). Short, because
+/// whoever presents the old cookie within it gets the new one: a stolen
+/// cookie replayed later is a reuse, and the session ends.
+pub(crate) const REFRESH_GRACE: Duration = Duration::from_secs(2);
 
 /// The keys and caches of the web pages.
 pub struct WebState {
@@ -127,11 +129,11 @@ impl WebState {
             r: refresh.to_owned(),
         };
         let plain = serde_json::to_vec(&tokens).map_err(InfraError::new)?;
-        self.cookie_box.seal(&plain)
+        self.cookie_box.seal(&plain, b"")
     }
 
     pub(crate) fn open_tokens(&self, sealed: &str) -> Option<CookieTokens> {
-        let plain = self.cookie_box.open(sealed).ok()?;
+        let plain = self.cookie_box.open(sealed, b"").ok()?;
         serde_json::from_slice(&plain).ok()
     }
 
@@ -163,12 +165,12 @@ impl WebState {
             body,
         };
         let plain = serde_json::to_vec(&ticket).map_err(InfraError::new)?;
-        self.ticket_box.seal(&plain)
+        self.ticket_box.seal(&plain, b"")
     }
 
     /// Opens a ticket of the purpose `kind` that has not expired.
     pub(crate) fn open_ticket<T: DeserializeOwned>(&self, kind: &str, sealed: Option<&str>) -> Option<T> {
-        let plain = self.ticket_box.open(sealed?).ok()?;
+        let plain = self.ticket_box.open(sealed?, b"").ok()?;
         let ticket: Ticket<T> = serde_json::from_slice(&plain).ok()?;
         (ticket.kind == kind && ticket.exp > chrono::Utc::now().timestamp()).then_some(ticket.body)
     }

@@ -66,8 +66,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
         .service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/readyz").route(web::get().to(readyz)))
-        .service(resource("/metrics").route(web::get().to(metrics)))
         .service(resource("/openapi.json").route(web::get().to(openapi)));
+}
+
+/// `/metrics`: on the main listener, or on `AUTH_METRICS_BIND` alone.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// A resource named after its own pattern: the metrics read a matched

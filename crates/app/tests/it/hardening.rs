@@ -372,3 +372,81 @@ async fn a_password_reset_keeps_api_keys_and_the_mail_lists_them() {
         .await;
     assert_eq!(authz.status(), 200);
 }
+
+#[tokio::test]
+async fn a_rotated_session_cookie_replayed_after_the_grace_ends_the_session() {
+    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "1s")]).await;
+    app.verified_user("ada@example.com").await;
+    let mut browser = crate::web::Browser::new(&app);
+    browser.log_in("ada@example.com").await;
+    let stolen = browser.cookies.clone();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // The owner's next page refreshes the session: a new cookie.
+    assert_eq!(browser.get("/dashboard").await.status, 200);
+    assert_ne!(browser.cookies, stolen);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // The old cookie, replayed after the grace, is a reuse: no page, and the session ends.
+    let mut thief = crate::web::Browser::new(&app);
+    thief.cookies = stolen;
+    let page = thief.get("/dashboard").await;
+    assert_eq!(page.status, 303);
+    assert!(
+        page.header("location").starts_with("/login"),
+        "{}",
+        page.header("location")
+    );
+    let owner = browser.get("/dashboard").await;
+    assert_eq!(owner.status, 303, "the whole session ended");
+}
+
+#[tokio::test]
+async fn metrics_can_be_served_on_a_listener_of_their_own() {
+    let app = TestApp::with(&[("AUTH_METRICS_BIND", "127.0.0.1:0")]).await;
+    let metrics_base = app.metrics_base.clone().expect("a metrics listener");
+    assert_ne!(metrics_base, app.base);
+    let scrape = app.client.get(format!("{metrics_base}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.text().await.unwrap().contains("# TYPE"));
+    // Absent from the public listener, and nothing else on the metrics one.
+    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
+    let login = app.client.get(format!("{metrics_base}/v1/me")).send().await.unwrap();
+    assert_eq!(login.status(), 404);
+    // Without it, /metrics is on the main listener as before.
+    let plain = TestApp::spawn().await;
+    assert!(plain.metrics_base.is_none());
+    assert_eq!(
+        plain.client.get(plain.url("/metrics")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_totp_secret_copied_to_another_account_does_not_open_there() {
+    use diesel::{Connection, RunQueryDsl};
+    let app = TestApp::spawn().await;
+    let mut secrets = Vec::new();
+    for who in ["ada@example.com", "eve@example.com"] {
+        app.verified_user(who).await;
+        let access = app.tokens(who).await["access_token"].as_str().unwrap().to_owned();
+        secrets.push(crate::mfa::enable_totp(&app, &access).await.0);
+    }
+    // Someone who can write the database copies Ada's sealed secret over Eve's.
+    let db = app.dir.path().join("auth.db");
+    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    let copied = diesel::sql_query(
+        "UPDATE totp_secrets SET sealed_secret = (SELECT t.sealed_secret FROM totp_secrets t \
+         JOIN users u ON u.id = t.user_id WHERE u.email = 'ada@example.com') \
+         WHERE user_id = (SELECT id FROM users WHERE email = 'eve@example.com')",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    assert_eq!(copied, 1);
+    drop(conn);
+    // Ada's next code does not sign in as Eve: the secret opens only for its owner.
+    let ada_code = crate::mfa::code(&secrets[0], 1);
+    let login = json!({"email": "eve@example.com", "password": PASSWORD, "totp_code": ada_code});
+    assert_ne!(app.post("/v1/auth/login", login).await.status(), 200);
+    // Ada's own login with it works.
+    let login = json!({"email": "ada@example.com", "password": PASSWORD, "totp_code": ada_code});
+    assert_eq!(app.post("/v1/auth/login", login).await.status(), 200);
+}

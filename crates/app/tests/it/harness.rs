@@ -11,6 +11,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
     pub base: String,
+    /// The base URL of `/metrics` when `AUTH_METRICS_BIND` is set.
+    pub metrics_base: Option<String>,
     pub client: Client,
     pub dir: tempfile::TempDir,
     /// The `AUTH_DATABASE_URL` of a PostgreSQL run (SQLite in `dir` otherwise).
@@ -82,9 +84,10 @@ impl TestApp {
     async fn start(settings: &[(&str, &str)], database: Option<PgDatabase>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = database.as_ref().map(|d| d.url.clone());
-        let (base, handle) = launch(settings, dir.path(), database_url.as_deref()).await;
+        let (base, metrics_base, handle) = launch(settings, dir.path(), database_url.as_deref()).await;
         Self {
             base,
+            metrics_base,
             client: client(),
             dir,
             database_url,
@@ -98,9 +101,10 @@ impl TestApp {
     /// mails and run the command line through the first: the replica's own
     /// `dir` is empty. Drop it before the first.
     pub async fn replica(&self, settings: &[(&str, &str)]) -> Self {
-        let (base, handle) = launch(settings, self.dir.path(), self.database_url.as_deref()).await;
+        let (base, metrics_base, handle) = launch(settings, self.dir.path(), self.database_url.as_deref()).await;
         Self {
             base,
+            metrics_base,
             client: client(),
             dir: tempfile::tempdir().unwrap(),
             database_url: self.database_url.clone(),
@@ -216,7 +220,7 @@ async fn launch(
     settings: &[(&str, &str)],
     data_dir: &Path,
     database_url: Option<&str>,
-) -> (String, actix_web::dev::ServerHandle) {
+) -> (String, Option<String>, actix_web::dev::ServerHandle) {
     let mut env: Vec<(String, String)> = vec![
         ("AUTH_BIND".into(), "127.0.0.1:0".into()),
         ("AUTH_DATA_DIR".into(), data_dir.display().to_string()),
@@ -232,7 +236,8 @@ async fn launch(
     let started = convosphere_auth::start(config).await.unwrap();
     let handle = started.server.handle();
     tokio::spawn(started.server);
-    (format!("http://{}", started.addr), handle)
+    let metrics_base = started.metrics_addr.map(|addr| format!("http://{addr}"));
+    (format!("http://{}", started.addr), metrics_base, handle)
 }
 
 fn client() -> Client {

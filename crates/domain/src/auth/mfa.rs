@@ -76,7 +76,9 @@ where
         }
         self.require_recent_sign_in(principal)?;
         let secret = TotpSecret::generate(&*self.rng);
-        let sealed = self.secrets.seal(secret.expose_bytes())?;
+        let sealed = self
+            .secrets
+            .seal(secret.expose_bytes(), user.id.to_string().as_bytes())?;
         if !self.store.begin_totp(user.id, &sealed, self.clock.now()).await? {
             return Err(BeginTotpError::AlreadyEnabled);
         }
@@ -99,7 +101,10 @@ where
             .await?
             .filter(|e| !e.confirmed)
             .ok_or(ConfirmTotpError::NotPending)?;
-        let secret = TotpSecret::from_bytes(self.secrets.open(&enrolment.sealed_secret)?);
+        let secret = TotpSecret::from_bytes(
+            self.secrets
+                .open(&enrolment.sealed_secret, user.to_string().as_bytes())?,
+        );
         let now = self.clock.now();
         let step = secret.matching_step(code, now).ok_or(ConfirmTotpError::InvalidCode)?;
         let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)

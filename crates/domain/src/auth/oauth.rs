@@ -28,6 +28,9 @@ use crate::{InfraError, NewUser, OpaqueToken, Plan, User, UserId};
 use chrono::Duration;
 use subtle::ConstantTimeEq;
 
+/// What a PKCE verifier is sealed for: nothing else opens as one.
+const OAUTH_VERIFIER: &[u8] = b"oauth pkce verifier";
+
 /// How long a started login may take to come back.
 pub const STATE_TTL: Duration = Duration::minutes(10);
 /// How long the callback's one-time code works.
@@ -196,7 +199,7 @@ where
                 state: state.hash(),
                 provider,
                 browser: browser_binding.hash(),
-                sealed_verifier: self.secrets.seal(verifier.expose().as_bytes())?,
+                sealed_verifier: self.secrets.seal(verifier.expose().as_bytes(), OAUTH_VERIFIER)?,
                 nonce: nonce.expose().to_owned(),
                 redirect_to,
                 created_at: now,
@@ -265,7 +268,7 @@ where
             .code
             .filter(|c| !c.is_empty())
             .ok_or_else(|| failed("the callback carries no code".into()))?;
-        let verifier = String::from_utf8(self.secrets.open(&pending.sealed_verifier)?)
+        let verifier = String::from_utf8(self.secrets.open(&pending.sealed_verifier, OAUTH_VERIFIER)?)
             .map_err(|_| InfraError::new("a stored PKCE verifier is not text"))?;
         let redirect_uri = self.oauth_redirect_uri(provider);
         let identity = oauth

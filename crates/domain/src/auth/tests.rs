@@ -535,17 +535,22 @@ impl EventRepository for &MemoryStore {
     }
 }
 
-/// Seals by reversing and hex-encoding: enough to show the domain never
-/// hands storage the plain secret.
+/// Seals by reversing and hex-encoding after the context: enough to show
+/// the domain never hands storage the plain secret, and opens it only for
+/// the context it was sealed for.
 struct FakeSecretBox;
 impl SecretBox for FakeSecretBox {
-    fn seal(&self, plaintext: &[u8]) -> Result<String, InfraError> {
-        Ok(plaintext.iter().rev().map(|b| format!("{b:02x}")).collect())
+    fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<String, InfraError> {
+        let hex: String = plaintext.iter().rev().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("{}:{hex}", String::from_utf8_lossy(context)))
     }
-    fn open(&self, sealed: &str) -> Result<Vec<u8>, InfraError> {
-        let mut bytes: Vec<u8> = (0..sealed.len())
+    fn open(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, InfraError> {
+        let hex = sealed
+            .strip_prefix(&format!("{}:", String::from_utf8_lossy(context)))
+            .ok_or_else(|| InfraError::new("sealed for another context"))?;
+        let mut bytes: Vec<u8> = (0..hex.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(&sealed[i..i + 2], 16).unwrap())
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect();
         bytes.reverse();
         Ok(bytes)
