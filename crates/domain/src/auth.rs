@@ -66,6 +66,10 @@ impl Default for AuthConfig {
     }
 }
 
+/// How many links and notices one mailbox is sent a minute at most (a
+/// burst of this many, then one each 60/N seconds).
+pub const MAILS_PER_MINUTE: u32 = 2;
+
 /// How often at most a session's `last_active_at` is written.
 pub(crate) const TOUCH_INTERVAL: Duration = Duration::seconds(60);
 
@@ -461,7 +465,29 @@ where
         }
     }
 
-    async fn send_link(&self, user: &User, kind: TokenKind) -> Result<(), InfraError> {
+    /// Whether another e-mail may go to `user`'s mailbox now. Links and
+    /// notices go to one mailbox at most [`MAILS_PER_MINUTE`] a minute
+    /// however many clients ask, so that nobody floods an inbox from many
+    /// networks; a mail held back is not sent, and the caller hears the
+    /// same answer either way.
+    async fn mailbox_has_room(&self, user: UserId) -> Result<bool, InfraError>
+    where
+        L: crate::ports::RateLimiter,
+    {
+        let decision = self
+            .limiter
+            .check(crate::ports::RateSubject::Mailbox(user), MAILS_PER_MINUTE);
+        Ok(decision.await?.allowed)
+    }
+
+    async fn send_link(&self, user: &User, kind: TokenKind) -> Result<(), InfraError>
+    where
+        L: crate::ports::RateLimiter,
+    {
+        if !self.mailbox_has_room(user.id).await? {
+            // The newest link sent stays the one that works.
+            return Ok(());
+        }
         let now = self.clock.now();
         let token = OpaqueToken::generate(&*self.rng);
         self.store
@@ -474,7 +500,10 @@ where
     /// taken address is sent a "someone tried to sign up" e-mail instead of
     /// a verification link. The password is hashed in both cases, so both
     /// take the same time.
-    pub async fn signup(&self, request: SignupRequest) -> Result<(), SignupError> {
+    pub async fn signup(&self, request: SignupRequest) -> Result<(), SignupError>
+    where
+        L: crate::ports::RateLimiter,
+    {
         let mut errors = Vec::new();
         let name = parse_name(&request.name, &mut errors);
         let email = Email::parse(&request.email)
@@ -526,8 +555,13 @@ where
                 .send(self.link_mail(&user, TokenKind::EmailVerification, &token))
                 .await?),
             Err(CreateUserError::EmailTaken) => {
-                let existing = self.store.user_by_email(&new_user.email).await?;
-                let name = existing.map(|u| u.name).unwrap_or(new_user.name);
+                let Some(existing) = self.store.user_by_email(&new_user.email).await? else {
+                    return Ok(());
+                };
+                if !self.mailbox_has_room(existing.id).await? {
+                    return Ok(());
+                }
+                let name = existing.name;
                 let base = &self.config.public_url;
                 self.mailer
                     .send(Mail::SignupAttempt {
@@ -564,7 +598,10 @@ where
 
     /// Sends a new verification link to an unverified account; does
     /// nothing (and says nothing) otherwise.
-    pub async fn resend_verification(&self, email: &str) -> Result<(), InfraError> {
+    pub async fn resend_verification(&self, email: &str) -> Result<(), InfraError>
+    where
+        L: crate::ports::RateLimiter,
+    {
         let Ok(email) = Email::parse(email) else { return Ok(()) };
         match self.store.user_by_email(&email).await? {
             Some(user) if !user.email_verified && !user.suspended => {
@@ -845,7 +882,10 @@ where
 
     /// Sends a password reset link if the address has an account; answers
     /// the same either way.
-    pub async fn forgot_password(&self, email: &str) -> Result<(), InfraError> {
+    pub async fn forgot_password(&self, email: &str) -> Result<(), InfraError>
+    where
+        L: crate::ports::RateLimiter,
+    {
         let Ok(email) = Email::parse(email) else { return Ok(()) };
         match self.store.user_by_email(&email).await? {
             Some(user) => self.send_link(&user, TokenKind::PasswordReset).await,

@@ -422,6 +422,8 @@ pub enum RateSubject {
     /// A client network (the unauthenticated endpoints): an IPv4 address,
     /// or the /64 of an IPv6 one. Made by [`RateSubject::client`].
     Ip(std::net::IpAddr),
+    /// The mailbox of an account: the links and notices sent to it.
+    Mailbox(UserId),
 }
 
 impl RateSubject {
@@ -459,6 +461,7 @@ impl std::fmt::Display for RateSubject {
         match self {
             RateSubject::Account(user) => write!(f, "acct:{user}"),
             RateSubject::Ip(ip) => write!(f, "ip:{ip}"),
+            RateSubject::Mailbox(user) => write!(f, "mail:{user}"),
         }
     }
 }

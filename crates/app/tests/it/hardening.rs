@@ -450,3 +450,23 @@ async fn a_totp_secret_copied_to_another_account_does_not_open_there() {
     let login = json!({"email": "ada@example.com", "password": PASSWORD, "totp_code": ada_code});
     assert_eq!(app.post("/v1/auth/login", login).await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_inbox_cannot_be_flooded_from_many_networks() {
+    let app = TestApp::with(&[BEHIND_A_PROXY]).await;
+    app.verified_user("ada@example.com").await;
+    let before = app.mails().len();
+    for n in 1..=6 {
+        let answer = app
+            .client
+            .post(app.url("/v1/auth/password/forgot"))
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .json(&json!({"email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202, "the same answer every time");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.mails().len() - before, 2, "at most two a minute to one mailbox");
+}

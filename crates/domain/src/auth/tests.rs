@@ -2783,3 +2783,17 @@ fn a_password_change_with_the_right_password_counts_as_reauthentication() {
     // The refresh token still works: nothing was rotated.
     block_on(auth.refresh(tokens.refresh_token.expose(), &client())).unwrap();
 }
+
+#[test]
+fn one_mailbox_gets_a_bounded_number_of_links_however_many_ask() {
+    let world = World::new();
+    let auth = world.auth();
+    world.verified_user(&auth, "ada@example.com");
+    let before = world.mails().len();
+    for _ in 0..5 {
+        block_on(auth.forgot_password("ada@example.com")).unwrap();
+    }
+    assert_eq!(world.mails().len() - before, MAILS_PER_MINUTE as usize);
+    // The newest link sent is the one that works.
+    block_on(auth.reset_password(&world.last_link_token(), "a brand new passphrase", &client())).unwrap();
+}
