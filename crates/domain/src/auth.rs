@@ -671,7 +671,7 @@ where
         // Cleared only now: a right password must not reset the count of
         // wrong second factors.
         if user.failed_logins > 0 {
-            self.store.clear_failed_logins(user.id).await?;
+            self.clear_failures(user.id).await?;
         }
         let (method, amr) = if user.mfa_enabled {
             ("password+totp", vec![AuthMethod::Password, AuthMethod::OneTimeCode])
@@ -681,6 +681,21 @@ where
         self.record(user.id, EventKind::LoginSucceeded, client, &[("method", method)])
             .await?;
         Ok(self.open_session(user, amr, client).await?)
+    }
+
+    /// Stores a new password hash (which ends the user's reset links) and
+    /// forgets the user remembered with the old one.
+    async fn set_password(&self, user: UserId, hash: &crate::PasswordHash) -> Result<(), InfraError> {
+        self.store.set_password_hash(user, hash).await?;
+        self.forget(Invalidation::User(user));
+        Ok(())
+    }
+
+    /// Clears failed logins and a lockout, and forgets the user remembered locked.
+    pub(crate) async fn clear_failures(&self, user: UserId) -> Result<(), InfraError> {
+        self.store.clear_failed_logins(user).await?;
+        self.forget(Invalidation::User(user));
+        Ok(())
     }
 
     /// Counts one failed password or code check; records a lockout it causes.
@@ -696,6 +711,7 @@ where
             )
             .await?;
         if outcome.locked {
+            self.forget(Invalidation::User(user.id));
             let until = (now + self.config.lockout_duration).to_rfc3339();
             self.record(user.id, EventKind::LockedOut, client, &[("until", &until)])
                 .await?;
@@ -924,13 +940,13 @@ where
         if self.store.consume_token(TokenKind::PasswordReset, &hash, now).await? != Some(user_id) {
             return Err(ResetPasswordError::LinkInvalid);
         }
-        self.store.set_password_hash(user_id, &password_hash).await?;
+        self.set_password(user_id, &password_hash).await?;
         let ended = self
             .store
             .end_user_sessions(user_id, None, now, EndReason::PasswordReset)
             .await?;
         self.forget_sessions(&ended);
-        self.store.clear_failed_logins(user_id).await?;
+        self.clear_failures(user_id).await?;
         if !user.email_verified {
             self.store.set_email_verified(user_id).await?;
             self.forget(Invalidation::User(user_id));
@@ -1005,7 +1021,7 @@ where
             .map_err(ChangePasswordError::WeakPassword)?;
         let hash = self.hasher.hash(&password).await?;
         let now = self.clock.now();
-        self.store.set_password_hash(user.id, &hash).await?;
+        self.set_password(user.id, &hash).await?;
         let ended = self
             .store
             .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::PasswordChanged)
@@ -1108,7 +1124,7 @@ where
         let user = self.user_by_email_or_unknown(email).await?;
         self.store.set_suspended(user.id, false).await?;
         self.forget(Invalidation::User(user.id));
-        self.store.clear_failed_logins(user.id).await?;
+        self.clear_failures(user.id).await?;
         self.record(user.id, EventKind::Unlocked, &ClientContext::operator(), &[])
             .await?;
         Ok(User {

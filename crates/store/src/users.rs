@@ -174,9 +174,11 @@ impl UserRepository for Store {
                     .filter(one_time_tokens::kind.eq(TokenKind::PasswordReset.as_str())),
             )
             .execute(conn)?;
-            diesel::update(users::table.find(id))
+            diesel::update(users::table.find(&id))
                 .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
                 .execute(conn)?;
+            // Every instance forgets the user it remembered with the old hash.
+            conn.append_invalidations(&[NewInvalidation::user(id)])?;
             Ok(())
         }))?;
         Ok(())
@@ -214,6 +216,8 @@ impl UserRepository for Store {
                             users::updated_at.eq(now),
                         ))
                         .execute(conn)?;
+                    // Every instance sees the lockout at once, not after its cache's 5 s.
+                    conn.append_invalidations(&[NewInvalidation::user(id.clone())])?;
                     Ok(true)
                 } else {
                     diesel::update(target)
@@ -229,14 +233,15 @@ impl UserRepository for Store {
     async fn clear_failed_logins(&self, id: UserId) -> Result<(), InfraError> {
         let id = id.to_string();
         let now = updated_now();
-        with_conn!(self, |conn| conn.write(|conn| {
-            diesel::update(users::table.find(id))
+        with_conn!(self, |conn| conn.write_transaction(|conn| {
+            diesel::update(users::table.find(&id))
                 .set((
                     users::failed_logins.eq(0),
                     users::locked_until.eq(None::<chrono::NaiveDateTime>),
                     users::updated_at.eq(now),
                 ))
                 .execute(conn)?;
+            conn.append_invalidations(&[NewInvalidation::user(id)])?;
             Ok(())
         }))?;
         Ok(())

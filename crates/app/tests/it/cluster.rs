@@ -576,3 +576,44 @@ async fn a_suspension_from_the_command_line_reaches_both_instances_within_a_seco
         problem(response, 403, "account_locked").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_on_one_instance_is_honoured_by_the_other_within_a_second() {
+    let Some(cluster) = Cluster::start(&[("AUTH_LOCKOUT_THRESHOLD", "2")]).await else {
+        return;
+    };
+    cluster.verified_user(EMAIL).await;
+    let pair_a = cluster.a.tokens(EMAIL).await;
+    let pair_b = cluster.b.tokens(EMAIL).await;
+    let (access_a, access_b) = (
+        pair_a["access_token"].as_str().unwrap(),
+        pair_b["access_token"].as_str().unwrap(),
+    );
+    // B remembers its caller, unlocked.
+    assert_eq!(cluster.b.get_auth("/v1/me", access_b).await.status(), 200);
+    let wrong = json!({"current_password": "not my password", "new_password": "a brand new passphrase"});
+    for _ in 0..2 {
+        let answer = cluster
+            .a
+            .post_auth("/v1/auth/password/change", access_a, wrong.clone())
+            .await;
+        problem(answer, 401, "invalid_credentials").await;
+    }
+    let locked = Instant::now();
+    // On B, a password check behind the session finds the account locked
+    // (turning off 2FA that is off changes nothing when it succeeds).
+    let b = &cluster.b;
+    let check = move || async move {
+        let answer = b
+            .client
+            .delete(b.url("/v1/me/mfa/totp"))
+            .bearer_auth(access_b)
+            .json(&json!({"password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        (answer.status() != 204).then_some(answer)
+    };
+    let answer = within_a_second(locked, "B sees the lockout", check).await;
+    problem(answer, 403, "account_locked").await;
+}

@@ -470,3 +470,34 @@ async fn an_inbox_cannot_be_flooded_from_many_networks() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.mails().len() - before, 2, "at most two a minute to one mailbox");
 }
+
+#[tokio::test]
+async fn the_old_password_stops_working_at_once_behind_a_session() {
+    let app = TestApp::spawn().await;
+    app.verified_user("ada@example.com").await;
+    let access = app.tokens("ada@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get_auth("/v1/me", &access).await.status(),
+        200,
+        "the caller is remembered"
+    );
+    let change = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+    assert_eq!(
+        app.post_auth("/v1/auth/password/change", &access, change)
+            .await
+            .status(),
+        204
+    );
+    let old = app
+        .client
+        .delete(app.url("/v1/me/mfa/totp"))
+        .bearer_auth(&access)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    problem(old, 401, "invalid_credentials").await;
+}

@@ -352,7 +352,7 @@ where
             .await?
             .ok_or(OAuthExchangeError::Failed)?;
         if user.mfa_enabled && user.failed_logins > 0 {
-            self.store.clear_failed_logins(user.id).await?;
+            self.clear_failures(user.id).await?;
         }
         self.record(user.id, EventKind::LoginSucceeded, client, &[("method", &method)])
             .await?;
