@@ -12,6 +12,10 @@ use std::sync::{Mutex, PoisonError};
 /// How many callers an instance remembers at most (by default).
 pub const CAPACITY: usize = 100_000;
 
+/// How many refused client networks are remembered at most: past it the
+/// coldest go, and are checked (and counted) again.
+const REFUSED_NETWORKS: usize = 10_000;
+
 /// How many buckets the stamps spread ids over.
 const BUCKETS: usize = 256;
 
@@ -42,6 +46,8 @@ pub struct CallerCache {
     buckets: [AtomicU64; BUCKETS],
     /// Sessions whose use is being written.
     touching: Mutex<HashSet<SessionId>>,
+    /// Client networks refused until a time (their failed checks spent their budget).
+    refused: quick_cache::sync::Cache<std::net::IpAddr, DateTime<Utc>>,
 }
 
 fn fold(uuid: uuid::Uuid) -> u64 {
@@ -75,6 +81,7 @@ impl CallerCache {
             epoch: AtomicU64::new(0),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             touching: Mutex::default(),
+            refused: quick_cache::sync::Cache::new(REFUSED_NETWORKS),
         }
     }
 
@@ -158,6 +165,14 @@ impl CredentialCache for CallerCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&session);
+    }
+
+    fn refuse_client(&self, client: std::net::IpAddr, until: DateTime<Utc>) {
+        self.refused.insert(client, until);
+    }
+
+    fn refused_until(&self, client: std::net::IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.refused.get(&client).filter(|until| now < *until)
     }
 }
 

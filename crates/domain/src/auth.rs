@@ -683,6 +683,17 @@ where
         Ok(self.open_session(user, amr, client).await?)
     }
 
+    /// Ends every session of the principal's user but its own, and forgets them.
+    pub(crate) async fn end_other_sessions(&self, principal: &Principal, reason: EndReason) -> Result<(), InfraError> {
+        let (user, now) = (principal.user.id, self.clock.now());
+        let ended = self
+            .store
+            .end_user_sessions(user, Some(principal.session_id), now, reason)
+            .await?;
+        self.forget_sessions(&ended);
+        Ok(())
+    }
+
     /// Stores a new password hash (which ends the user's reset links) and
     /// forgets the user remembered with the old one.
     async fn set_password(&self, user: UserId, hash: &crate::PasswordHash) -> Result<(), InfraError> {
@@ -1020,13 +1031,8 @@ where
         let password = Password::new_for(new_password, &[user.email.as_str(), &user.name])
             .map_err(ChangePasswordError::WeakPassword)?;
         let hash = self.hasher.hash(&password).await?;
-        let now = self.clock.now();
         self.set_password(user.id, &hash).await?;
-        let ended = self
-            .store
-            .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::PasswordChanged)
-            .await?;
-        self.forget_sessions(&ended);
+        self.end_other_sessions(principal, EndReason::PasswordChanged).await?;
         // The current password was right: that counts as a re-authentication.
         self.mark_reauthenticated(principal, vec![AuthMethod::Password], None)
             .await?;
@@ -1039,6 +1045,73 @@ where
             })
             .await?;
         Ok(())
+    }
+
+    /// Whether the caller's session may do a sensitive action now.
+    pub fn require_recent_sign_in(&self, principal: &Principal) -> Result<(), RecentSignInRequired> {
+        if self.clock.now() < principal.auth_time + self.config.reauth_window {
+            Ok(())
+        } else {
+            Err(RecentSignInRequired)
+        }
+    }
+
+    /// Proves again who the caller is, with the password (and a code when
+    /// 2FA is on), and answers a new token pair for the same session whose
+    /// `auth_time` is now. The session's earlier refresh tokens are used up:
+    /// presenting one again is a reuse, as after a refresh. A wrong password
+    /// or code counts toward the lockout as at login.
+    pub async fn reauthenticate(
+        &self,
+        principal: &Principal,
+        password: &str,
+        factor: &SecondFactor,
+        client: &ClientContext,
+    ) -> Result<IssuedTokens, ReauthenticateError> {
+        let user = &principal.user;
+        match self.confirm_password(user, password, "reauthenticate", client).await? {
+            PasswordCheck::Right => {}
+            PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials.into()),
+            PasswordCheck::Locked => return Err(LoginError::Locked.into()),
+        }
+        let mut amr = vec![AuthMethod::Password];
+        if user.mfa_enabled {
+            match self.check_second_factor(user, factor, client).await? {
+                FactorCheck::Missing => return Err(LoginError::MfaRequired.into()),
+                FactorCheck::Wrong => return Err(LoginError::InvalidMfaCode.into()),
+                FactorCheck::Passed => amr.push(AuthMethod::OneTimeCode),
+            }
+        }
+        let refresh = OpaqueToken::generate(&*self.rng);
+        let session = self
+            .mark_reauthenticated(principal, amr, Some(&refresh))
+            .await?
+            .ok_or(ReauthenticateError::SessionExpired)?;
+        self.record(user.id, EventKind::Reauthenticated, client, &[]).await?;
+        Ok(self.issue(user.clone(), &session, refresh, self.clock.now())?)
+    }
+
+    /// Records that the caller's session proved itself now by `amr` (a
+    /// re-authentication, or a password change or 2FA disable that carried
+    /// the password), with `refresh` as its new refresh token if given: the
+    /// session as it is now, `None` if it has ended.
+    pub(crate) async fn mark_reauthenticated(
+        &self,
+        principal: &Principal,
+        amr: Vec<AuthMethod>,
+        refresh: Option<&OpaqueToken>,
+    ) -> Result<Option<crate::Session>, InfraError> {
+        let (user, id) = (principal.user.id, principal.session_id);
+        let hash = refresh.map(OpaqueToken::hash);
+        let marked = self
+            .store
+            .reauthenticate_session(user, id, self.clock.now(), &amr, hash.as_ref())
+            .await?;
+        self.forget(Invalidation::Session(id));
+        if !marked {
+            return Ok(None);
+        }
+        Ok(self.store.session(id).await?.filter(|s| s.ended_at.is_none()))
     }
 
     /// Changes name, company, country or phone.
@@ -1156,7 +1229,7 @@ pub mod keys;
 pub mod mfa;
 pub mod oauth;
 pub mod recent;
-pub use recent::RecentSignInRequired;
+pub use recent::{ReauthenticateError, RecentSignInRequired};
 
 #[cfg(test)]
 mod tests;

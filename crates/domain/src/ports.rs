@@ -424,6 +424,9 @@ pub enum RateSubject {
     Ip(std::net::IpAddr),
     /// The mailbox of an account: the links and notices sent to it.
     Mailbox(UserId),
+    /// The failed credential checks of a client network (unknown keys and
+    /// tokens). Made by [`RateSubject::failed_checks`].
+    FailedChecks(std::net::IpAddr),
 }
 
 impl RateSubject {
@@ -444,14 +447,26 @@ impl RateSubject {
     /// );
     /// ```
     pub fn client(ip: std::net::IpAddr) -> Self {
-        use std::net::{IpAddr, Ipv6Addr};
-        RateSubject::Ip(match ip {
-            IpAddr::V4(v4) => IpAddr::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
-            },
-        })
+        RateSubject::Ip(network(ip))
+    }
+
+    /// The failed credential checks of a client, counted by network as
+    /// [`client`](Self::client) counts requests.
+    pub fn failed_checks(ip: std::net::IpAddr) -> Self {
+        RateSubject::FailedChecks(network(ip))
+    }
+}
+
+/// A client's network: an IPv4 address, or the /64 of an IPv6 one (an
+/// IPv4-mapped IPv6 address is its IPv4 address).
+pub fn network(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -462,6 +477,7 @@ impl std::fmt::Display for RateSubject {
             RateSubject::Account(user) => write!(f, "acct:{user}"),
             RateSubject::Ip(ip) => write!(f, "ip:{ip}"),
             RateSubject::Mailbox(user) => write!(f, "mail:{user}"),
+            RateSubject::FailedChecks(ip) => write!(f, "fail:{ip}"),
         }
     }
 }
@@ -522,6 +538,19 @@ pub trait CredentialCache: Send + Sync {
 
     /// Ends a claim of [`claim_touch`](Self::claim_touch).
     fn release_touch(&self, session: SessionId);
+
+    /// Refuses the checks of `client`'s network that miss the cache until
+    /// `until` (its failed checks spent their budget). Remembering nothing,
+    /// as the default does, refuses nothing.
+    fn refuse_client(&self, client: std::net::IpAddr, until: DateTime<Utc>) {
+        let _ = (client, until);
+    }
+
+    /// Until when checks of `client`'s network are refused, if they are at `now`.
+    fn refused_until(&self, client: std::net::IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let _ = (client, now);
+        None
+    }
 }
 
 /// Stored API keys.

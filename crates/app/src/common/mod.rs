@@ -3,6 +3,7 @@
 
 pub mod cookie;
 pub mod extract;
+mod outcomes;
 pub mod problem;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};

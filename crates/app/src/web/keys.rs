@@ -288,19 +288,19 @@ pub(crate) async fn create(state: web::Data<AppState>, post: SignedInForm) -> Pa
             )
             .await
         {
-            Ok(created) => {
-                let new = NewKey {
-                    created: &created,
-                    rotated: false,
-                };
-                return render(&state, who, Some(new), &CreateForm::default(), &[], None).await;
-            }
+            Ok(created) => return shown_once(&state, who, &created, false).await,
             Err(CreateApiKeyError::Invalid(invalid)) => errors = invalid,
             Err(CreateApiKeyError::RecentSignInRequired(_)) => return Err(reauthenticate_first("/settings/api-keys")),
             Err(CreateApiKeyError::Internal(cause)) => return Err(page_error(cause)),
         }
     }
     render(&state, who, None, &form, &errors, None).await
+}
+
+/// The keys page with a new key on it, shown this once.
+async fn shown_once(state: &AppState, who: &SignedIn, created: &CreatedApiKey, rotated: bool) -> Page {
+    let new = NewKey { created, rotated };
+    render(state, who, Some(new), &CreateForm::default(), &[], None).await
 }
 
 fn confirm_page(who: &SignedIn, page_title: &str, content: Markup) -> HttpResponse {
@@ -316,16 +316,21 @@ fn confirm_page(who: &SignedIn, page_title: &str, content: Markup) -> HttpRespon
     )
 }
 
-/// `GET /settings/api-keys/{id}/revoke`: are you sure?
-pub(crate) async fn confirm_revoke(state: web::Data<AppState>, who: SignedIn, id: web::Path<String>) -> Page {
+/// The user's key `id` while it is active; `None` once it is revoked.
+async fn active_key(state: &AppState, who: &SignedIn, id: &str) -> Result<Option<ApiKey>, PageError> {
     let key = state
         .auth
-        .api_key(who.user().id, key_id(&id)?)
+        .api_key(who.user().id, key_id(id)?)
         .await
         .map_err(page_error)?;
-    if key.revoked_at.is_some() {
+    Ok(key.revoked_at.is_none().then_some(key))
+}
+
+/// `GET /settings/api-keys/{id}/revoke`: are you sure?
+pub(crate) async fn confirm_revoke(state: web::Data<AppState>, who: SignedIn, id: web::Path<String>) -> Page {
+    let Some(key) = active_key(&state, &who, &id).await? else {
         return Ok(see_other("/settings/api-keys"));
-    }
+    };
     Ok(confirm_page(
         &who,
         "Revoke key",
@@ -381,14 +386,9 @@ fn rotate_confirm(who: &SignedIn, key: &ApiKey, expires_on: &str, errors: &[Fiel
 
 /// `GET /settings/api-keys/{id}/rotate`: are you sure?
 pub(crate) async fn confirm_rotate(state: web::Data<AppState>, who: SignedIn, id: web::Path<String>) -> Page {
-    let key = state
-        .auth
-        .api_key(who.user().id, key_id(&id)?)
-        .await
-        .map_err(page_error)?;
-    if key.revoked_at.is_some() {
+    let Some(key) = active_key(&state, &who, &id).await? else {
         return Ok(see_other("/settings/api-keys"));
-    }
+    };
     Ok(confirm_page(&who, "Rotate key", rotate_confirm(&who, &key, "", &[])))
 }
 
@@ -405,13 +405,7 @@ pub(crate) async fn rotate(state: web::Data<AppState>, id: web::Path<String>, po
             .rotate_api_key(&who.principal, id, expires_at, &who.client.context())
             .await
         {
-            Ok(created) => {
-                let new = NewKey {
-                    created: &created,
-                    rotated: true,
-                };
-                return render(&state, who, Some(new), &CreateForm::default(), &[], None).await;
-            }
+            Ok(created) => return shown_once(&state, who, &created, true).await,
             Err(RotateApiKeyError::Invalid(invalid)) => errors = invalid,
             Err(RotateApiKeyError::NotFound) => return Err(PageError::not_found()),
             Err(RotateApiKeyError::RecentSignInRequired(_)) => {

@@ -343,11 +343,7 @@ async fn the_pages_ask_for_the_password_and_return_to_the_action() {
 #[tokio::test]
 async fn a_password_reset_keeps_api_keys_and_the_mail_lists_them() {
     let app = TestApp::spawn().await;
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
     let created = app
         .post_auth(
             "/v1/api-keys",
@@ -426,8 +422,7 @@ async fn a_totp_secret_copied_to_another_account_does_not_open_there() {
     let app = TestApp::spawn().await;
     let mut secrets = Vec::new();
     for who in ["ada@example.com", "eve@example.com"] {
-        app.verified_user(who).await;
-        let access = app.tokens(who).await["access_token"].as_str().unwrap().to_owned();
+        let access = app.signed_in(who).await;
         secrets.push(crate::mfa::enable_totp(&app, &access).await.0);
     }
     // Someone who can write the database copies Ada's sealed secret over Eve's.
@@ -474,11 +469,7 @@ async fn an_inbox_cannot_be_flooded_from_many_networks() {
 #[tokio::test]
 async fn the_old_password_stops_working_at_once_behind_a_session() {
     let app = TestApp::spawn().await;
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
     assert_eq!(
         app.get_auth("/v1/me", &access).await.status(),
         200,
@@ -500,4 +491,50 @@ async fn the_old_password_stops_working_at_once_behind_a_session() {
         .await
         .unwrap();
     problem(old, 401, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn forged_keys_from_one_network_stop_reaching_the_database() {
+    use convosphere_domain::{api_key::GeneratedApiKey, ExposeSecret};
+    let app = TestApp::with(&[BEHIND_A_PROXY]).await;
+    let access = app.signed_in("ada@example.com").await;
+    let created = app
+        .post_auth(
+            "/v1/api-keys",
+            &access,
+            json!({"name": "ci", "scopes": ["agents:read"]}),
+        )
+        .await;
+    let key: Value = created.json().await.unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let authz = |credential: String, from: &'static str| {
+        app.client
+            .get(app.url("/v1/authz?scope=agents:read"))
+            .bearer_auth(credential)
+            .header("x-forwarded-for", from)
+            .send()
+    };
+    let forged = || {
+        GeneratedApiKey::generate(&convosphere_crypto::OsRng)
+            .key
+            .expose_secret()
+            .to_owned()
+    };
+    let mut refused_at = None;
+    for n in 0..100 {
+        let answer = authz(forged(), "198.51.100.7").await.unwrap();
+        if answer.status() == 429 {
+            assert!(answer.headers().contains_key("retry-after"));
+            refused_at = Some(n);
+            break;
+        }
+        problem(answer, 401, "invalid_api_key").await;
+    }
+    let refused_at = refused_at.expect("the network is refused after its failed checks");
+    assert!((60..=62).contains(&refused_at), "refused after {refused_at} failures");
+    // The owner's key, not yet checked from there, is refused there too — and works from elsewhere.
+    problem(authz(key.clone(), "198.51.100.7").await.unwrap(), 429, "rate_limited").await;
+    assert_eq!(authz(key.clone(), "203.0.113.50").await.unwrap().status(), 200);
+    // Checked once, it is remembered: it passes from the refused network as well.
+    assert_eq!(authz(key, "198.51.100.7").await.unwrap().status(), 200);
 }

@@ -185,6 +185,12 @@ impl TestApp {
             .await
     }
 
+    /// Signs up, verifies and logs in; returns the access token.
+    pub async fn signed_in(&self, email: &str) -> String {
+        self.verified_user(email).await;
+        self.tokens(email).await["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Logs in and returns the token pair.
     pub async fn tokens(&self, email: &str) -> Value {
         let response = self.login(email, PASSWORD).await;

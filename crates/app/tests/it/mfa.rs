@@ -43,11 +43,7 @@ async fn login_with(app: &TestApp, extra: Value) -> reqwest::Response {
 }
 
 async fn totp_turns_on_with_a_code_and_then_guards_every_login(app: TestApp) {
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
 
     let setup: Value = app
         .post_auth("/v1/me/mfa/totp", &access, json!({}))
@@ -235,11 +231,7 @@ async fn the_audit_trail_lists_what_happened_newest_first(app: TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_totp_code_logs_in_once_under_parallel_requests() {
     let app = TestApp::spawn().await;
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
     let (secret, _) = enable_totp(&app, &access).await;
     let next = code(&secret, 1);
     let logins = (0..6).map(|_| login_with(&app, json!({"totp_code": next})));

@@ -712,11 +712,7 @@ mod fake {
 /// Logs in with the password and turns 2FA on; answers the TOTP secret and
 /// the recovery codes.
 async fn ada_with_2fa(app: &TestApp) -> (String, Vec<String>) {
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
     enable_totp(app, &access).await
 }
 

@@ -117,11 +117,7 @@ async fn unknown_paths_and_methods_answer_problem_json() {
 #[tokio::test]
 async fn malformed_queries_and_bodies_are_invalid_request() {
     let app = TestApp::spawn().await;
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
     for query in [
         "/v1/me/events?limit=1&limit=2",
         "/v1/me/events?before=",

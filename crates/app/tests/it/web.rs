@@ -154,11 +154,7 @@ async fn api_keys(app: &TestApp, access: &str) -> Vec<Value> {
 }
 
 async fn a_post_without_the_right_csrf_token_changes_nothing(app: TestApp) {
-    app.verified_user("ada@example.com").await;
-    let access = app.tokens("ada@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = app.signed_in("ada@example.com").await;
 
     // Anonymous forms: no token, a wrong token, or no CSRF cookie.
     let mut stranger = Browser::new(&app);

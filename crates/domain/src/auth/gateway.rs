@@ -23,6 +23,11 @@ use std::sync::Arc;
 /// changes without an invalidation (a profile field) shows within this.
 pub const REMEMBER_AT_MOST: Duration = Duration::seconds(5);
 
+/// How many failed credential checks (unknown keys, forged or unknown
+/// tokens) one client network may cause a minute before its checks that
+/// miss the cache are refused unchecked.
+pub const FAILED_CHECKS_PER_MINUTE: u32 = 60;
+
 /// Who presented a credential. Cheap to clone: the principals are shared
 /// with the cache.
 #[derive(Debug, Clone)]
@@ -108,6 +113,13 @@ pub enum CredentialError {
     /// The account is suspended.
     #[error("the account is locked")]
     Locked,
+    /// The client's network caused too many failed checks lately: its
+    /// checks that miss the cache are refused unchecked for a while.
+    #[error("too many failed credential checks from this network")]
+    TooManyFailures {
+        /// Until another check is made.
+        retry_after: std::time::Duration,
+    },
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
@@ -183,7 +195,21 @@ where
     /// The gateway check: the credential, then the account's plan budget
     /// (one request counted), then the scopes in `required`.
     pub async fn authorize(&self, credential: &str, required: ScopeSet) -> Result<Authorization, AuthorizeError> {
-        let caller = self.authenticate(credential).await?;
+        self.authorize_from(credential, required, None).await
+    }
+
+    /// [`authorize`](Self::authorize) for a request from `client` (when its
+    /// IP is known): a network whose unknown credentials failed more than
+    /// [`FAILED_CHECKS_PER_MINUTE`] checks has its checks that miss the
+    /// cache refused without a lookup until its budget refills, so that
+    /// forged keys with a valid checksum cannot drive the database.
+    pub async fn authorize_from(
+        &self,
+        credential: &str,
+        required: ScopeSet,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Authorization, AuthorizeError> {
+        let caller = self.authenticate_from(credential, client).await?;
         let user = caller.user();
         let budget = self
             .limiter
@@ -208,16 +234,45 @@ where
     /// Who presented `credential`, without counting the request: from the
     /// cache while current, else checked in full (and then remembered).
     pub async fn authenticate(&self, credential: &str) -> Result<Caller, CredentialError> {
+        self.authenticate_from(credential, None).await
+    }
+
+    /// [`authenticate`](Self::authenticate), counting a failed check
+    /// against `client`'s network (see [`authorize_from`](Self::authorize_from)).
+    pub async fn authenticate_from(
+        &self,
+        credential: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Caller, CredentialError> {
         let now = self.clock.now();
         let key = CredentialKey::of(credential);
         let cache = &*self.credentials;
         if let Some(caller) = cache.get(&key, now) {
             return Ok(caller);
         }
+        let client = client.map(crate::ports::network);
+        if let Some(until) = client.and_then(|net| cache.refused_until(net, now)) {
+            let retry_after = (until - now).to_std().unwrap_or_default();
+            return Err(CredentialError::TooManyFailures { retry_after });
+        }
         let seen = cache.generation();
-        let caller = match Credential::parse(credential) {
-            Credential::ApiKey(key) => Caller::Key(Arc::new(self.check_api_key(key).await?)),
-            Credential::AccessToken(token) => Caller::User(Arc::new(self.check_access_token(token).await?)),
+        let checked = match Credential::parse(credential) {
+            Credential::ApiKey(key) => self.check_api_key(key).await.map(|p| Caller::Key(Arc::new(p))),
+            Credential::AccessToken(token) => self.check_access_token(token).await.map(|p| Caller::User(Arc::new(p))),
+        };
+        let caller = match (checked, client) {
+            (Err(failed @ (CredentialError::InvalidApiKey | CredentialError::InvalidToken)), Some(ip)) => {
+                let budget = self
+                    .limiter
+                    .check(RateSubject::failed_checks(ip), FAILED_CHECKS_PER_MINUTE);
+                let budget = budget.await?;
+                if !budget.allowed {
+                    let wait = budget.retry_after.unwrap_or(std::time::Duration::from_secs(60));
+                    cache.refuse_client(ip, now + Duration::from_std(wait).unwrap_or(Duration::minutes(1)));
+                }
+                return Err(failed);
+            }
+            (checked, _) => checked?,
         };
         // Remembered only if nothing was forgotten while it was checked: a
         // check that read the state before a revocation committed must not

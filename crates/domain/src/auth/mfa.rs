@@ -117,11 +117,7 @@ where
         self.forget(Invalidation::User(user));
         // A factor changed: every other session ends, as for a password
         // change (a session opened with only the password is not trusted on).
-        let ended = self
-            .store
-            .end_user_sessions(user, Some(principal.session_id), now, EndReason::MfaChanged)
-            .await?;
-        self.forget_sessions(&ended);
+        self.end_other_sessions(principal, EndReason::MfaChanged).await?;
         self.record(user, EventKind::MfaEnabled, client, &[]).await?;
         Ok(codes)
     }
@@ -147,12 +143,7 @@ where
             .await?;
         self.forget(Invalidation::User(user.id));
         if was_on {
-            let now = self.clock.now();
-            let ended = self
-                .store
-                .end_user_sessions(user.id, Some(principal.session_id), now, EndReason::MfaChanged)
-                .await?;
-            self.forget_sessions(&ended);
+            self.end_other_sessions(principal, EndReason::MfaChanged).await?;
             self.record(user.id, EventKind::MfaDisabled, client, &[]).await?;
         }
         Ok(())

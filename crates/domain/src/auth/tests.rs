@@ -2431,6 +2431,7 @@ struct FakeCache {
     entries: Mutex<HashMap<CredentialKey, (Caller, DateTime<Utc>)>>,
     generation: AtomicU64,
     touching: Mutex<std::collections::HashSet<SessionId>>,
+    refused: Mutex<HashMap<std::net::IpAddr, DateTime<Utc>>>,
 }
 impl CredentialCache for FakeCache {
     fn get(&self, key: &CredentialKey, now: DateTime<Utc>) -> Option<Caller> {
@@ -2465,6 +2466,17 @@ impl CredentialCache for FakeCache {
     }
     fn release_touch(&self, session: SessionId) {
         self.touching.lock().unwrap().remove(&session);
+    }
+    fn refuse_client(&self, client: std::net::IpAddr, until: DateTime<Utc>) {
+        self.refused.lock().unwrap().insert(client, until);
+    }
+    fn refused_until(&self, client: std::net::IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.refused
+            .lock()
+            .unwrap()
+            .get(&client)
+            .copied()
+            .filter(|until| now < *until)
     }
 }
 
@@ -2726,7 +2738,9 @@ fn reauthentication_renews_the_session_and_counts_a_wrong_password() {
     let none = SecondFactor::default();
     assert!(matches!(
         block_on(auth.reauthenticate(&principal, "wrong password!", &none, &client())),
-        Err(super::recent::ReauthenticateError::InvalidCredentials)
+        Err(super::recent::ReauthenticateError::Refused(
+            LoginError::InvalidCredentials
+        ))
     ));
     let user = block_on((&world.store).user_by_id(principal.user.id)).unwrap().unwrap();
     assert_eq!(user.failed_logins, 1, "a wrong password counts toward the lockout");
@@ -2758,7 +2772,7 @@ fn reauthentication_asks_for_the_second_factor_when_2fa_is_on() {
     world.advance(Duration::minutes(11));
     assert!(matches!(
         block_on(auth.reauthenticate(&principal, PASSWORD, &SecondFactor::default(), &client())),
-        Err(super::recent::ReauthenticateError::MfaRequired)
+        Err(super::recent::ReauthenticateError::Refused(LoginError::MfaRequired))
     ));
     let code = SecondFactor {
         totp_code: Some(world.code_now(&secret).into()),
@@ -2796,4 +2810,51 @@ fn one_mailbox_gets_a_bounded_number_of_links_however_many_ask() {
     assert_eq!(world.mails().len() - before, MAILS_PER_MINUTE as usize);
     // The newest link sent is the one that works.
     block_on(auth.reset_password(&world.last_link_token(), "a brand new passphrase", &client())).unwrap();
+}
+
+#[test]
+fn a_network_whose_unknown_credentials_keep_failing_is_refused_without_a_lookup() {
+    use crate::auth::gateway::FAILED_CHECKS_PER_MINUTE;
+    let world = World::new();
+    let auth = world.auth();
+    let user = world.verified_user(&auth, "ada@example.com");
+    let cached = world.key(&auth, &user, &["chat:read"]);
+    let uncached = world.key(&auth, &user, &["chat:read"]);
+    let attacker: std::net::IpAddr = "2001:db8:7:7::1".parse().unwrap();
+    let neighbour: std::net::IpAddr = "2001:db8:7:7::ffff".parse().unwrap();
+    let elsewhere: std::net::IpAddr = "192.0.2.9".parse().unwrap();
+    let check = |key: &str, from| block_on(auth.authenticate_from(key, Some(from)));
+    check(&cached, elsewhere).unwrap();
+    let rng = CountingRng(AtomicU64::new(u64::MAX / 3));
+    let forged = || {
+        crate::api_key::GeneratedApiKey::generate(&rng)
+            .key
+            .expose_secret()
+            .to_owned()
+    };
+    for _ in 0..=FAILED_CHECKS_PER_MINUTE {
+        let outcome = check(&forged(), attacker);
+        assert!(matches!(outcome, Err(CredentialError::InvalidApiKey)), "{outcome:?}");
+    }
+    // The budget is spent: the network's next checks that miss the cache are refused unchecked.
+    for from in [attacker, neighbour] {
+        assert!(matches!(
+            check(&forged(), from),
+            Err(CredentialError::TooManyFailures { .. })
+        ));
+        assert!(matches!(
+            check(&uncached, from),
+            Err(CredentialError::TooManyFailures { .. })
+        ));
+    }
+    // A credential checked before still passes from the cache, and other networks are not touched.
+    check(&cached, attacker).unwrap();
+    check(&uncached, elsewhere).unwrap();
+    // Without a known client nothing is counted.
+    block_on(auth.authenticate(&forged())).unwrap_err();
+    world.advance(Duration::seconds(61));
+    assert!(matches!(
+        check(&forged(), attacker),
+        Err(CredentialError::InvalidApiKey)
+    ));
 }
