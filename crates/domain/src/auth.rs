@@ -972,10 +972,7 @@ where
             .send(Mail::PasswordWasReset {
                 to: user.email.clone(),
                 name: user.name.clone(),
-                active_keys: active
-                    .map(|k| (k.prefix(), k))
-                    .map(|(prefix, k)| (k.name, prefix))
-                    .collect(),
+                active_keys: active.map(|key| (key.name.clone(), key.prefix())).collect(),
                 keys_link: format!("{}/settings/api-keys", self.config.public_url),
             })
             .await?;

@@ -425,7 +425,7 @@ pub enum RateSubject {
     /// The mailbox of an account: the links and notices sent to it.
     Mailbox(UserId),
     /// The failed credential checks of a client network (unknown keys and
-    /// tokens). Made by [`RateSubject::failed_checks`].
+    /// tokens), as [`network`] makes it.
     FailedChecks(std::net::IpAddr),
 }
 
@@ -448,12 +448,6 @@ impl RateSubject {
     /// ```
     pub fn client(ip: std::net::IpAddr) -> Self {
         RateSubject::Ip(network(ip))
-    }
-
-    /// The failed credential checks of a client, counted by network as
-    /// [`client`](Self::client) counts requests.
-    pub fn failed_checks(ip: std::net::IpAddr) -> Self {
-        RateSubject::FailedChecks(network(ip))
     }
 }
 

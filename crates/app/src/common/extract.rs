@@ -130,9 +130,8 @@ impl ClientInfo {
     /// Reads the client's identity from a request.
     pub fn of(req: &HttpRequest, trusted_proxies: &[IpNet]) -> Self {
         let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        let forwarded_for = req.headers().get_all("x-forwarded-for").map(|line| line.to_str().ok());
         Self {
-            ip: client_ip(peer, forwarded_for, trusted_proxies),
+            ip: known_client(req, trusted_proxies).unwrap_or(peer),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -140,6 +139,19 @@ impl ClientInfo {
                 .map(|ua| ua.chars().take(256).collect()),
         }
     }
+}
+
+/// The client's IP when it is known: the peer, or the client a trusted
+/// proxy forwarded for. A trusted proxy that named no client (a gateway
+/// asking for itself) is no client.
+pub fn known_client(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        return Some(peer);
+    }
+    let forwarded_for = req.headers().get_all("x-forwarded-for").map(|line| line.to_str().ok());
+    let client = client_ip(peer, forwarded_for, trusted);
+    (client != peer).then_some(client)
 }
 
 /// The client IP: the peer, unless it is a trusted proxy; then the

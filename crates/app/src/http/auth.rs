@@ -5,7 +5,7 @@
 //!
 //! [`Auth::authorize`]: convosphere_domain::Auth::authorize
 
-use crate::common::extract::{bearer, state};
+use crate::common::extract::{bearer, known_client, state};
 use crate::common::problem::ApiError;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -18,6 +18,7 @@ use std::sync::Arc;
 /// The gateway decision for this request's credential and `required` scopes.
 pub async fn authorize(req: &HttpRequest, required: ScopeSet) -> Result<Authorization, ApiError> {
     let state = state(req)?;
+    // A gateway that names no client is not held to one client's failed checks.
     let client = known_client(req, &state.config.trusted_proxies);
     let outcome = state.auth.authorize_from(bearer(req)?, required, client).await;
     let (caller, budget) = match &outcome {
@@ -36,20 +37,6 @@ pub async fn authorize(req: &HttpRequest, required: ScopeSet) -> Result<Authoriz
         }
         refused.into()
     })
-}
-
-/// The client's IP when it is known: the peer, or the client a trusted
-/// proxy forwarded for. A trusted proxy that named no client (a gateway
-/// asking for itself) is no client: its failed checks are not held
-/// against everyone behind it.
-fn known_client(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    if !trusted.iter().any(|net| net.contains(&peer)) {
-        return Some(peer);
-    }
-    let forwarded_for = req.headers().get_all("x-forwarded-for").map(|line| line.to_str().ok());
-    let client = crate::common::extract::client_ip(peer, forwarded_for, trusted);
-    (client != peer).then_some(client)
 }
 
 /// The caller of an endpoint that takes any credential (counted against

@@ -211,9 +211,7 @@ pub async fn exchange(state: web::Data<AppState>, client: ClientInfo, body: Json
         .map_err(ApiError::from);
     let label = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state.metrics.logins.with_label_values(&[label]).inc();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(TokenPair::from(outcome?)))
+    Ok(super::carrying_secret(actix_web::http::StatusCode::OK).json(TokenPair::from(outcome?)))
 }
 
 impl From<OAuthExchangeError> for ApiError {

@@ -9,7 +9,7 @@ use crate::state::{after_answer, AppState};
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
-use convosphere_domain::auth::{LoginRequest, SecondFactor, SignupRequest};
+use convosphere_domain::auth::{LoginRequest, SignupRequest};
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::SecretString;
 use convosphere_domain::{Caller, FieldError, SessionId};
@@ -169,7 +169,8 @@ pub async fn resend_verification(state: web::Data<AppState>, body: Json<EmailBod
     responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<LoginBody>) -> Result {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
+    let factor = body.second_factor();
     let mut errors = Vec::new();
     let email = required(body.email, "email", &mut errors);
     let password = required(body.password, "password", &mut errors);
@@ -179,8 +180,8 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<Lo
         .login(LoginRequest {
             email,
             password: SecretString::from(password),
-            totp_code: body.totp_code.filter(|c| !c.is_empty()).map(SecretString::from),
-            recovery_code: body.recovery_code.filter(|c| !c.is_empty()).map(SecretString::from),
+            totp_code: factor.totp_code,
+            recovery_code: factor.recovery_code,
             client: client.context(),
         })
         .await
@@ -202,14 +203,11 @@ pub async fn reauthenticate(
     client: ClientInfo,
     body: Json<ReauthenticateBody>,
 ) -> Result {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
+    let factor = body.second_factor();
     let mut errors = Vec::new();
     let password = required(body.password, "password", &mut errors);
     no_errors(errors)?;
-    let factor = SecondFactor {
-        totp_code: body.totp_code.filter(|c| !c.is_empty()).map(SecretString::from),
-        recovery_code: body.recovery_code.filter(|c| !c.is_empty()).map(SecretString::from),
-    };
     let tokens = state
         .auth
         .reauthenticate(&user.0, &password, &factor, &client.context())

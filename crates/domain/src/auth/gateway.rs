@@ -261,14 +261,14 @@ where
             Credential::AccessToken(token) => self.check_access_token(token).await.map(|p| Caller::User(Arc::new(p))),
         };
         let caller = match (checked, client) {
-            (Err(failed @ (CredentialError::InvalidApiKey | CredentialError::InvalidToken)), Some(ip)) => {
+            (Err(failed @ (CredentialError::InvalidApiKey | CredentialError::InvalidToken)), Some(net)) => {
                 let budget = self
                     .limiter
-                    .check(RateSubject::failed_checks(ip), FAILED_CHECKS_PER_MINUTE);
+                    .check(RateSubject::FailedChecks(net), FAILED_CHECKS_PER_MINUTE);
                 let budget = budget.await?;
                 if !budget.allowed {
                     let wait = budget.retry_after.unwrap_or(std::time::Duration::from_secs(60));
-                    cache.refuse_client(ip, now + Duration::from_std(wait).unwrap_or(Duration::minutes(1)));
+                    cache.refuse_client(net, now + Duration::from_std(wait).unwrap_or(Duration::minutes(1)));
                 }
                 return Err(failed);
             }

@@ -369,17 +369,33 @@ pub struct OAuthCodeBody {
     pub recovery_code: Option<String>,
 }
 
+/// A second factor as a body sends it: empty strings are none.
+fn second_factor(totp_code: &mut Option<String>, recovery_code: &mut Option<String>) -> SecondFactor {
+    let code = |code: &mut Option<String>| code.take().filter(|c| !c.is_empty()).map(SecretString::from);
+    SecondFactor {
+        totp_code: code(totp_code),
+        recovery_code: code(recovery_code),
+    }
+}
+
 impl OAuthCodeBody {
-    /// The second factor sent with the code (empty strings are none).
+    /// The second factor sent with the code.
     pub fn second_factor(&mut self) -> SecondFactor {
-        SecondFactor {
-            totp_code: self.totp_code.take().filter(|c| !c.is_empty()).map(SecretString::from),
-            recovery_code: self
-                .recovery_code
-                .take()
-                .filter(|c| !c.is_empty())
-                .map(SecretString::from),
-        }
+        second_factor(&mut self.totp_code, &mut self.recovery_code)
+    }
+}
+
+impl LoginBody {
+    /// The second factor sent with the password.
+    pub fn second_factor(&mut self) -> SecondFactor {
+        second_factor(&mut self.totp_code, &mut self.recovery_code)
+    }
+}
+
+impl ReauthenticateBody {
+    /// The second factor sent with the password.
+    pub fn second_factor(&mut self) -> SecondFactor {
+        second_factor(&mut self.totp_code, &mut self.recovery_code)
     }
 }
 
