@@ -371,12 +371,13 @@ async fn a_password_reset_keeps_api_keys_and_the_mail_lists_them() {
 
 #[tokio::test]
 async fn a_rotated_session_cookie_replayed_after_the_grace_ends_the_session() {
-    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "1s")]).await;
+    // Two seconds: the refreshed token has at least one to live (`exp` is in whole seconds).
+    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "2s")]).await;
     app.verified_user("ada@example.com").await;
     let mut browser = crate::web::Browser::new(&app);
     browser.log_in("ada@example.com").await;
     let stolen = browser.cookies.clone();
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     // The owner's next page refreshes the session: a new cookie.
     assert_eq!(browser.get("/dashboard").await.status, 200);
     assert_ne!(browser.cookies, stolen);

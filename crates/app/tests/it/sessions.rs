@@ -103,11 +103,13 @@ async fn a_tampered_access_token_is_refused() {
 
 #[tokio::test]
 async fn access_tokens_expire_without_leeway() {
-    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "1s")]).await;
+    // Two seconds: the fresh token below then has at least one to live
+    // (`exp` is in whole seconds).
+    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "2s")]).await;
     app.verified_user("ada@example.com").await;
     let pair = app.tokens("ada@example.com").await;
-    assert_eq!(pair["expires_in"], 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(pair["expires_in"], 2);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     problem(
         app.get_auth("/v1/me", &s(&pair, "access_token")).await,
         401,

@@ -445,12 +445,14 @@ async fn logout_and_revocation_end_the_browser_session_at_once(app: TestApp) {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_once_for_parallel_pages() {
-    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "1s")]).await;
+    // Two seconds, not one: `exp` is in whole seconds, so a one-second token
+    // can be dead a few milliseconds after its refresh issued it.
+    let app = TestApp::with(&[("AUTH_ACCESS_TOKEN_TTL", "2s")]).await;
     app.verified_user("ada@example.com").await;
     let mut browser = Browser::new(&app);
     browser.log_in("ada@example.com").await;
     let old = browser.cookies.clone();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     // Two tabs load at once with the same cookie: one refresh, both pages.
     let mut tab = Browser::new(&app);
     tab.cookies = old.clone();
