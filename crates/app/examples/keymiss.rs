@@ -35,6 +35,9 @@ use diesel::prelude::*;
 use secrecy::ExposeSecret;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::Database;
+
 /// The one table read here, declared as the store crate declares it.
 #[allow(missing_docs)]
 mod schema {
@@ -70,38 +73,6 @@ type KeyRow = (
 
 /// Keys used only to warm up (connections, code paths).
 const WARM_UP: usize = 50;
-
-/// A database of its own, dropped at the end.
-struct Database {
-    server_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create(server_url: &str) -> Self {
-        let name = format!("convosphere_bench_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::establish(server_url).expect("the PostgreSQL URL answers");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .expect("CREATE DATABASE");
-        let base = server_url.rsplit_once('/').map_or(server_url, |(base, _)| base);
-        let url = format!("{base}/{name}");
-        Self {
-            server_url: server_url.to_owned(),
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.server_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
-        }
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -198,10 +169,7 @@ async fn main() {
         state.auth.authenticate(key).await.expect("key");
         hit.push(started.elapsed());
     }
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[times.len() / 2].as_secs_f64() * 1e6
-    };
+    let median = |times: &mut Vec<Duration>| common::median(times).as_secs_f64() * 1e6;
     let mean = |times: &[Duration]| times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len() as f64;
     let (miss_mean, pk_mean) = (mean(&miss), mean(&pk));
     let (miss, pk, through_store, hit) = (

@@ -61,6 +61,58 @@ pub enum UserCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Print the account's daily usage totals and its busiest keys.
+    Usage {
+        /// The account's e-mail address.
+        email: String,
+        /// How many days, today included (at most 400).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=400))]
+        days: u32,
+    },
+}
+
+/// An account's usage as lines for people: a line a day (UTC), then the keys, busiest first.
+pub fn usage_lines(report: &convosphere_domain::auth::usage::AccountReport) -> String {
+    let usage = &report.usage;
+    let mut lines = vec![format!(
+        "{} ({} plan, {} requests a minute)",
+        report.user.email,
+        report.user.plan.as_str(),
+        usage.limit_per_minute
+    )];
+    lines.push(format!(
+        "{:<10}  {:>10}  {:>12}  {:>18}  {:>15}",
+        "day", "allowed", "rate_limited", "insufficient_scope", "peak_per_minute"
+    ));
+    for bucket in &usage.buckets {
+        let c = &bucket.counts;
+        lines.push(format!(
+            "{:<10}  {:>10}  {:>12}  {:>18}  {:>15}",
+            bucket.start.format("%Y-%m-%d"),
+            c.allowed,
+            c.rate_limited,
+            c.insufficient_scope,
+            c.peak_per_minute
+        ));
+    }
+    let t = &usage.totals;
+    lines.push(format!(
+        "{:<10}  {:>10}  {:>12}  {:>18}",
+        "total", t.allowed, t.rate_limited, t.insufficient_scope
+    ));
+    lines.push(String::new());
+    if report.keys.is_empty() {
+        lines.push("no API keys".into());
+    }
+    for (key, totals) in &report.keys {
+        lines.push(format!(
+            "{}  {:>10} requests  {}",
+            key.prefix(),
+            totals.requests(),
+            key.name
+        ));
+    }
+    lines.join("\n")
 }
 
 /// The events as lines for people: time, type, IP, user agent, details.

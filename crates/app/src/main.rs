@@ -69,6 +69,10 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                     .admin_events(&email, limit)
                     .await
                     .map(|events| convosphere_auth::cli::event_lines(&events)),
+                UserCommand::Usage { email, days } => auth
+                    .admin_usage(&email, days)
+                    .await
+                    .map(|report| convosphere_auth::cli::usage_lines(&report)),
             }
             .map_err(|e| StartError(e.to_string()))?;
             state.shutdown().await;

@@ -48,7 +48,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(crate::usage::FLUSH_INTERVAL).await;
-            flusher.usage.flush(&flusher.store).await;
+            flusher.usage.flush(&flusher.auth).await;
         }
     });
     spawn_purger(state.clone());
@@ -103,8 +103,8 @@ fn serve_metrics(state: web::Data<AppState>, addr: SocketAddr) -> Result<SocketA
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Deletes, every hour, what no rule reads any more: sessions and one-time
-/// tokens a day past their end, old invalidations, and security events
-/// older than `AUTH_AUDIT_RETENTION`. Every instance may run it: deletes
+/// tokens a day past their end, old invalidations, security events older
+/// than `AUTH_AUDIT_RETENTION` and usage older than `AUTH_USAGE_RETENTION`. Every instance may run it: deletes
 /// of the same rows do not conflict.
 fn spawn_purger(state: web::Data<AppState>) {
     tokio::spawn(async move {
@@ -116,11 +116,17 @@ fn spawn_purger(state: web::Data<AppState>) {
                 Ok(purged) => tracing::info!(?purged, "purged expired rows"),
                 Err(error) => tracing::warn!(%error, "purging expired rows failed"),
             }
-            let retention = chrono::Duration::from_std(state.config.audit_retention).unwrap_or(chrono::Duration::MAX);
-            if let Some(cutoff) = now.checked_sub_signed(retention) {
+            let cutoff = |retention| now.checked_sub_signed(chrono::Duration::from_std(retention).ok()?);
+            if let Some(cutoff) = cutoff(state.config.audit_retention) {
                 match store.purge_events(cutoff).await {
                     Ok(events) => tracing::info!(events, "purged security events past their retention"),
                     Err(error) => tracing::warn!(%error, "purging security events failed"),
+                }
+            }
+            if let Some(cutoff) = cutoff(state.config.usage_retention) {
+                match state.auth.prune_usage(cutoff).await {
+                    Ok(rows) => tracing::info!(rows, "purged usage past its retention"),
+                    Err(error) => tracing::warn!(%error, "purging usage failed"),
                 }
             }
         }

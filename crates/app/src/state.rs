@@ -46,7 +46,7 @@ pub struct AppState {
     pub credentials: Arc<CallerCache>,
     /// The per-account plan limiter (memory or Redis), also held by the use cases.
     pub limiter: Limiter,
-    /// API key uses waiting to be written.
+    /// Usage counts and key uses waiting to be written.
     pub usage: UsageRecorder,
     /// Metrics.
     pub metrics: Metrics,
@@ -185,9 +185,9 @@ impl AppState {
             .set(i64::try_from(stats.failed).unwrap_or(i64::MAX));
     }
 
-    /// Writes pending API key uses and lets queued mail go out before the process exits.
+    /// Writes pending usage and lets queued mail go out before the process exits.
     pub async fn shutdown(&self) {
-        self.usage.flush(&self.store).await;
+        self.usage.flush(&self.auth).await;
         self.mail.shutdown(std::time::Duration::from_secs(10)).await;
     }
 }

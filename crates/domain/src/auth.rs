@@ -5,7 +5,7 @@ use crate::event::{ClientContext, EventId, EventKind, EventPage, SecurityEvent};
 use crate::mfa::{RecoveryCode, TotpSecret};
 use crate::ports::{
     AccessClaims, Clock, CreateUserError, CredentialCache, Invalidation, Mail, Mailer, PasswordHasher, RefreshOutcome,
-    Rng, SecretBox, Store, TokenSigner,
+    RefusedLogin, Rng, SecretBox, Store, TokenSigner,
 };
 use crate::profile::{parse_name, parse_optional_text, parse_phone, ProfileUpdate};
 use crate::{
@@ -625,21 +625,19 @@ where
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.as_ref());
         let password_ok = self.hasher.verify(&password, hash).await?;
+        let client = &request.client;
         let Some(user) = user else {
+            // Written like a wrong password, so that it costs the same.
+            self.refuse_login(None, "unknown_address", false, client).await?;
             return Err(LoginError::InvalidCredentials);
         };
         let now = self.clock.now();
-        let client = &request.client;
-        let refused = |reason: &'static str| async move {
-            self.record(user.id, EventKind::LoginFailed, client, &[("reason", reason)])
-                .await
-        };
         if user.suspended {
-            refused("suspended").await?;
+            self.refuse_login(Some(&user), "suspended", false, client).await?;
             return Err(LoginError::Locked);
         }
         if user.is_locked_out(now) {
-            refused("locked_out").await?;
+            self.refuse_login(Some(&user), "locked_out", false, client).await?;
             return Err(if password_ok {
                 LoginError::Locked
             } else {
@@ -647,14 +645,14 @@ where
             });
         }
         if !password_ok {
-            if user.password_hash.is_some() {
-                self.count_failure(&user, client).await?;
-            }
-            refused("invalid_password").await?;
+            let counted = user.password_hash.is_some();
+            self.refuse_login(Some(&user), "invalid_password", counted, client)
+                .await?;
             return Err(LoginError::InvalidCredentials);
         }
         if !user.email_verified {
-            refused("email_not_verified").await?;
+            self.refuse_login(Some(&user), "email_not_verified", false, client)
+                .await?;
             return Err(LoginError::EmailNotVerified);
         }
         if user.mfa_enabled {
@@ -712,22 +710,49 @@ where
     /// Counts one failed password or code check; records a lockout it causes.
     async fn count_failure(&self, user: &User, client: &ClientContext) -> Result<(), InfraError> {
         let now = self.clock.now();
+        let until = now + self.config.lockout_duration;
         let outcome = self
             .store
-            .record_failed_login(
-                user.id,
-                now,
-                self.config.lockout_threshold,
-                now + self.config.lockout_duration,
-            )
+            .record_failed_login(user.id, now, self.config.lockout_threshold, until)
             .await?;
         if outcome.locked {
-            self.forget(Invalidation::User(user.id));
-            let until = (now + self.config.lockout_duration).to_rfc3339();
-            self.record(user.id, EventKind::LockedOut, client, &[("until", &until)])
-                .await?;
+            self.locked_out(user.id, until, client).await?;
         }
         Ok(())
+    }
+
+    /// Writes a login refused at its password check, the same way whether
+    /// or not the address has an account (`user`), so that both cost the
+    /// same; `count`: one more failed login. Records a lockout it causes.
+    async fn refuse_login(
+        &self,
+        user: Option<&User>,
+        reason: &str,
+        count: bool,
+        client: &ClientContext,
+    ) -> Result<(), InfraError> {
+        let now = self.clock.now();
+        let until = now + self.config.lockout_duration;
+        let event = user.map(|user| self.event(user.id, EventKind::LoginFailed, client, &[("reason", reason)]));
+        let refused = match &event {
+            Some(event) => RefusedLogin::Account { event, count },
+            None => RefusedLogin::UnknownAddress { at: now, client },
+        };
+        let outcome = self
+            .store
+            .record_refused_login(refused, self.config.lockout_threshold, until)
+            .await?;
+        match event {
+            Some(event) if outcome.locked => self.locked_out(event.user_id, until, client).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A lockout just began: every instance forgets the user, and it is in the trail.
+    async fn locked_out(&self, user: UserId, until: DateTime<Utc>, client: &ClientContext) -> Result<(), InfraError> {
+        self.forget(Invalidation::User(user));
+        self.record(user, EventKind::LockedOut, client, &[("until", &until.to_rfc3339())])
+            .await
     }
 
     /// Checks the second factor of a user with 2FA on, whose first factor
@@ -1152,7 +1177,7 @@ where
         Ok(())
     }
 
-    async fn user_by_email_or_unknown(&self, email: &str) -> Result<User, AdminError> {
+    pub(crate) async fn user_by_email_or_unknown(&self, email: &str) -> Result<User, AdminError> {
         let unknown = || AdminError::UnknownEmail(email.to_owned());
         let parsed = Email::parse(email).map_err(|_| unknown())?;
         self.store.user_by_email(&parsed).await?.ok_or_else(unknown)
@@ -1226,6 +1251,7 @@ pub mod keys;
 pub mod mfa;
 pub mod oauth;
 pub mod recent;
+pub mod usage;
 pub use recent::{ReauthenticateError, RecentSignInRequired};
 
 #[cfg(test)]

@@ -92,6 +92,11 @@ event_kinds! {
     ApiKeyRevoked = "api_key_revoked",
     /// An API key was replaced by a new one.
     ApiKeyRotated = "api_key_rotated",
+    /// An API key was used from a client network it had not used in 30
+    /// days (`details`: the key's prefix and name, the network).
+    ApiKeyNewNetwork = "api_key.new_network",
+    /// An API key's first `rate_limited` answer of a day (UTC).
+    ApiKeyRateLimited = "api_key.rate_limited",
     /// An operator changed the plan.
     PlanChanged = "plan_changed",
     /// A provider identity was linked (OAuth).

@@ -17,6 +17,7 @@ pub mod profile;
 pub mod scope;
 pub mod session;
 pub mod token;
+pub mod usage;
 pub mod user;
 
 pub use api_key::{ApiKeyFormatError, PresentedApiKey};

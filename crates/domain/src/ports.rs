@@ -6,8 +6,8 @@
 
 use crate::profile::ProfileUpdate;
 use crate::{
-    Email, EndReason, InfraError, NewUser, Password, PasswordHash, Plan, Session, SessionId, TokenHash, TokenKind,
-    User, UserId,
+    Email, EndReason, EventKind, InfraError, NewUser, Password, PasswordHash, Plan, Session, SessionId, TokenHash,
+    TokenKind, User, UserId,
 };
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -55,6 +55,27 @@ pub enum CreateUserError {
 pub struct FailedLogin {
     /// Whether this failure locked the account.
     pub locked: bool,
+}
+
+/// A password login refused at its password check, written by
+/// [`UserRepository::record_refused_login`].
+#[derive(Debug, Clone, Copy)]
+pub enum RefusedLogin<'a> {
+    /// An account's: its `login.failed` event and, when `count`, one more
+    /// failed login.
+    Account {
+        /// The event, of the account that was tried.
+        event: &'a crate::SecurityEvent,
+        /// Whether the refusal counts toward the lockout.
+        count: bool,
+    },
+    /// An address that has no account: when and from where (never the address).
+    UnknownAddress {
+        /// When.
+        at: DateTime<Utc>,
+        /// From where.
+        client: &'a crate::ClientContext,
+    },
 }
 
 /// Stored accounts.
@@ -106,6 +127,20 @@ pub trait UserRepository: Send + Sync {
         &self,
         id: UserId,
         now: DateTime<Utc>,
+        threshold: u32,
+        locked_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<FailedLogin, InfraError>> + Send;
+
+    /// Writes a login refused at its password check, in one transaction
+    /// made of the same statements whether or not the address has an
+    /// account, so that nobody timing logins can tell which addresses do:
+    /// the account's row locked and, when counted, one more failed login
+    /// (as [`record_failed_login`](Self::record_failed_login)); then one row
+    /// of an audit trail, the account's event or, for an unknown address,
+    /// the instance's trail of unknown-address attempts.
+    fn record_refused_login(
+        &self,
+        refused: RefusedLogin<'_>,
         threshold: u32,
         locked_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<FailedLogin, InfraError>> + Send;
@@ -360,6 +395,32 @@ pub enum Mail {
         /// The forgotten-password page, in case it was not them.
         forgot_link: String,
     },
+    /// "Your API key was used in an unusual way".
+    UnusualKeyUse {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// The key's name.
+        key_name: String,
+        /// The key's prefix.
+        prefix: String,
+        /// What was unusual.
+        what: UnusualUse,
+        /// When (UTC).
+        at: DateTime<Utc>,
+        /// The key's page, where it can be revoked.
+        key_link: String,
+    },
+}
+
+/// What was unusual about a key's use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnusualUse {
+    /// Used from a client network it had not used in 30 days (`203.0.113.0/24`).
+    NewNetwork(String),
+    /// Refused with `rate_limited` for the first time today.
+    RateLimited,
 }
 
 impl Mail {
@@ -370,7 +431,8 @@ impl Mail {
             | Mail::PasswordReset { to, .. }
             | Mail::SignupAttempt { to, .. }
             | Mail::PasswordWasReset { to, .. }
-            | Mail::PasswordChanged { to, .. } => to,
+            | Mail::PasswordChanged { to, .. }
+            | Mail::UnusualKeyUse { to, .. } => to,
         }
     }
 
@@ -382,6 +444,7 @@ impl Mail {
             Mail::SignupAttempt { .. } => "signup_attempt",
             Mail::PasswordWasReset { .. } => "password_was_reset",
             Mail::PasswordChanged { .. } => "password_changed",
+            Mail::UnusualKeyUse { .. } => "unusual_key_use",
         }
     }
 }
@@ -587,11 +650,54 @@ pub trait ApiKeyRepository: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, InfraError>> + Send;
 
-    /// Records when keys were last used (a batch, written every few seconds).
-    fn record_api_key_use(
+    /// Records when keys were last used, and from where (a batch, written
+    /// every few seconds).
+    fn record_api_key_use(&self, uses: &[crate::usage::KeyUse]) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Where a key was last used from: its client IP and `User-Agent`.
+    fn api_key_last_client(
         &self,
-        uses: &[(crate::api_key::ApiKeyId, DateTime<Utc>)],
-    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+        key: crate::api_key::ApiKeyId,
+    ) -> impl Future<Output = Result<crate::ClientContext, InfraError>> + Send;
+}
+
+/// Stored usage counts of keys and accounts, and the networks keys were
+/// used from. Every write is additive or idempotent, so that several
+/// instances writing at once add up exactly.
+pub trait UsageRepository: Send + Sync {
+    /// Adds counts to their hourly and daily buckets, in one transaction
+    /// (an additive upsert; the greater peak is kept).
+    fn add_usage(&self, deltas: &[crate::usage::UsageDelta]) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// The stored buckets of `subject` within `range`, at its granularity;
+    /// an account's summed over its keys and sessions.
+    fn usage(
+        &self,
+        subject: crate::usage::UsageSubject,
+        range: &crate::usage::UsageRange,
+    ) -> impl Future<Output = Result<Vec<crate::usage::UsageBucket>, InfraError>> + Send;
+
+    /// Notes that `key` was used from `network` at `at`, and answers when it
+    /// was last used from there before (`None`: never). A key keeps its
+    /// most recent networks only (a few hundred).
+    fn note_key_network(
+        &self,
+        key: crate::api_key::ApiKeyId,
+        network: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, InfraError>> + Send;
+
+    /// Claims the e-mail about `kind` of unusual use of `key` on the day of
+    /// `at` (UTC): `true` for the one caller of all instances that does.
+    fn claim_usage_alert(
+        &self,
+        key: crate::api_key::ApiKeyId,
+        kind: EventKind,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Deletes counts, networks and alert claims older than `before`; how many rows went.
+    fn prune_usage(&self, before: DateTime<Utc>) -> impl Future<Output = Result<u64, InfraError>> + Send;
 }
 
 /// Something a cache of credentials must forget: every instance learns of

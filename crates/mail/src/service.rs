@@ -214,7 +214,8 @@ fn name_of(mail: &Mail) -> &str {
         | Mail::PasswordReset { name, .. }
         | Mail::SignupAttempt { name, .. }
         | Mail::PasswordWasReset { name, .. }
-        | Mail::PasswordChanged { name, .. } => name,
+        | Mail::PasswordChanged { name, .. }
+        | Mail::UnusualKeyUse { name, .. } => name,
     }
 }
 

@@ -4,7 +4,7 @@
 //! and as text to copy, because some mail clients strip buttons and some
 //! users cannot click.
 
-use convosphere_domain::ports::Mail;
+use convosphere_domain::ports::{Mail, UnusualUse};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -138,6 +138,40 @@ impl Templates {
                 }],
                 outro: vec!["If you did not change it, reset your password right away and check the sessions of your account.".to_owned()],
             },
+            Mail::UnusualKeyUse {
+                name,
+                key_name,
+                prefix,
+                what,
+                at,
+                key_link,
+                ..
+            } => {
+                let when = at.format("%Y-%m-%d %H:%M UTC");
+                let (subject, intro) = match what {
+                    UnusualUse::NewNetwork(network) => (
+                        format!("Your API key {key_name} was used from a new network"),
+                        format!("Your {PRODUCT} API key {key_name} ({prefix}…) was used from the network {network} at {when}. It had not been used from there in the last 30 days."),
+                    ),
+                    UnusualUse::RateLimited => (
+                        format!("Your API key {key_name} reached its rate limit"),
+                        format!("Your {PRODUCT} API key {key_name} ({prefix}…) was refused for passing your plan's rate limit at {when}, for the first time today."),
+                    ),
+                };
+                Page {
+                    subject,
+                    greeting: greeting(name),
+                    intro,
+                    actions: vec![Action {
+                        label: "Review or revoke the key",
+                        link: key_link,
+                    }],
+                    outro: vec![
+                        "If this was you or one of your programs, there is nothing more to do.".to_owned(),
+                        "If not, revoke the key now: it stops working at once. We send at most one such e-mail per key and day.".to_owned(),
+                    ],
+                }
+            }
         }
         .render()
     }
@@ -150,6 +184,7 @@ pub(crate) fn primary_link(mail: &Mail) -> &str {
         Mail::SignupAttempt { login_link, .. } => login_link,
         Mail::PasswordWasReset { keys_link, .. } => keys_link,
         Mail::PasswordChanged { forgot_link, .. } => forgot_link,
+        Mail::UnusualKeyUse { key_link, .. } => key_link,
     }
 }
 
@@ -358,6 +393,36 @@ mod tests {
             .contains("href=\"https://auth.example.com/login?a=1&amp;b=&quot;2&quot;\""));
         // The plain-text part is not HTML: it keeps the link as given.
         assert!(rendered.text.contains("https://auth.example.com/login?a=1&b=\"2\""));
+    }
+
+    #[test]
+    fn the_unusual_use_mail_names_the_key_the_network_and_the_time_and_links_to_it() {
+        let link = "https://auth.example.com/settings/api-keys/0b6c3a0e-54a2-4b87-9f1c-2d7a4f0c9e11";
+        let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:34:56Z")
+            .unwrap()
+            .to_utc();
+        let mail = |what| Mail::UnusualKeyUse {
+            to: Email::parse("ada@example.com").unwrap(),
+            name: "Ada".into(),
+            key_name: "CI <deploy>".into(),
+            prefix: "cs_AbCdEfGh".into(),
+            what,
+            at,
+            key_link: link.into(),
+        };
+        let rendered = templates().render(&mail(UnusualUse::NewNetwork("203.0.113.0/24".into())));
+        assert!(rendered.subject.contains("new network"), "{}", rendered.subject);
+        for part in [&rendered.text, &rendered.html] {
+            assert!(part.contains("cs_AbCdEfGh"));
+            assert!(part.contains("203.0.113.0/24"));
+            assert!(part.contains("2026-03-01 12:34 UTC"));
+            assert!(part.contains(link));
+        }
+        assert!(rendered.text.contains("CI <deploy>"));
+        assert!(rendered.html.contains("CI &lt;deploy&gt;"));
+        let limited = templates().render(&mail(UnusualUse::RateLimited));
+        assert!(limited.subject.contains("rate limit"), "{}", limited.subject);
+        assert!(limited.text.contains("first time today"));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId};
 use convosphere_domain::ports::ApiKeyRepository;
-use convosphere_domain::{InfraError, UserId};
+use convosphere_domain::usage::KeyUse;
+use convosphere_domain::{ClientContext, InfraError, UserId};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 
@@ -128,36 +129,58 @@ impl ApiKeyRepository for Store {
         Ok(rotated)
     }
 
-    async fn record_api_key_use(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), InfraError> {
+    async fn record_api_key_use(&self, uses: &[KeyUse]) -> Result<(), InfraError> {
         // One update per key with its latest use, in id order: two
         // instances flushing overlapping batches lock the rows in the same
         // order, so they cannot deadlock on PostgreSQL.
-        let mut latest: BTreeMap<String, NaiveDateTime> = BTreeMap::new();
-        for (id, at) in uses {
-            let at = db_time(*at);
+        let mut latest: BTreeMap<String, &KeyUse> = BTreeMap::new();
+        for used in uses {
             latest
-                .entry(id.to_string())
-                .and_modify(|seen| *seen = (*seen).max(at))
-                .or_insert(at);
+                .entry(used.key.to_string())
+                .and_modify(|seen| {
+                    if used.at > seen.at {
+                        *seen = used;
+                    }
+                })
+                .or_insert(used);
         }
         if latest.is_empty() {
             return Ok(());
         }
+        let latest: Vec<(String, NaiveDateTime, Option<String>, Option<String>)> = latest
+            .into_iter()
+            .map(|(id, used)| (id, db_time(used.at), used.ip.clone(), used.user_agent.clone()))
+            .collect();
         with_conn!(self, |conn| {
             conn.write_transaction(|conn| {
-                for (id, at) in &latest {
+                for (id, at, ip, user_agent) in &latest {
                     // Only forward: a late batch never undoes a newer use.
                     diesel::update(
                         api_keys::table
                             .filter(api_keys::id.eq(id))
                             .filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at))),
                     )
-                    .set(api_keys::last_used_at.eq(Some(*at)))
+                    .set((
+                        api_keys::last_used_at.eq(Some(*at)),
+                        api_keys::last_used_ip.eq(ip),
+                        api_keys::last_used_user_agent.eq(user_agent),
+                    ))
                     .execute(conn)?;
                 }
                 Ok(())
             })
         })?;
         Ok(())
+    }
+
+    async fn api_key_last_client(&self, key: ApiKeyId) -> Result<ClientContext, InfraError> {
+        let id = key.to_string();
+        let last: Option<(Option<String>, Option<String>)> = with_conn!(self, |conn| Ok(api_keys::table
+            .find(id)
+            .select((api_keys::last_used_ip, api_keys::last_used_user_agent))
+            .first(conn)
+            .optional()?))?;
+        let (ip, user_agent) = last.unwrap_or_default();
+        Ok(ClientContext { ip, user_agent })
     }
 }

@@ -161,6 +161,9 @@ fn create_private_file(path: &str) -> Result<(), StoreError> {
 /// What differs between the backends, behind one interface so that each
 /// query body is written once (see [`with_conn!`]).
 pub(crate) trait Dialect: Connection + Sized {
+    /// The SQL function of the greater of two values (`GREATEST`, `MAX`).
+    const GREATEST: &'static str;
+
     /// Runs `f` in a transaction that will write. On SQLite it is
     /// `BEGIN IMMEDIATE`: it takes the database's write lock up front, so
     /// such transactions run one at a time and never fail half-way on a lock
@@ -214,6 +217,8 @@ fn migration_error(error: Box<dyn std::error::Error + Send + Sync>) -> StoreErro
 }
 
 impl Dialect for SqliteConnection {
+    const GREATEST: &'static str = "MAX";
+
     fn write_transaction<T, F>(&mut self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Self) -> Result<T, StoreError>,
@@ -258,6 +263,8 @@ impl Dialect for SqliteConnection {
 const MIGRATION_LOCK_KEY: i64 = 0x636f_6e76_6f73_7068; // "convosph"
 
 impl Dialect for PgConnection {
+    const GREATEST: &'static str = "GREATEST";
+
     fn write_transaction<T, F>(&mut self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Self) -> Result<T, StoreError>,

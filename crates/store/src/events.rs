@@ -3,7 +3,7 @@
 use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
 use crate::models::{db_time, user_id};
-use crate::schema::security_events;
+use crate::schema::{security_events, unknown_login_attempts};
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::ports::EventRepository;
@@ -113,11 +113,24 @@ impl EventRepository for Store {
 }
 
 impl Store {
-    /// Deletes the security events older than `before` (the retention).
+    /// Deletes the security events and the unknown-address login attempts
+    /// older than `before` (the retention); how many rows went.
     pub async fn purge_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         let before = db_time(before);
         with_conn!(self, |conn| conn.write(|conn| {
-            Ok(diesel::delete(security_events::table.filter(security_events::at.lt(before))).execute(conn)?)
+            let events = diesel::delete(security_events::table.filter(security_events::at.lt(before))).execute(conn)?;
+            let unknown = unknown_login_attempts::table.filter(unknown_login_attempts::at.lt(before));
+            Ok(events + diesel::delete(unknown).execute(conn)?)
         }))
+    }
+
+    /// How many logins were refused for an address without an account
+    /// since `since` (a sign of credential stuffing when it climbs).
+    pub async fn unknown_login_attempts(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        let since = db_time(since);
+        with_conn!(self, |conn| Ok(unknown_login_attempts::table
+            .filter(unknown_login_attempts::at.ge(since))
+            .count()
+            .get_result(conn)?))
     }
 }

@@ -11,6 +11,7 @@ mod oauth;
 mod schema;
 mod sessions;
 mod tokens;
+mod usage;
 mod users;
 
 use chrono::{DateTime, Utc};

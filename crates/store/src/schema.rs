@@ -124,6 +124,10 @@ diesel::table! {
         last_used_at -> Nullable<Timestamp>,
         /// When it was revoked or rotated away (UTC).
         revoked_at -> Nullable<Timestamp>,
+        /// The client IP of the last use.
+        last_used_ip -> Nullable<Text>,
+        /// The `User-Agent` of the last use.
+        last_used_user_agent -> Nullable<Text>,
     }
 }
 
@@ -248,6 +252,88 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::table! {
+    /// Logins refused for an address without an account (never the address).
+    unknown_login_attempts (id) {
+        /// `BIGSERIAL` / `INTEGER PRIMARY KEY AUTOINCREMENT`.
+        id -> BigInt,
+        /// When (UTC).
+        at -> Timestamp,
+        /// Client IP.
+        ip -> Nullable<Text>,
+        /// Client `User-Agent`.
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// What the gateway answered, by hour (UTC): a key's, or with
+    /// `api_key_id` '' the whole account's.
+    usage_hourly (user_id, api_key_id, hour) {
+        /// The account.
+        user_id -> Text,
+        /// The key, or '' for the whole account.
+        api_key_id -> Text,
+        /// The start of the bucket.
+        hour -> Timestamp,
+        /// Let through.
+        allowed -> BigInt,
+        /// Refused with `rate_limited`.
+        rate_limited -> BigInt,
+        /// Refused with `insufficient_scope`.
+        insufficient_scope -> BigInt,
+        /// The busiest minute (of one instance).
+        peak_per_minute -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// What the gateway answered, by day (UTC): a key's, or with
+    /// `api_key_id` '' the whole account's.
+    usage_daily (user_id, api_key_id, day) {
+        /// The account.
+        user_id -> Text,
+        /// The key, or '' for the whole account.
+        api_key_id -> Text,
+        /// The start of the bucket.
+        day -> Timestamp,
+        /// Let through.
+        allowed -> BigInt,
+        /// Refused with `rate_limited`.
+        rate_limited -> BigInt,
+        /// Refused with `insufficient_scope`.
+        insufficient_scope -> BigInt,
+        /// The busiest minute (of one instance).
+        peak_per_minute -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The client networks each key was used from lately.
+    key_networks (api_key_id, network) {
+        /// The key.
+        api_key_id -> Text,
+        /// `203.0.113.0/24`, `2001:db8:7::/48`.
+        network -> Text,
+        /// First use from it.
+        first_seen -> Timestamp,
+        /// Latest use from it (as the instances noted it).
+        last_seen -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The e-mails about unusual use sent: one per key, kind and day.
+    usage_alerts (api_key_id, kind, day) {
+        /// The key.
+        api_key_id -> Text,
+        /// The event kind.
+        kind -> Text,
+        /// The day (UTC midnight).
+        day -> Timestamp,
+    }
+}
+
 diesel::joinable!(totp_secrets -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(security_events -> users (user_id));
@@ -267,6 +353,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     totp_secrets,
     recovery_codes,
     security_events,
+    unknown_login_attempts,
+    usage_hourly,
+    usage_daily,
+    key_networks,
+    usage_alerts,
     oauth_identities,
     oauth_pending_logins,
     oauth_login_codes

@@ -4,10 +4,10 @@ use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
 use crate::events::NewEventRow;
 use crate::models::{db_time, NewInvalidation, NewOneTimeToken, ProfileChanges, UserRow};
-use crate::schema::{one_time_tokens, security_events, users};
+use crate::schema::{one_time_tokens, security_events, unknown_login_attempts, users};
 use crate::Store;
 use chrono::{DateTime, Utc};
-use convosphere_domain::ports::{CreateUserError, FailedLogin, UserRepository};
+use convosphere_domain::ports::{CreateUserError, FailedLogin, RefusedLogin, UserRepository};
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::{
     Email, InfraError, NewUser, PasswordHash, Plan, SecurityEvent, TokenHash, TokenKind, User, UserId,
@@ -46,6 +46,41 @@ macro_rules! insert_user_unless_taken {
     };
 }
 pub(crate) use insert_user_unless_taken;
+
+/// Counts one failed login of the user `$id` inside a transaction, `true`
+/// when it locks the account. Read-modify-write under the user's lock:
+/// parallel failures are counted one after the other, so exactly one
+/// reaches the threshold and the rest find the account locked. A macro, as
+/// the connection type differs per backend.
+macro_rules! count_failed_login {
+    ($conn:expr, $id:expr, $now:expr, $threshold:expr, $locked_until:expr) => {
+        match $conn.lock_user($id)? {
+            None => false,
+            Some(user) if user.locked_until.is_some_and(|until| until > $now) => false,
+            Some(user) => {
+                let count = user.failed_logins.saturating_add(1);
+                let target = users::table.find($id);
+                if count >= $threshold {
+                    diesel::update(target)
+                        .set((
+                            users::failed_logins.eq(0),
+                            users::locked_until.eq(Some($locked_until)),
+                            users::updated_at.eq($now),
+                        ))
+                        .execute($conn)?;
+                    // Every instance sees the lockout at once, not after its cache's 5 s.
+                    $conn.append_invalidations(&[NewInvalidation::user($id.to_owned())])?;
+                    true
+                } else {
+                    diesel::update(target)
+                        .set((users::failed_logins.eq(count), users::updated_at.eq($now)))
+                        .execute($conn)?;
+                    false
+                }
+            }
+        }
+    };
+}
 
 /// The account an insert made, or `EmailTaken` when it made none.
 pub(crate) fn created_user(row: Option<UserRow>) -> Result<User, CreateUserError> {
@@ -196,37 +231,55 @@ impl UserRepository for Store {
         let locked_until = db_time(locked_until);
         let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
         let locked = with_conn!(self, |conn| {
-            conn.write_transaction(|conn| {
-                // Read-modify-write under the user's lock: parallel failures
-                // are counted one after the other, so exactly one reaches the
-                // threshold and the rest find the account locked.
-                let Some(user) = conn.lock_user(&id)? else {
-                    return Ok(false);
-                };
-                if user.locked_until.is_some_and(|until| until > now) {
-                    return Ok(false);
-                }
-                let count = user.failed_logins.saturating_add(1);
-                let target = users::table.find(&id);
-                if count >= threshold {
-                    diesel::update(target)
-                        .set((
-                            users::failed_logins.eq(0),
-                            users::locked_until.eq(Some(locked_until)),
-                            users::updated_at.eq(now),
-                        ))
+            conn.write_transaction(|conn| Ok(count_failed_login!(conn, &id, now, threshold, locked_until)))
+        })?;
+        Ok(FailedLogin { locked })
+    }
+
+    async fn record_refused_login(
+        &self,
+        refused: RefusedLogin<'_>,
+        threshold: u32,
+        locked_until: DateTime<Utc>,
+    ) -> Result<FailedLogin, InfraError> {
+        let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
+        let locked_until = db_time(locked_until);
+        let locked = match refused {
+            RefusedLogin::Account { event, count } => {
+                let (id, now, row) = (event.user_id.to_string(), db_time(event.at), NewEventRow::new(event));
+                with_conn!(self, |conn| conn.write_transaction(|conn| {
+                    let locked = if count {
+                        count_failed_login!(conn, &id, now, threshold, locked_until)
+                    } else {
+                        conn.lock_user(&id)?;
+                        false
+                    };
+                    diesel::insert_into(security_events::table).values(&row).execute(conn)?;
+                    Ok(locked)
+                }))?
+            }
+            RefusedLogin::UnknownAddress { at, client } => {
+                let row = (
+                    unknown_login_attempts::at.eq(db_time(at)),
+                    unknown_login_attempts::ip.eq(client.ip.clone()),
+                    unknown_login_attempts::user_agent.eq(client.user_agent.clone()),
+                );
+                let now = db_time(at);
+                with_conn!(self, |conn| conn.write_transaction(|conn| {
+                    // An account's statements, finding no account (no id is
+                    // nil): the same round trips and locks as a wrong password.
+                    let nobody = uuid::Uuid::nil().to_string();
+                    count_failed_login!(conn, &nobody, now, threshold, locked_until);
+                    diesel::update(users::table.find(&nobody))
+                        .set(users::updated_at.eq(now))
                         .execute(conn)?;
-                    // Every instance sees the lockout at once, not after its cache's 5 s.
-                    conn.append_invalidations(&[NewInvalidation::user(id.clone())])?;
-                    Ok(true)
-                } else {
-                    diesel::update(target)
-                        .set((users::failed_logins.eq(count), users::updated_at.eq(now)))
+                    diesel::insert_into(unknown_login_attempts::table)
+                        .values(&row)
                         .execute(conn)?;
                     Ok(false)
-                }
-            })
-        })?;
+                }))?
+            }
+        };
         Ok(FailedLogin { locked })
     }
 

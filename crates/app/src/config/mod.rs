@@ -107,6 +107,8 @@ pub struct Config {
     pub lockout_duration: Duration,
     /// `AUTH_AUDIT_RETENTION`: how long security events are kept.
     pub audit_retention: Duration,
+    /// `AUTH_USAGE_RETENTION`: how long usage counts are kept.
+    pub usage_retention: Duration,
     /// `AUTH_REAUTH_WINDOW`: how long after a sign-in a session may do sensitive actions.
     pub reauth_window: Duration,
     /// `AUTH_RATE_LIMIT_{FREE,STARTER,BUSINESS,PRO}`
@@ -171,7 +173,7 @@ raw! {
     oauth_facebook_client_secret OAUTH_FACEBOOK_CLIENT_SECRET, oauth_facebook_auth_url OAUTH_FACEBOOK_AUTH_URL,
     oauth_facebook_token_url OAUTH_FACEBOOK_TOKEN_URL, oauth_facebook_api_url OAUTH_FACEBOOK_API_URL,
     oauth_redirect_allowlist OAUTH_REDIRECT_ALLOWLIST, log_format LOG_FORMAT, audit_retention AUDIT_RETENTION,
-    reauth_window REAUTH_WINDOW, metrics_bind METRICS_BIND,
+    reauth_window REAUTH_WINDOW, metrics_bind METRICS_BIND, usage_retention USAGE_RETENTION,
 }
 
 /// A value as the variable would spell it: a file's number as digits, its list
@@ -343,6 +345,7 @@ impl Config {
             lockout_threshold: src.number("AUTH_LOCKOUT_THRESHOLD", 10)?,
             lockout_duration: src.duration("AUTH_LOCKOUT_DURATION", "15m")?,
             audit_retention: src.duration("AUTH_AUDIT_RETENTION", "365d")?,
+            usage_retention: src.duration("AUTH_USAGE_RETENTION", "400d")?,
             reauth_window: src.duration("AUTH_REAUTH_WINDOW", "10m")?,
             rate_limits: PlanLimits {
                 free: src.number("AUTH_RATE_LIMIT_FREE", defaults.free)?,

@@ -1,16 +1,20 @@
 //! Authentication as extractors: the request's bearer credential goes
 //! through the domain's gateway decision ([`Auth::authorize`]), and the
-//! outcome is mapped to the answer. The budget it reports is kept in the
-//! request, so that the answer carries the `RateLimit-*` headers.
+//! outcome is counted for the key's and the account's usage and mapped to
+//! the answer. The budget it reports is kept in the request, so that the
+//! answer carries the `RateLimit-*` headers.
 //!
 //! [`Auth::authorize`]: convosphere_domain::Auth::authorize
 
 use crate::common::extract::{bearer, known_client, state};
 use crate::common::problem::ApiError;
+use crate::usage::CountedRequest;
 use actix_web::dev::Payload;
+use actix_web::http::header::USER_AGENT;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use convosphere_domain::auth::{Caller, Principal};
+use convosphere_domain::usage::UsageOutcome;
 use convosphere_domain::{Authorization, AuthorizeError, ScopeSet};
 use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
@@ -25,8 +29,22 @@ pub async fn authorize(req: &HttpRequest, required: ScopeSet) -> Result<Authoriz
         Ok(authorization) => (Some(&authorization.caller), Some(authorization.budget)),
         Err(refused) => (refused.caller(), refused.budget()),
     };
-    if let Some(Caller::Key(principal)) = caller {
-        state.usage.record(principal.key.id);
+    if let Some(caller) = caller {
+        let outcome = match &outcome {
+            Ok(_) => UsageOutcome::Allowed,
+            Err(AuthorizeError::RateLimited { .. }) => UsageOutcome::RateLimited,
+            Err(_) => UsageOutcome::InsufficientScope,
+        };
+        state.usage.count(CountedRequest {
+            user: caller.user().id,
+            key: match caller {
+                Caller::Key(principal) => Some(principal.key.id),
+                Caller::User(_) => None,
+            },
+            outcome,
+            ip: client,
+            user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()),
+        });
     }
     if let Some(budget) = budget {
         req.extensions_mut().insert(budget);

@@ -8,6 +8,7 @@ pub mod middleware;
 pub mod oauth;
 pub mod openapi;
 pub mod routes;
+pub mod usage;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, HttpResponseBuilder};

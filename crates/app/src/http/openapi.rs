@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and bodies.
 
 use super::dto::*;
-use super::{keys, mfa, oauth, routes};
+use super::{keys, mfa, oauth, routes, usage};
 use crate::common::problem::{FieldProblem, Problem, PROBLEM_JSON};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -17,14 +17,14 @@ use utoipa::{Modify, OpenApi};
         routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
         keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
-        oauth::start, oauth::callback, oauth::exchange,
+        oauth::start, oauth::callback, oauth::exchange, usage::account, usage::key,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
         RefreshBody, ResetBody, ChangePasswordBody, ReauthenticateBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
         TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
-        ScopeName,
+        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/v1/me/mfa/totp/confirm").route(web::post().to(super::mfa::confirm_totp)))
         .service(resource("/v1/me/events").route(web::get().to(super::mfa::events)))
+        .service(resource("/v1/me/usage").route(web::get().to(super::usage::account)))
         .service(resource("/v1/sessions").route(web::get().to(list_sessions)))
         .service(resource("/v1/sessions/{id}").route(web::delete().to(revoke_session)))
         .service(
@@ -63,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(super::keys::revoke)),
         )
         .service(resource("/v1/api-keys/{id}/rotate").route(web::post().to(super::keys::rotate)))
+        .service(resource("/v1/api-keys/{id}/usage").route(web::get().to(super::usage::key)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
         .service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/readyz").route(web::get().to(readyz)))

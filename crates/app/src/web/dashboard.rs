@@ -11,6 +11,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use convosphere_domain::api_key::ApiKeyStatus;
 use convosphere_domain::profile::ProfileUpdate;
+use convosphere_domain::usage::{Granularity, UsageRange};
 use convosphere_domain::{FieldError, User};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -84,6 +85,15 @@ async fn render(state: &AppState, who: &SignedIn, notice: Option<&str>, edit: Op
     let keys = state.auth.api_keys(user.id).await.map_err(page_error)?;
     let active_keys = keys.iter().filter(|k| k.status(now) == ApiKeyStatus::Active).count();
     let limit = state.config.rate_limits.per_minute(user.plan);
+    let day = Granularity::Day.floor(now);
+    let today = UsageRange {
+        from: day,
+        to: day + chrono::Duration::days(1),
+        granularity: Granularity::Hour,
+    };
+    let today = state.auth.account_usage(user, today).await.map_err(page_error)?;
+    let busiest = today.totals.peak_per_minute;
+    let share = busiest as f64 / f64::from(limit.max(1)) * 100.0;
     let (values, errors) = edit.map_or((None, &[][..]), |(v, e)| (Some(v), e));
     let status = if errors.is_empty() {
         StatusCode::OK
@@ -102,6 +112,17 @@ async fn render(state: &AppState, who: &SignedIn, notice: Option<&str>, edit: Op
                 p.stat { (plan_name(user)) }
                 p { strong { (limit) " requests per minute" } }
                 p.muted { "Shared by all your API keys and sessions. Ask support to change plans." }
+            }
+            section.card aria-labelledby="usage-today" {
+                h2 #usage-today { "Usage today" }
+                p.stat { (today.totals.requests()) " " small { "requests" } }
+                p {
+                    label for="busiest-minute" { "Busiest minute: " (busiest) " of " (limit) " (" (format!("{share:.0}")) " %)" }
+                }
+                meter.usage-meter #busiest-minute min="0" max=(limit) high=(u64::from(limit) * 8 / 10) value=(busiest) {
+                    (busiest) " of " (limit)
+                }
+                p.muted { (today.totals.rate_limited) " refused for the rate limit, " (today.totals.insufficient_scope) " for a missing scope (UTC day)." }
             }
             section.card aria-labelledby="keys" {
                 h2 #keys { "API keys" }

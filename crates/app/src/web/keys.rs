@@ -13,6 +13,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, ApiKeyStatus};
 use convosphere_domain::auth::keys::{CreateApiKeyError, CreatedApiKey, RotateApiKeyError, MAX_KEY_NAME_CHARS};
+use convosphere_domain::usage::Usage;
 use convosphere_domain::{FieldError, Scope};
 use maud::{html, Markup};
 use secrecy::ExposeSecret;
@@ -184,7 +185,7 @@ fn create_form(who: &SignedIn, form: &CreateForm, errors: &[FieldError]) -> Mark
     }
 }
 
-fn key_table(keys: &[ApiKey], now: DateTime<Utc>) -> Markup {
+fn key_table(keys: &[(ApiKey, Usage)], now: DateTime<Utc>) -> Markup {
     html! {
         section.card aria-labelledby="list-title" {
             h2 #list-title { "Your keys" }
@@ -202,20 +203,26 @@ fn key_table(keys: &[ApiKey], now: DateTime<Utc>) -> Markup {
                                 th scope="col" { "Created" }
                                 th scope="col" { "Expires" }
                                 th scope="col" { "Last used" }
+                                th scope="col" { "30 days" }
                                 th scope="col" { span.visually-hidden { "Actions" } }
                             }
                         }
                         tbody {
-                            @for key in keys {
+                            @for (key, usage) in keys {
                                 @let status = key.status(now);
                                 tr data-key-prefix=(key.prefix()) {
-                                    td data-label="Name" { strong { (key.name) } }
+                                    td data-label="Name" {
+                                        a href=(format!("/settings/api-keys/{}", key.id)) aria-label=(format!("Usage of {}", key.name)) {
+                                            strong { (key.name) }
+                                        }
+                                    }
                                     td data-label="Prefix" { code { (key.prefix()) "…" } }
                                     td data-label="Scopes" { (scope_chips(key)) }
                                     td data-label="Status" { (status_badge(status)) }
                                     td data-label="Created" { (when(key.created_at)) }
                                     td data-label="Expires" { (when_or(key.expires_at, "Never")) }
                                     td data-label="Last used" { (when_or(key.last_used_at, "Never")) }
+                                    td data-label="30 days" { (super::usage::sparkline(usage)) }
                                     td.cell-actions {
                                         @if status != ApiKeyStatus::Revoked {
                                             a.btn.btn-secondary.btn-small href=(format!("/settings/api-keys/{}/rotate", key.id))
@@ -242,7 +249,11 @@ async fn render(
     errors: &[FieldError],
     notice: Option<&str>,
 ) -> Page {
-    let keys = state.auth.api_keys(who.user().id).await.map_err(page_error)?;
+    let keys = state
+        .auth
+        .keys_with_usage(who.user(), super::usage::last_30_days())
+        .await
+        .map_err(page_error)?;
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

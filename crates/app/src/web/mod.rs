@@ -19,6 +19,7 @@ mod reauth;
 mod security;
 pub mod session;
 mod sessions;
+mod usage;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -66,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(keys::list))
                 .route(web::post().to(keys::create)),
         )
+        .service(page("/settings/api-keys/{id}").route(web::get().to(usage::show)))
         .service(
             page("/settings/api-keys/{id}/revoke")
                 .route(web::get().to(keys::confirm_revoke))

@@ -236,6 +236,29 @@ async fn a_person_signs_up_uses_an_api_key_ends_a_session_and_turns_on_two_facto
     browser.goto(&app.url("/settings/api-keys")).await.unwrap();
     assert!(!browser.source().await.unwrap().contains(&key), "shown once");
 
+    // Its usage: a chart whose text alternative says what it shows.
+    assert_eq!(authz(&app, &key).await.status(), 200);
+    let mut described = String::new();
+    for _ in 0..50 {
+        follow(
+            &browser,
+            &format!("tr[data-key-prefix='{}'] td[data-label='Name'] a", &key[..11]),
+        )
+        .await;
+        described = text(&browser, ".chart .chart-text").await;
+        if described.starts_with("2 requests") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        browser.goto(&app.url("/settings/api-keys")).await.unwrap();
+    }
+    assert!(described.starts_with("2 requests from"), "{described}");
+    assert!(described.contains("2 allowed"), "{described}");
+    let svg = browser.find(Locator::Css(".chart svg")).await.unwrap();
+    assert_eq!(svg.attr("role").await.unwrap().as_deref(), Some("img"));
+    camera.shoot(&browser, "api-key-usage").await;
+    browser.goto(&app.url("/settings/api-keys")).await.unwrap();
+
     // Revoke it on the page, after a confirmation; it is refused at once.
     follow(
         &browser,

@@ -617,3 +617,44 @@ async fn a_lockout_on_one_instance_is_honoured_by_the_other_within_a_second() {
     let answer = within_a_second(locked, "B sees the lockout", check).await;
     problem(answer, 403, "account_locked").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_counted_by_both_instances_adds_up_exactly() {
+    let Some(cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    cluster.verified_user(EMAIL).await;
+    let access = cluster.a.tokens(EMAIL).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = cluster.a.create_key(&access).await;
+    let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+    // 40 requests split over both instances: 30 allowed, 10 lacking a scope.
+    for i in 0..40 {
+        let node = if i % 2 == 0 { &cluster.a } else { &cluster.b };
+        let (scope, status) = if i % 4 == 3 {
+            ("chat:write", 403)
+        } else {
+            ("agents:read", 200)
+        };
+        let response = node.get_auth(&format!("/v1/authz?scope={scope}"), key).await;
+        assert_eq!(response.status(), status);
+    }
+    let path = format!("/v1/api-keys/{id}/usage?granularity=hour");
+    let expected = json!({"allowed": 30, "rate_limited": 0, "insufficient_scope": 10});
+    let mut totals = Value::Null;
+    for _ in 0..100 {
+        let usage: Value = cluster.b.get_auth(&path, &access).await.json().await.unwrap();
+        totals = usage["totals"].clone();
+        if totals == expected {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(totals, expected, "every request once, from both instances");
+    // Later flushes of either instance add nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let usage: Value = cluster.a.get_auth(&path, &access).await.json().await.unwrap();
+    assert_eq!(usage["totals"], expected);
+}

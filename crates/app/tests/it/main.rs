@@ -15,4 +15,5 @@ mod oauth;
 mod races;
 mod service;
 mod sessions;
+mod usage;
 mod web;

@@ -175,7 +175,7 @@ where
     }
 
     /// Records a key's event: its id, prefix and name (never the key).
-    async fn record_key_event(
+    pub(crate) async fn record_key_event(
         &self,
         kind: EventKind,
         key: &ApiKey,

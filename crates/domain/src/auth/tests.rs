@@ -101,6 +101,16 @@ struct State {
     /// recovery code hash → (user, used)
     recovery: HashMap<TokenHash, (UserId, bool)>,
     events: Vec<crate::SecurityEvent>,
+    /// Logins refused for an address without an account.
+    unknown_attempts: u32,
+    /// Usage counts as added.
+    usage: Vec<crate::usage::UsageDelta>,
+    /// (key, network) → last seen.
+    key_networks: HashMap<(ApiKeyId, String), DateTime<Utc>>,
+    /// Alerts claimed: (key, kind, day).
+    alerts: std::collections::HashSet<(ApiKeyId, EventKind, chrono::NaiveDate)>,
+    /// The client of each key's last use.
+    last_clients: HashMap<ApiKeyId, ClientContext>,
     pending_logins: HashMap<TokenHash, crate::oauth::PendingLogin>,
     identities: Vec<crate::oauth::LinkedIdentity>,
     /// login code hash → (user, provider, expires, used)
@@ -223,6 +233,29 @@ impl UserRepository for &MemoryStore {
         Ok(FailedLogin {
             locked: locked.unwrap_or(false),
         })
+    }
+    async fn record_refused_login(
+        &self,
+        refused: crate::ports::RefusedLogin<'_>,
+        threshold: u32,
+        until: DateTime<Utc>,
+    ) -> Result<FailedLogin, InfraError> {
+        match refused {
+            crate::ports::RefusedLogin::Account { event, count } => {
+                let outcome = if count {
+                    self.record_failed_login(event.user_id, event.at, threshold, until)
+                        .await?
+                } else {
+                    FailedLogin { locked: false }
+                };
+                self.0.lock().unwrap().events.push(event.clone());
+                Ok(outcome)
+            }
+            crate::ports::RefusedLogin::UnknownAddress { .. } => {
+                self.0.lock().unwrap().unknown_attempts += 1;
+                Ok(FailedLogin { locked: false })
+            }
+        }
     }
     async fn clear_failed_logins(&self, id: UserId) -> Result<(), InfraError> {
         self.user_mut(id, |u| {
@@ -793,6 +826,11 @@ fn unknown_email_and_wrong_password_look_the_same_and_both_hash() {
         Err(LoginError::InvalidCredentials)
     ));
     assert_eq!(world.hasher.verifications.load(Ordering::Relaxed) - before, 3);
+    // Each refusal is written, the unknown addresses too (so that they cost the same).
+    let state = world.store.0.lock().unwrap();
+    assert_eq!(state.unknown_attempts, 2);
+    let failed = state.events.iter().filter(|e| e.kind == EventKind::LoginFailed);
+    assert_eq!(failed.count(), 1);
 }
 
 #[test]
@@ -1165,14 +1203,79 @@ impl ApiKeyRepository for &MemoryStore {
         self.create_api_key(new).await?;
         Ok(true)
     }
-    async fn record_api_key_use(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), InfraError> {
+    async fn record_api_key_use(&self, uses: &[crate::usage::KeyUse]) -> Result<(), InfraError> {
         let mut state = self.0.lock().unwrap();
-        for (id, at) in uses {
-            if let Some(key) = state.keys.iter_mut().find(|k| k.id == *id) {
-                key.last_used_at = Some(*at);
+        for used in uses {
+            if let Some(key) = state.keys.iter_mut().find(|k| k.id == used.key) {
+                key.last_used_at = Some(used.at);
             }
+            let client = ClientContext {
+                ip: used.ip.clone(),
+                user_agent: used.user_agent.clone(),
+            };
+            state.last_clients.insert(used.key, client);
         }
         Ok(())
+    }
+    async fn api_key_last_client(&self, key: ApiKeyId) -> Result<ClientContext, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .last_clients
+            .get(&key)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+impl UsageRepository for &MemoryStore {
+    async fn add_usage(&self, deltas: &[crate::usage::UsageDelta]) -> Result<(), InfraError> {
+        self.0.lock().unwrap().usage.extend_from_slice(deltas);
+        Ok(())
+    }
+    async fn usage(
+        &self,
+        subject: crate::usage::UsageSubject,
+        range: &crate::usage::UsageRange,
+    ) -> Result<Vec<crate::usage::UsageBucket>, InfraError> {
+        use crate::usage::UsageSubject;
+        let state = self.0.lock().unwrap();
+        let of = |d: &&crate::usage::UsageDelta| match subject {
+            UsageSubject::Account(user) => d.user == user && d.key.is_none(),
+            UsageSubject::Key(key) => d.key == Some(key),
+        };
+        Ok(state
+            .usage
+            .iter()
+            .filter(of)
+            .map(|d| crate::usage::UsageBucket {
+                start: range.granularity.floor(d.hour),
+                counts: d.counts,
+            })
+            .collect())
+    }
+    async fn note_key_network(
+        &self,
+        key: ApiKeyId,
+        network: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .key_networks
+            .insert((key, network.to_owned()), at))
+    }
+    async fn claim_usage_alert(&self, key: ApiKeyId, kind: EventKind, at: DateTime<Utc>) -> Result<bool, InfraError> {
+        Ok(self.0.lock().unwrap().alerts.insert((key, kind, at.date_naive())))
+    }
+    async fn prune_usage(&self, before: DateTime<Utc>) -> Result<u64, InfraError> {
+        let mut state = self.0.lock().unwrap();
+        let count = state.usage.len();
+        state.usage.retain(|d| d.hour >= before);
+        Ok((count - state.usage.len()) as u64)
     }
 }
 
@@ -2858,3 +2961,5 @@ fn a_network_whose_unknown_credentials_keep_failing_is_refused_without_a_lookup(
         Err(CredentialError::InvalidApiKey)
     ));
 }
+
+mod usage;

@@ -206,11 +206,11 @@ async fn key_use_is_recorded_in_batches_and_only_forward(db: TestDb) {
     // another key, and a key that no longer exists (ignored).
     db.store
         .record_api_key_use(&[
-            (first.id, t0() + minutes(3)),
-            (second.id, t0() + minutes(2)),
-            (first.id, t0() + minutes(5)),
-            (unknown, t0() + minutes(5)),
-            (first.id, t0() + minutes(4)),
+            used(first.id, t0() + minutes(3)),
+            used(second.id, t0() + minutes(2)),
+            used(first.id, t0() + minutes(5)),
+            used(unknown, t0() + minutes(5)),
+            used(first.id, t0() + minutes(4)),
         ])
         .await
         .unwrap();
@@ -220,7 +220,7 @@ async fn key_use_is_recorded_in_batches_and_only_forward(db: TestDb) {
 
     // A late batch with older uses moves nothing back; newer ones move forward.
     db.store
-        .record_api_key_use(&[(first.id, t0() + minutes(1)), (second.id, t0() + minutes(6))])
+        .record_api_key_use(&[used(first.id, t0() + minutes(1)), used(second.id, t0() + minutes(6))])
         .await
         .unwrap();
     assert_eq!(stored(&db, &first).await.last_used_at, Some(t0() + minutes(5)));
@@ -233,9 +233,9 @@ async fn key_use_is_recorded_in_batches_and_only_forward(db: TestDb) {
     let batches = in_parallel(6, |i| {
         let store = db.store.clone();
         let mut uses = vec![
-            (first.id, t0() + minutes(10 + i as i64)),
-            (second.id, t0() + minutes(20 - i as i64)),
-            (untouched.id, t0() + minutes(30)),
+            used(first.id, t0() + minutes(10 + i as i64)),
+            used(second.id, t0() + minutes(20 - i as i64)),
+            used(untouched.id, t0() + minutes(30)),
         ];
         if i % 2 == 1 {
             uses.reverse();
@@ -247,4 +247,27 @@ async fn key_use_is_recorded_in_batches_and_only_forward(db: TestDb) {
     assert_eq!(stored(&db, &first).await.last_used_at, Some(t0() + minutes(15)));
     assert_eq!(stored(&db, &second).await.last_used_at, Some(t0() + minutes(20)));
     assert_eq!(stored(&db, &untouched).await.last_used_at, Some(t0() + minutes(30)));
+
+    // The client of the latest use is kept with it.
+    let mut latest = used(first.id, t0() + minutes(40));
+    latest.ip = Some("203.0.113.9".into());
+    latest.user_agent = Some("sdk/2.1".into());
+    db.store
+        .record_api_key_use(&[used(first.id, t0() + minutes(39)), latest])
+        .await
+        .unwrap();
+    let client = db.store.api_key_last_client(first.id).await.unwrap();
+    assert_eq!(client.ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(client.user_agent.as_deref(), Some("sdk/2.1"));
+    assert_eq!(db.store.api_key_last_client(second.id).await.unwrap().ip, None);
+}
+
+/// A use of `key` at `at`, from nowhere in particular.
+pub fn used(key: ApiKeyId, at: chrono::DateTime<chrono::Utc>) -> convosphere_domain::usage::KeyUse {
+    convosphere_domain::usage::KeyUse {
+        key,
+        at,
+        ip: None,
+        user_agent: None,
+    }
 }

@@ -56,7 +56,7 @@ async fn the_feed_starts_empty(db: TestDb) {
     let key = api_key(ada, t0());
     db.store.create_api_key(&key).await.unwrap();
     db.store
-        .record_api_key_use(&[(key.id, t0() + minutes(1))])
+        .record_api_key_use(&[crate::api_keys::used(key.id, t0() + minutes(1))])
         .await
         .unwrap();
     assert_eq!(since(&db, 0).await, (0, vec![]));

@@ -13,4 +13,5 @@ mod mfa_events;
 mod oauth;
 mod sessions;
 mod tokens;
+mod usage;
 mod users;

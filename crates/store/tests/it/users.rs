@@ -2,9 +2,11 @@
 
 use crate::mfa_events::event;
 use crate::support::{in_parallel, minutes, new_user, t0, token, user, TestDb};
-use convosphere_domain::ports::{CreateUserError, EventRepository, OneTimeTokenRepository, UserRepository};
+use convosphere_domain::ports::{
+    CreateUserError, EventRepository, OneTimeTokenRepository, RefusedLogin, UserRepository,
+};
 use convosphere_domain::profile::ProfileUpdate;
-use convosphere_domain::{Email, EventKind, PasswordHash, Plan, TokenKind, UserId};
+use convosphere_domain::{ClientContext, Email, EventKind, PasswordHash, Plan, TokenKind, UserId};
 
 on_both_backends!(
     an_account_is_found_by_id_and_by_email_in_any_case,
@@ -13,6 +15,7 @@ on_both_backends!(
     flags_plan_and_password_hash_are_stored,
     parallel_failed_logins_lock_the_account_exactly_once,
     failed_logins_are_not_counted_while_the_account_is_locked,
+    refused_logins_are_written_for_known_and_unknown_addresses,
     a_signup_stores_the_account_its_link_and_its_event_or_nothing,
 );
 
@@ -155,6 +158,48 @@ async fn failed_logins_are_not_counted_while_the_account_is_locked(db: TestDb) {
             .unwrap()
             .locked
     );
+}
+
+async fn refused_logins_are_written_for_known_and_unknown_addresses(db: TestDb) {
+    let id = user(&db.store, "ada@example.com").await;
+    let until = t0() + minutes(15);
+    let refused = event(id, EventKind::LoginFailed, 0);
+    let counted = RefusedLogin::Account {
+        event: &refused,
+        count: true,
+    };
+    assert!(!db.store.record_refused_login(counted, 2, until).await.unwrap().locked);
+    let uncounted = RefusedLogin::Account {
+        event: &event(id, EventKind::LoginFailed, 1),
+        count: false,
+    };
+    assert!(!db.store.record_refused_login(uncounted, 2, until).await.unwrap().locked);
+    assert_eq!(db.store.user_by_id(id).await.unwrap().unwrap().failed_logins, 1);
+    let second = event(id, EventKind::LoginFailed, 2);
+    let locking = RefusedLogin::Account {
+        event: &second,
+        count: true,
+    };
+    assert!(db.store.record_refused_login(locking, 2, until).await.unwrap().locked);
+    assert_eq!(db.store.events(id, None, 10).await.unwrap().len(), 3);
+
+    let client = ClientContext {
+        ip: Some("203.0.113.9".into()),
+        user_agent: Some("curl/8".into()),
+    };
+    for minute in [3, 4] {
+        let unknown = RefusedLogin::UnknownAddress {
+            at: t0() + minutes(minute),
+            client: &client,
+        };
+        assert!(!db.store.record_refused_login(unknown, 1, until).await.unwrap().locked);
+    }
+    assert_eq!(db.store.unknown_login_attempts(t0()).await.unwrap(), 2);
+    assert_eq!(db.store.unknown_login_attempts(t0() + minutes(4)).await.unwrap(), 1);
+    // Nothing else changed; they go with the audit trail's purge.
+    assert_eq!(db.store.events(id, None, 10).await.unwrap().len(), 3);
+    db.store.purge_events(t0() + minutes(60)).await.unwrap();
+    assert_eq!(db.store.unknown_login_attempts(t0()).await.unwrap(), 0);
 }
 
 async fn a_signup_stores_the_account_its_link_and_its_event_or_nothing(db: TestDb) {

@@ -7,7 +7,9 @@ use convosphere_domain::{ScopeSet, SecondFactor, SecurityEvent, Session, Session
 use serde::{Deserialize, Serialize, Serializer};
 
 mod keys;
+mod usage;
 pub use keys::*;
+pub use usage::*;
 
 /// RFC 3339 in UTC to the second, as every body writes times.
 pub(super) fn rfc3339_string(at: &DateTime<Utc>) -> String {
