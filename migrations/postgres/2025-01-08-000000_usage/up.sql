@@ -16,6 +16,9 @@ CREATE TABLE usage_hourly (
     peak_per_minute     BIGINT    NOT NULL,
     PRIMARY KEY (user_id, api_key_id, hour)
 );
+-- Room on each page for a row's next version: adding to a bucket is then a
+-- HOT update that leaves the indexes alone.
+ALTER TABLE usage_hourly SET (fillfactor = 70);
 CREATE INDEX usage_hourly_key_idx ON usage_hourly (api_key_id, hour);
 CREATE TABLE usage_daily (
     user_id             TEXT      NOT NULL,
@@ -27,6 +30,7 @@ CREATE TABLE usage_daily (
     peak_per_minute     BIGINT    NOT NULL,
     PRIMARY KEY (user_id, api_key_id, day)
 );
+ALTER TABLE usage_daily SET (fillfactor = 70);
 CREATE INDEX usage_daily_key_idx ON usage_daily (api_key_id, day);
 
 -- The client networks (/24, /48) each key was used from lately.
