@@ -1247,6 +1247,7 @@ where
 
 pub mod gateway;
 pub use gateway::Caller;
+pub mod identities;
 pub mod keys;
 pub mod mfa;
 pub mod oauth;

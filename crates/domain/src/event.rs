@@ -101,6 +101,8 @@ event_kinds! {
     PlanChanged = "plan_changed",
     /// A provider identity was linked (OAuth).
     OAuthLinked = "oauth_linked",
+    /// A provider identity was unlinked by its owner (`details.provider`).
+    OAuthUnlinked = "oauth_unlinked",
 }
 
 impl fmt::Display for EventKind {

@@ -34,6 +34,15 @@ impl Provider {
         }
     }
 
+    /// The name people know it by: `Google`, `GitHub`, `Facebook`.
+    pub fn display_name(&self) -> &'static str {
+        match self {
+            Provider::Google => "Google",
+            Provider::GitHub => "GitHub",
+            Provider::Facebook => "Facebook",
+        }
+    }
+
     /// `oauth:<provider>`, the `method` of a `login_succeeded` event.
     pub fn login_method(&self) -> &'static str {
         match self {
@@ -170,6 +179,31 @@ pub struct LinkedIdentity {
     pub email: Email,
     /// When it was linked.
     pub created_at: DateTime<Utc>,
+}
+
+/// A linked identity as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    /// The provider.
+    pub provider: Provider,
+    /// The verified address it came with when it was linked.
+    pub email: Email,
+    /// When it was linked.
+    pub linked_at: DateTime<Utc>,
+    /// When a login last used it (`None`: not since this was recorded).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What became of an attempt to unlink an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlinkOutcome {
+    /// It is unlinked.
+    Unlinked,
+    /// The account has no identity of that provider.
+    NotLinked,
+    /// Refused: the account has no password and no other identity, so it
+    /// would have no way to sign in.
+    LastWayIn,
 }
 
 /// What became of an attempt to link an identity.

@@ -852,6 +852,30 @@ pub trait OAuthRepository: Send + Sync {
         identity: &crate::oauth::LinkedIdentity,
     ) -> impl Future<Output = Result<crate::oauth::LinkOutcome, InfraError>> + Send;
 
+    /// The identities linked to `user`, oldest first.
+    fn identities(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<crate::oauth::IdentityRecord>, InfraError>> + Send;
+
+    /// Notes that a login used this identity at `at`.
+    fn note_identity_use(
+        &self,
+        provider: crate::oauth::Provider,
+        subject: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Unlinks the identity of `provider` from `user`, in one transaction
+    /// under the account's lock, so that parallel unlinks cannot leave an
+    /// account without a way in: refused when the account has no password
+    /// and this is its only identity.
+    fn unlink_identity(
+        &self,
+        user: UserId,
+        provider: crate::oauth::Provider,
+    ) -> impl Future<Output = Result<crate::oauth::UnlinkOutcome, InfraError>> + Send;
+
     /// Creates an account and links the identity to it, in one transaction.
     /// [`CreateUserError::EmailTaken`] (and nothing stored) when the address,
     /// or the identity, was taken meanwhile by a parallel login.

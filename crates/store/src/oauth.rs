@@ -1,16 +1,17 @@
 //! [`OAuthRepository`] for [`Store`].
 
 use crate::connection::{with_conn, Dialect};
+use crate::error::StoreError;
 use crate::models::{
     db_time, provider, user_id, NewInvalidation, NewLoginCode, NewOAuthIdentity, PendingLoginRow, UserRow,
 };
 use crate::schema::{oauth_identities, oauth_login_codes, oauth_pending_logins, users};
 use crate::users::{created_user, insert_user_unless_taken};
 use crate::Store;
-use chrono::{DateTime, Utc};
-use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use convosphere_domain::oauth::{IdentityRecord, LinkOutcome, LinkedIdentity, PendingLogin, Provider, UnlinkOutcome};
 use convosphere_domain::ports::{CreateUserError, OAuthRepository};
-use convosphere_domain::{InfraError, NewUser, TokenHash, User, UserId};
+use convosphere_domain::{Email, InfraError, NewUser, TokenHash, User, UserId};
 use diesel::prelude::*;
 
 impl OAuthRepository for Store {
@@ -48,6 +49,73 @@ impl OAuthRepository for Store {
                 .optional()?)
         })?;
         Ok(owner.as_deref().map(user_id).transpose()?)
+    }
+
+    async fn identities(&self, user: UserId) -> Result<Vec<IdentityRecord>, InfraError> {
+        let user = user.to_string();
+        let rows: Vec<(String, String, NaiveDateTime, Option<NaiveDateTime>)> = with_conn!(self, |conn| {
+            Ok(oauth_identities::table
+                .filter(oauth_identities::user_id.eq(user))
+                .order(oauth_identities::created_at)
+                .select((
+                    oauth_identities::provider,
+                    oauth_identities::email,
+                    oauth_identities::created_at,
+                    oauth_identities::last_used_at,
+                ))
+                .load(conn)?)
+        })?;
+        rows.into_iter()
+            .map(|(provider, email, linked_at, last_used_at)| {
+                let corrupt = |what: &str| StoreError::Corrupt(format!("oauth_identities.{what} {provider:?}"));
+                Ok(IdentityRecord {
+                    provider: provider.parse().map_err(|_| corrupt("provider"))?,
+                    email: Email::parse(&email).map_err(|_| corrupt("email"))?,
+                    linked_at: linked_at.and_utc(),
+                    last_used_at: last_used_at.map(|at| at.and_utc()),
+                })
+            })
+            .collect::<Result<_, StoreError>>()
+            .map_err(InfraError::from)
+    }
+
+    async fn note_identity_use(&self, provider: Provider, subject: &str, at: DateTime<Utc>) -> Result<(), InfraError> {
+        let (subject, at) = (subject.to_owned(), db_time(at));
+        with_conn!(self, |conn| conn.write(|conn| {
+            diesel::update(oauth_identities::table.find((provider.as_str(), subject)))
+                .set(oauth_identities::last_used_at.eq(Some(at)))
+                .execute(conn)?;
+            Ok(())
+        }))?;
+        Ok(())
+    }
+
+    async fn unlink_identity(&self, user: UserId, provider: Provider) -> Result<UnlinkOutcome, InfraError> {
+        let user = user.to_string();
+        let outcome = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            // Under the account's lock: two unlinks at once are counted one after the other.
+            let Some(account) = conn.lock_user(&user)? else {
+                return Ok(UnlinkOutcome::NotLinked);
+            };
+            let linked: Vec<String> = oauth_identities::table
+                .filter(oauth_identities::user_id.eq(&user))
+                .select(oauth_identities::provider)
+                .load(conn)?;
+            if !linked.iter().any(|p| p == provider.as_str()) {
+                return Ok(UnlinkOutcome::NotLinked);
+            }
+            if account.password_hash.is_none() && linked.len() <= 1 {
+                return Ok(UnlinkOutcome::LastWayIn);
+            }
+            diesel::delete(
+                oauth_identities::table
+                    .filter(oauth_identities::user_id.eq(&user))
+                    .filter(oauth_identities::provider.eq(provider.as_str())),
+            )
+            .execute(conn)?;
+            Ok(UnlinkOutcome::Unlinked)
+        }))?;
+        Ok(outcome)
     }
 
     async fn link_identity(&self, identity: &LinkedIdentity) -> Result<LinkOutcome, InfraError> {

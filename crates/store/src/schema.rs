@@ -208,6 +208,8 @@ diesel::table! {
         email -> Text,
         /// When it was linked (UTC).
         created_at -> Timestamp,
+        /// When a login last used it (UTC).
+        last_used_at -> Nullable<Timestamp>,
     }
 }
 

@@ -1,8 +1,9 @@
 //! OAuth login: `start` sends the browser to the provider, `callback`
 //! brings it back with a one-time code, `exchange` trades the code for a
-//! token pair.
+//! token pair; and the identities linked to an account, listed and unlinked.
 
-use super::dto::{OAuthCodeBody, TokenPair};
+use super::auth::UserSession;
+use super::dto::{IdentityBody, IdentityList, OAuthCodeBody, TokenPair};
 use super::routes::{no_errors, required, Result};
 use crate::common::extract::{ClientInfo, Json};
 use crate::common::problem::{ApiError, Problem};
@@ -10,11 +11,12 @@ use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use convosphere_domain::auth::identities::UnlinkError;
 use convosphere_domain::auth::oauth::{OAuthCallback, OAuthCallbackError, OAuthExchangeError, OAuthStartError};
 use convosphere_domain::auth::LoginError;
 use convosphere_domain::oauth::Provider;
 use convosphere_domain::oauth::DEFAULT_REDIRECT_PATH;
-use convosphere_domain::SecondFactor;
+use convosphere_domain::{FieldError, SecondFactor};
 use std::collections::HashMap;
 
 /// The cookie that binds a login to the browser that started it.
@@ -226,4 +228,45 @@ impl From<OAuthExchangeError> for ApiError {
             OAuthExchangeError::Internal(cause) => cause.into(),
         }
     }
+}
+
+impl From<UnlinkError> for ApiError {
+    fn from(e: UnlinkError) -> Self {
+        match e {
+            UnlinkError::NotFound => ApiError::not_found(),
+            UnlinkError::LastWayIn => ApiError::validation(vec![FieldError::new(
+                "provider",
+                "last_way_in",
+                "this is the account's only way to sign in: set a password or link another provider first",
+            )]),
+            UnlinkError::RecentSignInRequired(e) => e.into(),
+            UnlinkError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+/// The provider identities linked to your account, oldest first.
+#[utoipa::path(get, path = "/v1/me/identities", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = IdentityList), (status = 401, body = Problem)))]
+pub async fn identities(state: web::Data<AppState>, user: UserSession) -> Result {
+    let identities = state.auth.identities(user.0.user.id).await?;
+    Ok(HttpResponse::Ok().json(IdentityList {
+        identities: identities.iter().map(IdentityBody::from).collect(),
+    }))
+}
+
+/// Unlink a provider: its logins no longer reach this account. Refused when
+/// it is the account's only way to sign in; needs a recent sign-in.
+#[utoipa::path(delete, path = "/v1/me/identities/{provider}", tag = "me", security(("bearer" = [])),
+    params(("provider" = String, Path, description = "`google`, `github` or `facebook`")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn unlink(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    user: UserSession,
+    provider: web::Path<String>,
+) -> Result {
+    let provider: Provider = provider.parse().map_err(|_| provider_not_found())?;
+    state.auth.unlink_identity(&user.0, provider, &client.context()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

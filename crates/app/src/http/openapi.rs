@@ -17,14 +17,14 @@ use utoipa::{Modify, OpenApi};
         routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
         keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
-        oauth::start, oauth::callback, oauth::exchange, usage::account, usage::key,
+        oauth::start, oauth::callback, oauth::exchange, oauth::identities, oauth::unlink, usage::account, usage::key,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
         RefreshBody, ResetBody, ChangePasswordBody, ReauthenticateBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
         TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
-        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody,
+        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody, IdentityBody, IdentityList,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

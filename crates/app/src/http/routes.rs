@@ -51,6 +51,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/me/mfa/totp/confirm").route(web::post().to(super::mfa::confirm_totp)))
         .service(resource("/v1/me/events").route(web::get().to(super::mfa::events)))
         .service(resource("/v1/me/usage").route(web::get().to(super::usage::account)))
+        .service(resource("/v1/me/identities").route(web::get().to(super::oauth::identities)))
+        .service(resource("/v1/me/identities/{provider}").route(web::delete().to(super::oauth::unlink)))
         .service(resource("/v1/sessions").route(web::get().to(list_sessions)))
         .service(resource("/v1/sessions/{id}").route(web::delete().to(revoke_session)))
         .service(

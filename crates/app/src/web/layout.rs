@@ -160,6 +160,11 @@ pub(crate) fn notice_text(code: &str) -> Option<(&'static str, &'static str)> {
         "password_reset" => ("success", "Your password was changed. Sign in with the new one."),
         "email_verified" => ("success", "Your e-mail address is confirmed. You can sign in now."),
         "profile_saved" => ("success", "Your profile was saved."),
+        "provider_unlinked" => ("success", "The provider was unlinked from your account."),
+        "provider_last_way_in" => (
+            "error",
+            "That provider is your only way to sign in. Set a password first (use “Forgot password” on the sign-in page).",
+        ),
         _ => return None,
     })
 }

@@ -34,12 +34,9 @@ struct LoginView<'a> {
 }
 
 fn provider_name(provider: &str) -> &'static str {
-    match provider {
-        "google" => "Google",
-        "github" => "GitHub",
-        "facebook" => "Facebook",
-        _ => "the provider",
-    }
+    provider
+        .parse::<convosphere_domain::oauth::Provider>()
+        .map_or("the provider", |p| p.display_name())
 }
 
 fn login_page(view: &LoginView<'_>) -> Markup {

@@ -87,6 +87,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(reauth::reauthenticate)),
         )
         .service(page("/settings/security/password").route(web::post().to(security::change_password)))
+        .service(
+            page("/settings/security/providers/{provider}/unlink").route(web::post().to(security::unlink_provider)),
+        )
         .service(page("/settings/security/two-factor").route(web::post().to(security::begin_totp)))
         .service(page("/settings/security/two-factor/confirm").route(web::post().to(security::confirm_totp)))
         .service(page("/settings/security/two-factor/disable").route(web::post().to(security::disable_totp)))

@@ -52,6 +52,7 @@ with_providers!(
     facebook_logins_use_the_graph_api_address,
     an_account_with_2fa_needs_its_code_after_a_provider_login,
     a_browser_signs_in_with_a_provider_and_then_its_code,
+    linked_identities_are_listed_and_the_last_way_in_is_kept,
 );
 
 struct World {
@@ -558,6 +559,80 @@ async fn github_logins_need_a_verified_primary_address(world: World) {
     let body = problem(callback, 400, "oauth_failed").await;
     assert!(body["detail"].as_str().unwrap().contains("verified e-mail"), "{body}");
     assert_eq!(world.rows("users"), 1);
+}
+
+async fn linked_identities_are_listed_and_the_last_way_in_is_kept(world: World) {
+    let github_login = || async {
+        let callback = world.login(&Browser::new(), "github", Some(ALLOWED), "octo").await;
+        let code = query(&location(&callback), "code").unwrap();
+        let pair: Value = world.exchange(&code).await.json().await.unwrap();
+        pair["access_token"].as_str().unwrap().to_owned()
+    };
+    let app = &world.app;
+    let listed_for = |token: String| async move {
+        let response = app.get_auth("/v1/me/identities", &token).await;
+        response.json::<Value>().await.unwrap()
+    };
+    let access = github_login().await;
+    let listed = listed_for(access.clone()).await;
+    let identities = listed["identities"].as_array().unwrap();
+    assert_eq!(identities.len(), 1, "{listed}");
+    assert_eq!(identities[0]["provider"], "github");
+    assert_eq!(identities[0]["email"], "octo@example.com");
+    assert!(identities[0]["last_used_at"].is_null(), "the login that made the link");
+    let access = github_login().await;
+    let listed = listed_for(access.clone()).await;
+    assert!(listed["identities"][0]["last_used_at"].is_string(), "{listed}");
+
+    // The account has no password: GitHub is its only way in.
+    let unlink = |provider: &str, token: &str| {
+        let request = world
+            .app
+            .client
+            .delete(world.app.url(&format!("/v1/me/identities/{provider}")));
+        request.bearer_auth(token.to_owned()).send()
+    };
+    let refused = problem(unlink("github", &access).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(refused["errors"][0]["field"], "provider", "{refused}");
+    problem(unlink("google", &access).await.unwrap(), 404, "not_found").await;
+    problem(unlink("myspace", &access).await.unwrap(), 404, "provider_not_found").await;
+
+    // With a password (set through a reset link), GitHub may go.
+    let before = world.app.mails().len();
+    world
+        .app
+        .post("/v1/auth/password/forgot", json!({"email": "octo@example.com"}))
+        .await;
+    let token = world.app.wait_for_link(before + 1, "/reset-password").await;
+    let reset = world
+        .app
+        .post("/v1/auth/password/reset", json!({"token": token, "password": PASSWORD}))
+        .await;
+    assert_eq!(reset.status(), 204);
+    let pair: Value = world
+        .app
+        .login("octo@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = pair["access_token"].as_str().unwrap();
+    // On the security page, a signed-in person unlinks it.
+    let mut browser = crate::web::Browser::new(&world.app);
+    browser.log_in("octo@example.com").await;
+    let page = browser.get("/settings/security").await;
+    assert!(page.body.contains("data-provider=\"github\""), "{}", page.body);
+    let csrf = page.csrf();
+    let done = browser
+        .post("/settings/security/providers/github/unlink", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303);
+    assert_eq!(done.header("location"), "/settings/security?notice=provider_unlinked");
+    problem(unlink("github", access).await.unwrap(), 404, "not_found").await;
+    assert_eq!(listed_for(access.to_owned()).await["identities"], json!([]));
+    let events: Value = world.app.get_auth("/v1/me/events", access).await.json().await.unwrap();
+    assert_eq!(events["events"][0]["type"], "oauth_unlinked");
+    assert_eq!(events["events"][0]["details"]["provider"], "github");
 }
 
 async fn github_refusals_and_failures_are_oauth_failed(world: World) {

@@ -393,6 +393,9 @@ where
         // Parallel first logins of one person race; each loser looks again.
         for _ in 0..LINK_ATTEMPTS {
             if let Some(owner) = self.store.identity_owner(provider, &identity.subject).await? {
+                self.store
+                    .note_identity_use(provider, &identity.subject, self.clock.now())
+                    .await?;
                 let user = self
                     .store
                     .user_by_id(owner)

@@ -113,6 +113,8 @@ struct State {
     last_clients: HashMap<ApiKeyId, ClientContext>,
     pending_logins: HashMap<TokenHash, crate::oauth::PendingLogin>,
     identities: Vec<crate::oauth::LinkedIdentity>,
+    /// (provider, subject) → last login with it.
+    identity_uses: HashMap<(crate::oauth::Provider, String), DateTime<Utc>>,
     /// login code hash → (user, provider, expires, used)
     login_codes: HashMap<TokenHash, (UserId, crate::oauth::Provider, DateTime<Utc>, bool)>,
     /// How often a session was read.
@@ -1763,6 +1765,48 @@ impl OAuthRepository for &MemoryStore {
             .find(|i| i.provider == provider && i.subject == subject)
             .map(|i| i.user_id))
     }
+    async fn identities(&self, user: UserId) -> Result<Vec<crate::oauth::IdentityRecord>, InfraError> {
+        let state = self.0.lock().unwrap();
+        let used = |i: &LinkedIdentity| state.identity_uses.get(&(i.provider, i.subject.clone())).copied();
+        Ok(state
+            .identities
+            .iter()
+            .filter(|i| i.user_id == user)
+            .map(|i| crate::oauth::IdentityRecord {
+                provider: i.provider,
+                email: i.email.clone(),
+                linked_at: i.created_at,
+                last_used_at: used(i),
+            })
+            .collect())
+    }
+    async fn note_identity_use(&self, provider: Provider, subject: &str, at: DateTime<Utc>) -> Result<(), InfraError> {
+        let mut state = self.0.lock().unwrap();
+        state.identity_uses.insert((provider, subject.to_owned()), at);
+        Ok(())
+    }
+    async fn unlink_identity(
+        &self,
+        user: UserId,
+        provider: Provider,
+    ) -> Result<crate::oauth::UnlinkOutcome, InfraError> {
+        use crate::oauth::UnlinkOutcome;
+        let mut state = self.0.lock().unwrap();
+        let has_password = state.users.iter().any(|u| u.id == user && u.password_hash.is_some());
+        let linked = state.identities.iter().filter(|i| i.user_id == user).count();
+        let Some(at) = state
+            .identities
+            .iter()
+            .position(|i| i.user_id == user && i.provider == provider)
+        else {
+            return Ok(UnlinkOutcome::NotLinked);
+        };
+        if !has_password && linked <= 1 {
+            return Ok(UnlinkOutcome::LastWayIn);
+        }
+        state.identities.remove(at);
+        Ok(UnlinkOutcome::Unlinked)
+    }
     async fn link_identity(&self, identity: &LinkedIdentity) -> Result<LinkOutcome, InfraError> {
         let mut state = self.0.lock().unwrap();
         if let Some(existing) = state
@@ -2962,4 +3006,5 @@ fn a_network_whose_unknown_credentials_keep_failing_is_refused_without_a_lookup(
     ));
 }
 
+mod identities;
 mod usage;

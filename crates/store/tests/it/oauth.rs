@@ -1,7 +1,7 @@
 //! OAuth logins: states taken once, identities linked once, login codes used once.
 
 use crate::support::{in_parallel, minutes, new_user, t0, token, user, TestDb};
-use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider};
+use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider, UnlinkOutcome};
 use convosphere_domain::ports::{CreateUserError, OAuthRepository, UserRepository};
 use convosphere_domain::{Email, PasswordHash, UserId};
 
@@ -12,6 +12,7 @@ on_both_backends!(
     an_account_and_its_identity_are_made_together_or_not_at_all,
     a_login_code_is_used_once_under_parallel_exchanges_and_expires,
     purging_removes_expired_oauth_rows,
+    parallel_unlinks_leave_a_passwordless_account_a_way_in,
 );
 
 fn pending(provider: Provider) -> PendingLogin {
@@ -212,4 +213,64 @@ async fn purging_removes_expired_oauth_rows(db: TestDb) {
     assert_eq!(purged.oauth, 2);
     assert_eq!(db.store.take_pending_login(&old.state).await.unwrap(), None);
     assert!(db.store.take_pending_login(&fresh.state).await.unwrap().is_some());
+}
+
+async fn parallel_unlinks_leave_a_passwordless_account_a_way_in(db: TestDb) {
+    let mut new = new_user("ada@example.com");
+    new.password_hash = None;
+    let google = identity(Provider::Google, "g-1", new.id, "ada@example.com");
+    let ada = db.store.create_user_with_identity(&new, &google).await.unwrap().id;
+    let github = identity(Provider::GitHub, "gh-1", ada, "ada@example.com");
+    assert_eq!(db.store.link_identity(&github).await.unwrap(), LinkOutcome::Linked);
+    db.store
+        .note_identity_use(Provider::GitHub, "gh-1", t0() + minutes(5))
+        .await
+        .unwrap();
+    let listed = db.store.identities(ada).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let used = listed.iter().find(|i| i.provider == Provider::GitHub).unwrap();
+    assert_eq!(used.last_used_at, Some(t0() + minutes(5)));
+    assert_eq!(used.email.as_str(), "ada@example.com");
+    assert_eq!(
+        listed
+            .iter()
+            .find(|i| i.provider == Provider::Google)
+            .unwrap()
+            .last_used_at,
+        None
+    );
+
+    // Both at once: one goes, the other is the last way in and stays.
+    let answers = in_parallel(2, |i| {
+        let store = db.store.clone();
+        let provider = if i == 0 { Provider::Google } else { Provider::GitHub };
+        async move { store.unlink_identity(ada, provider).await.unwrap() }
+    })
+    .await;
+    assert_eq!(
+        answers.iter().filter(|a| **a == UnlinkOutcome::Unlinked).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|a| **a == UnlinkOutcome::LastWayIn).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(db.store.identities(ada).await.unwrap().len(), 1);
+
+    // An account with a password may unlink its only identity; then it is gone.
+    let grace = user(&db.store, "grace@example.com").await;
+    db.store.set_email_verified(grace).await.unwrap(); // else linking drops the password
+    let linked = identity(Provider::Facebook, "fb-1", grace, "grace@example.com");
+    db.store.link_identity(&linked).await.unwrap();
+    assert_eq!(
+        db.store.unlink_identity(grace, Provider::Facebook).await.unwrap(),
+        UnlinkOutcome::Unlinked
+    );
+    assert_eq!(
+        db.store.unlink_identity(grace, Provider::Facebook).await.unwrap(),
+        UnlinkOutcome::NotLinked
+    );
+    assert_eq!(db.store.identity_owner(Provider::Facebook, "fb-1").await.unwrap(), None);
 }

@@ -1,0 +1,1 @@
+ALTER TABLE oauth_identities DROP COLUMN last_used_at;
