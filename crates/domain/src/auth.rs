@@ -1245,6 +1245,7 @@ where
     }
 }
 
+pub mod export;
 pub mod gateway;
 pub use gateway::Caller;
 pub mod identities;

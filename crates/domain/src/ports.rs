@@ -687,6 +687,12 @@ pub trait UsageRepository: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, InfraError>> + Send;
 
+    /// The networks `key` was used from, most recent first.
+    fn key_networks(
+        &self,
+        key: crate::api_key::ApiKeyId,
+    ) -> impl Future<Output = Result<Vec<crate::usage::KeyNetworkUse>, InfraError>> + Send;
+
     /// Claims the e-mail about `kind` of unusual use of `key` on the day of
     /// `at` (UTC): `true` for the one caller of all instances that does.
     fn claim_usage_alert(

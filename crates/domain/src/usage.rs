@@ -291,6 +291,17 @@ impl fmt::Display for KeyNetwork {
     }
 }
 
+/// A network a key was used from, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyNetworkUse {
+    /// `203.0.113.0/24`, `2001:db8:7::/48`.
+    pub network: String,
+    /// The first use from it.
+    pub first_seen: DateTime<Utc>,
+    /// The latest use from it (as the instances noted it).
+    pub last_seen: DateTime<Utc>,
+}
+
 /// A key's use as the recorder saw it last in a flush interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUse {

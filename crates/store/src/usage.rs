@@ -12,7 +12,9 @@ use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::api_key::ApiKeyId;
 use convosphere_domain::ports::UsageRepository;
-use convosphere_domain::usage::{Granularity, UsageBucket, UsageCounts, UsageDelta, UsageRange, UsageSubject};
+use convosphere_domain::usage::{
+    Granularity, KeyNetworkUse, UsageBucket, UsageCounts, UsageDelta, UsageRange, UsageSubject,
+};
 use convosphere_domain::{EventKind, InfraError};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -213,6 +215,23 @@ impl UsageRepository for Store {
             Ok(last)
         }))?;
         Ok(last.map(|at| at.and_utc()))
+    }
+
+    async fn key_networks(&self, key: ApiKeyId) -> Result<Vec<KeyNetworkUse>, InfraError> {
+        let key = key.to_string();
+        let rows: Vec<(String, NaiveDateTime, NaiveDateTime)> = with_conn!(self, |conn| Ok(key_networks::table
+            .filter(key_networks::api_key_id.eq(key))
+            .order(key_networks::last_seen.desc())
+            .select((key_networks::network, key_networks::first_seen, key_networks::last_seen))
+            .load(conn)?))?;
+        Ok(rows
+            .into_iter()
+            .map(|(network, first, last)| KeyNetworkUse {
+                network,
+                first_seen: first.and_utc(),
+                last_seen: last.and_utc(),
+            })
+            .collect())
     }
 
     async fn claim_usage_alert(&self, key: ApiKeyId, kind: EventKind, at: DateTime<Utc>) -> Result<bool, InfraError> {

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         routes::signup, routes::verify_email, routes::resend_verification, routes::login, routes::refresh, routes::reauthenticate,
         routes::forgot_password, routes::reset_password, routes::logout, routes::change_password, routes::me,
-        routes::update_profile, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
+        routes::update_profile, routes::export, routes::list_sessions, routes::revoke_session, routes::jwks, routes::healthz,
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
         keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
         oauth::start, oauth::callback, oauth::exchange, oauth::identities, oauth::unlink, usage::account, usage::key,
@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
         RefreshBody, ResetBody, ChangePasswordBody, ReauthenticateBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
         TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
-        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody, IdentityBody, IdentityList,
+        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody, IdentityBody, IdentityList, ExportBody, TwoFactorBody, KeyExportBody, KeyNetworkBody,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

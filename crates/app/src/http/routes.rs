@@ -6,13 +6,13 @@ use super::middleware::ip_limit;
 use crate::common::extract::{json_config, query_config, ClientInfo, Json};
 use crate::common::problem::{ApiError, Problem};
 use crate::state::{after_answer, AppState};
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::auth::{LoginRequest, SignupRequest};
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::SecretString;
-use convosphere_domain::{Caller, FieldError, SessionId};
+use convosphere_domain::{Caller, FieldError, SessionId, User};
 
 pub(crate) type Result<T = HttpResponse> = std::result::Result<T, ApiError>;
 
@@ -51,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/me/mfa/totp/confirm").route(web::post().to(super::mfa::confirm_totp)))
         .service(resource("/v1/me/events").route(web::get().to(super::mfa::events)))
         .service(resource("/v1/me/usage").route(web::get().to(super::usage::account)))
+        .service(resource("/v1/me/export").route(web::get().to(export)))
         .service(resource("/v1/me/identities").route(web::get().to(super::oauth::identities)))
         .service(resource("/v1/me/identities/{provider}").route(web::delete().to(super::oauth::unlink)))
         .service(resource("/v1/sessions").route(web::get().to(list_sessions)))
@@ -288,6 +289,25 @@ pub async fn change_password(
         .change_password(&user.0, &current, &new, &client.context())
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Everything kept about the account, as an `attachment` (no secret, no
+/// hash; never cached on the way): for the API and the account page alike.
+pub(crate) async fn export_document(state: &AppState, user: &User, session: Option<SessionId>) -> Result {
+    let export = state.auth.export(user).await?;
+    let body = ExportBody::new(&export, state.auth.config().session_idle_timeout, session);
+    let name = format!("convosphere-account-{}.json", export.exported_at.format("%Y-%m-%d"));
+    Ok(super::carrying_secret(StatusCode::OK)
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")))
+        .json(body))
+}
+
+/// Your data: every record the service keeps about your account, in one
+/// JSON document (see docs/API.md for each field).
+#[utoipa::path(get, path = "/v1/me/export", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = ExportBody), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn export(state: web::Data<AppState>, user: UserSession) -> Result {
+    export_document(&state, &user.0.user, Some(user.0.session_id)).await
 }
 
 /// The caller: account and credential (a user access token or an API key).

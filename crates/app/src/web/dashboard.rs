@@ -158,6 +158,11 @@ async fn render(state: &AppState, who: &SignedIn, notice: Option<&str>, edit: Op
                 dt { "Member since" } dd { (when(user.created_at)) }
                 dt { "Account id" } dd { code { (user.id.to_string()) } }
             }
+            p {
+                a.btn.btn-secondary.btn-small href="/settings/account/export" download { "Download your data" }
+                " "
+                span.muted { "Every record we keep about your account, as one JSON file." }
+            }
         }
         (profile_form(who, values, errors))
     };
@@ -170,6 +175,13 @@ async fn render(state: &AppState, who: &SignedIn, notice: Option<&str>, edit: Op
 /// `GET /dashboard`
 pub(crate) async fn show(state: web::Data<AppState>, who: SignedIn, query: web::Query<NoticeQuery>) -> Page {
     render(&state, &who, query.notice.as_deref(), None).await
+}
+
+/// `GET /settings/account/export`: the same document as `GET /v1/me/export`.
+pub(crate) async fn export(state: web::Data<AppState>, who: SignedIn) -> Page {
+    crate::http::routes::export_document(&state, who.user(), Some(who.principal.session_id))
+        .await
+        .map_err(PageError::from)
 }
 
 /// `POST /dashboard/profile`: the same use case as `PATCH /v1/me`.

@@ -62,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(page("/verify-email/resend").route(web::post().to(account::resend)))
         .service(page("/dashboard").route(web::get().to(dashboard::show)))
         .service(page("/dashboard/profile").route(web::post().to(dashboard::update_profile)))
+        .service(page("/settings/account/export").route(web::get().to(dashboard::export)))
         .service(
             page("/settings/api-keys")
                 .route(web::get().to(keys::list))

@@ -389,3 +389,102 @@ on_both_backends! {
     a_new_user_signs_up_verifies_and_logs_in(&[]),
     password_reset_ends_every_session_and_the_link_works_once(&[]),
 }
+
+#[tokio::test]
+async fn the_export_holds_every_record_of_the_account_and_no_secret() {
+    let app = TestApp::spawn().await;
+    let access = app.signed_in("ada@example.com").await;
+    let created: Value = app
+        .post_auth(
+            "/v1/api-keys",
+            &access,
+            json!({"name": "Production", "scopes": ["agents:read"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(app.get_auth("/v1/authz?scope=agents:read", &key).await.status(), 200);
+    // The pages offer the same document for download.
+    let mut browser = crate::web::Browser::new(&app);
+    browser.log_in("ada@example.com").await;
+    let dashboard = browser.get("/dashboard").await;
+    assert!(dashboard.body.contains("href=\"/settings/account/export\""));
+    let download = browser.get("/settings/account/export").await;
+    assert_eq!(download.status, 200);
+    assert!(download.header("content-disposition").starts_with("attachment;"));
+    let document: Value = serde_json::from_str(&download.body).unwrap();
+    assert_eq!(document["user"]["email"], "ada@example.com");
+    assert_eq!(
+        document["sessions"].as_array().unwrap().len(),
+        2,
+        "the API's session and the browser's"
+    );
+
+    let (secret, recovery_codes) = crate::mfa::enable_totp(&app, &access).await;
+    // The key's use is written within a few seconds.
+    let mut export = Value::Null;
+    for _ in 0..60 {
+        let response = app.get_auth("/v1/me/export", &access).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+        assert!(
+            disposition.starts_with("attachment; filename=\"convosphere-account-"),
+            "{disposition}"
+        );
+        export = response.json().await.unwrap();
+        if export["usage"].as_array().is_some_and(|days| !days.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(export["user"]["email"], "ada@example.com");
+    assert_eq!(export["user"]["company"], "Analytical Engines");
+    assert_eq!(
+        export["two_factor"],
+        json!({"enabled": true, "recovery_codes_left": 10})
+    );
+    let sessions = export["sessions"].as_array().unwrap();
+    assert!(!sessions.is_empty());
+    assert_eq!(
+        sessions.iter().filter(|s| s["current"] == true).count(),
+        1,
+        "the session that asked"
+    );
+    assert_eq!(export["api_keys"][0]["prefix"], &key[..11]);
+    assert!(export["api_keys"][0].get("key").is_none());
+    assert_eq!(export["api_keys"][0]["last_used_ip"], "127.0.0.1");
+    assert_eq!(export["api_keys"][0]["usage"][0]["allowed"], 1);
+    assert_eq!(export["identities"], json!([]));
+    let kinds: Vec<&str> = export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "signup",
+        "email_verified",
+        "login_succeeded",
+        "api_key_created",
+        "mfa_enabled",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    assert!(
+        export["usage"][0]["allowed"].as_u64().unwrap() >= 2,
+        "{}",
+        export["usage"]
+    );
+    // Nothing secret: not the key, its hash, the TOTP secret, a recovery code or a password hash.
+    let text = export.to_string();
+    assert!(!text.contains(&key[12..44]));
+    assert!(!text.contains(&secret));
+    assert!(recovery_codes.iter().all(|code| !text.contains(code.as_str())));
+    assert!(!text.contains("argon2"));
+    assert!(!text.contains("secret_hash") && !text.contains("password_hash"));
+    // An API key cannot take it.
+    problem(app.get_auth("/v1/me/export", &key).await, 403, "user_token_required").await;
+}

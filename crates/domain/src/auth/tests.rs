@@ -1270,6 +1270,21 @@ impl UsageRepository for &MemoryStore {
             .key_networks
             .insert((key, network.to_owned()), at))
     }
+    async fn key_networks(&self, key: ApiKeyId) -> Result<Vec<crate::usage::KeyNetworkUse>, InfraError> {
+        let state = self.0.lock().unwrap();
+        let mut networks: Vec<_> = state
+            .key_networks
+            .iter()
+            .filter(|((k, _), _)| *k == key)
+            .map(|((_, network), at)| crate::usage::KeyNetworkUse {
+                network: network.clone(),
+                first_seen: *at,
+                last_seen: *at,
+            })
+            .collect();
+        networks.sort_by_key(|n| std::cmp::Reverse(n.last_seen));
+        Ok(networks)
+    }
     async fn claim_usage_alert(&self, key: ApiKeyId, kind: EventKind, at: DateTime<Utc>) -> Result<bool, InfraError> {
         Ok(self.0.lock().unwrap().alerts.insert((key, kind, at.date_naive())))
     }

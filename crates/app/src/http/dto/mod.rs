@@ -6,8 +6,10 @@ use convosphere_domain::SecretString;
 use convosphere_domain::{ScopeSet, SecondFactor, SecurityEvent, Session, SessionId, User};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod export;
 mod keys;
 mod usage;
+pub use export::*;
 pub use keys::*;
 pub use usage::*;
 

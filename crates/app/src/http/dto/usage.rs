@@ -2,7 +2,7 @@
 
 use super::rfc3339;
 use chrono::{DateTime, Utc};
-use convosphere_domain::usage::{Usage, UsageCounts};
+use convosphere_domain::usage::{Usage, UsageBucket, UsageCounts};
 use serde::Serialize;
 
 /// One bucket's counts.
@@ -71,6 +71,18 @@ fn totals(counts: &UsageCounts) -> UsageTotalsBody {
     }
 }
 
+impl From<&UsageBucket> for UsageBucketBody {
+    fn from(bucket: &UsageBucket) -> Self {
+        Self {
+            start: bucket.start,
+            allowed: bucket.counts.allowed,
+            rate_limited: bucket.counts.rate_limited,
+            insufficient_scope: bucket.counts.insufficient_scope,
+            peak_per_minute: bucket.counts.peak_per_minute,
+        }
+    }
+}
+
 impl From<&Usage> for UsageBody {
     fn from(usage: &Usage) -> Self {
         Self {
@@ -78,17 +90,7 @@ impl From<&Usage> for UsageBody {
             from: usage.range.from,
             to: usage.range.to,
             limit_per_minute: usage.limit_per_minute,
-            buckets: usage
-                .buckets
-                .iter()
-                .map(|bucket| UsageBucketBody {
-                    start: bucket.start,
-                    allowed: bucket.counts.allowed,
-                    rate_limited: bucket.counts.rate_limited,
-                    insufficient_scope: bucket.counts.insufficient_scope,
-                    peak_per_minute: bucket.counts.peak_per_minute,
-                })
-                .collect(),
+            buckets: usage.buckets.iter().map(UsageBucketBody::from).collect(),
             totals: totals(&usage.totals),
             last_used_ip: None,
             last_used_user_agent: None,
