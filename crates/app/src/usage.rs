@@ -146,11 +146,11 @@ impl UsageRecorder {
         let Some(key) = request.key else { return };
         add_to(&self.minutes, (request.user, Some(key), minute), request.outcome);
         self.note_use(key, at, request.ip, request.user_agent);
-        if let Some(ip) = request.ip {
-            self.sight(Seen::Network(key, KeyNetwork::of(ip)), || KeySighting::Network {
+        if let Some(network) = request.ip.map(KeyNetwork::of) {
+            self.sight(Seen::Network(key, network), || KeySighting::Network {
                 key,
                 user: request.user,
-                network: KeyNetwork::of(ip),
+                network,
                 at,
             });
         }

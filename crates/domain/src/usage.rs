@@ -191,12 +191,12 @@ impl UsageRange {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let to = granularity.floor(to.unwrap_or(now)) + granularity.step();
         let default_span = match granularity {
             Granularity::Hour => Duration::hours(24),
             Granularity::Day => Duration::days(30),
         };
-        let from = granularity.floor(from.unwrap_or(to - default_span));
+        let last = Self::ending_at(to.unwrap_or(now), default_span, granularity);
+        let (from, to) = (from.map_or(last.from, |from| granularity.floor(from)), last.to);
         let (most, unit) = match granularity {
             Granularity::Hour => (MAX_HOURS, "31 days by hour"),
             Granularity::Day => (MAX_DAYS, "400 days by day"),
@@ -208,6 +208,26 @@ impl UsageRange {
             return Err(vec![FieldError::new("from", "too_long", format!("at most {unit}"))]);
         }
         Ok(Self { from, to, granularity })
+    }
+
+    /// The `span` (whole buckets) that ends with the bucket holding `at`.
+    ///
+    /// ```
+    /// use chrono::{Duration, TimeZone, Utc};
+    /// use convosphere_domain::usage::{Granularity, UsageRange};
+    ///
+    /// let at = Utc.with_ymd_and_hms(2026, 3, 10, 12, 30, 0).unwrap();
+    /// let week = UsageRange::ending_at(at, Duration::days(7), Granularity::Day);
+    /// assert_eq!(week.to, Utc.with_ymd_and_hms(2026, 3, 11, 0, 0, 0).unwrap());
+    /// assert_eq!(week.from, Utc.with_ymd_and_hms(2026, 3, 4, 0, 0, 0).unwrap());
+    /// ```
+    pub fn ending_at(at: DateTime<Utc>, span: Duration, granularity: Granularity) -> Self {
+        let to = granularity.floor(at) + granularity.step();
+        Self {
+            from: granularity.floor(to - span),
+            to,
+            granularity,
+        }
     }
 
     /// The start of every bucket, in order.

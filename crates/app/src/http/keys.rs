@@ -37,7 +37,7 @@ fn parse_expiry(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<Dat
     }
 }
 
-fn key_id(raw: &str) -> Result<ApiKeyId> {
+pub(super) fn key_id(raw: &str) -> Result<ApiKeyId> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 

@@ -7,7 +7,6 @@ use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use convosphere_domain::api_key::ApiKeyId;
 use convosphere_domain::usage::UsageRange;
 use serde::Deserialize;
 
@@ -56,8 +55,10 @@ pub async fn key(
     id: web::Path<String>,
     query: web::Query<UsageQuery>,
 ) -> Result {
-    let id: ApiKeyId = id.parse().map_err(|_| ApiError::not_found())?;
-    let found = state.auth.key_usage(&user.0.user, id, query.range()?).await?;
+    let found = state
+        .auth
+        .key_usage(&user.0.user, super::keys::key_id(&id)?, query.range()?)
+        .await?;
     let mut body = UsageBody::from(&found.usage);
     body.last_used_ip = Some(found.last_client.ip);
     body.last_used_user_agent = Some(found.last_client.user_agent);

@@ -85,11 +85,10 @@ async fn render(state: &AppState, who: &SignedIn, notice: Option<&str>, edit: Op
     let keys = state.auth.api_keys(user.id).await.map_err(page_error)?;
     let active_keys = keys.iter().filter(|k| k.status(now) == ApiKeyStatus::Active).count();
     let limit = state.config.rate_limits.per_minute(user.plan);
-    let day = Granularity::Day.floor(now);
+    // Today (UTC), by hour: its busiest minute is the busiest of its hours.
     let today = UsageRange {
-        from: day,
-        to: day + chrono::Duration::days(1),
         granularity: Granularity::Hour,
+        ..UsageRange::ending_at(now, chrono::Duration::days(1), Granularity::Day)
     };
     let today = state.auth.account_usage(user, today).await.map_err(page_error)?;
     let busiest = today.totals.peak_per_minute;

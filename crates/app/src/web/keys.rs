@@ -85,7 +85,7 @@ fn end_of_day(raw: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> 
     }
 }
 
-fn key_id(raw: &str) -> Result<ApiKeyId, PageError> {
+pub(crate) fn key_id(raw: &str) -> Result<ApiKeyId, PageError> {
     raw.parse().map_err(|_| PageError::not_found())
 }
 

@@ -10,7 +10,6 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{Duration, Utc};
-use convosphere_domain::api_key::ApiKeyId;
 use convosphere_domain::usage::{Granularity, Usage, UsageRange};
 use convosphere_domain::EventKind;
 use maud::{html, Markup};
@@ -104,12 +103,7 @@ pub(crate) fn sparkline(usage: &Usage) -> Markup {
 
 /// The last 30 days by day, today included.
 pub(crate) fn last_30_days() -> UsageRange {
-    let to = Granularity::Day.floor(Utc::now()) + Duration::days(1);
-    UsageRange {
-        from: to - Duration::days(30),
-        to,
-        granularity: Granularity::Day,
-    }
+    UsageRange::ending_at(Utc::now(), Duration::days(30), Granularity::Day)
 }
 
 /// The numbers behind the chart, the busy buckets only.
@@ -149,13 +143,14 @@ pub(crate) async fn show(
     id: web::Path<String>,
     query: web::Query<ViewQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let id: ApiKeyId = id.parse().map_err(|_| PageError::not_found())?;
+    let id = super::keys::key_id(&id)?;
     let now = Utc::now();
     let hours = query.view.as_deref() == Some("hours");
-    let granularity = if hours { Granularity::Hour } else { Granularity::Day };
-    let to = granularity.floor(now) + granularity.step();
-    let from = to - if hours { Duration::days(7) } else { Duration::days(30) };
-    let range = UsageRange { from, to, granularity };
+    let range = if hours {
+        UsageRange::ending_at(now, Duration::days(7), Granularity::Hour)
+    } else {
+        last_30_days()
+    };
     let found = state.auth.key_usage(who.user(), id, range).await.map_err(page_error)?;
     let (key, usage) = (&found.key, &found.usage);
     let events = state.auth.events(who.user().id, None, 100).await.map_err(page_error)?;

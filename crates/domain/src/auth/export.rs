@@ -65,12 +65,7 @@ where
                 None => break,
             }
         }
-        let to = Granularity::Day.floor(now) + Duration::days(1);
-        let range = UsageRange {
-            from: to - Duration::days(MAX_DAYS),
-            to,
-            granularity: Granularity::Day,
-        };
+        let range = UsageRange::ending_at(now, Duration::days(MAX_DAYS), Granularity::Day);
         Ok(AccountExport {
             exported_at: now,
             recovery_codes_left: if user.mfa_enabled {

@@ -158,11 +158,7 @@ where
         let user = self.user_by_email_or_unknown(email).await?;
         let days = i64::from(days.clamp(1, crate::usage::MAX_DAYS as u32));
         let now = self.clock.now();
-        let range = UsageRange {
-            from: Granularity::Day.floor(now) - Duration::days(days - 1),
-            to: Granularity::Day.floor(now) + Duration::days(1),
-            granularity: Granularity::Day,
-        };
+        let range = UsageRange::ending_at(now, Duration::days(days), Granularity::Day);
         let usage = self.account_usage(&user, range).await?;
         let mut keys: Vec<(ApiKey, UsageCounts)> = (self.keys_with_usage(&user, range).await?)
             .into_iter()

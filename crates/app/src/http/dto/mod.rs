@@ -7,9 +7,11 @@ use convosphere_domain::{ScopeSet, SecondFactor, SecurityEvent, Session, Session
 use serde::{Deserialize, Serialize, Serializer};
 
 mod export;
+mod identities;
 mod keys;
 mod usage;
 pub use export::*;
+pub use identities::*;
 pub use keys::*;
 pub use usage::*;
 
@@ -360,41 +362,6 @@ pub struct CodeBody {
     /// The 6-digit code the app shows now.
     #[schema(required = true, value_type = String, min_length = 1)]
     pub code: Option<String>,
-}
-
-/// A provider identity linked to the account.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct IdentityBody {
-    /// `google`, `github` or `facebook`.
-    pub provider: &'static str,
-    /// The verified address it came with when it was linked.
-    pub email: String,
-    /// When it was linked.
-    #[serde(serialize_with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub linked_at: DateTime<Utc>,
-    /// When a login last used it, or `null`.
-    #[serde(serialize_with = "rfc3339_opt")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-/// `GET /v1/me/identities`
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct IdentityList {
-    /// Oldest first.
-    pub identities: Vec<IdentityBody>,
-}
-
-impl From<&convosphere_domain::oauth::IdentityRecord> for IdentityBody {
-    fn from(identity: &convosphere_domain::oauth::IdentityRecord) -> Self {
-        Self {
-            provider: identity.provider.as_str(),
-            email: identity.email.as_str().to_owned(),
-            linked_at: identity.linked_at,
-            last_used_at: identity.last_used_at,
-        }
-    }
 }
 
 /// `POST /v1/auth/oauth/exchange`
