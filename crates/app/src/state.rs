@@ -12,12 +12,16 @@ use convosphere_mail::MailService;
 use convosphere_oauth::{
     Credentials, FacebookConfig, GitHubConfig, GoogleConfig, OAuthClients, OAuthConfig as ProvidersConfig,
 };
+use convosphere_passkey::WebauthnVerifier;
 use convosphere_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use convosphere_store::Store;
 use std::sync::Arc;
 
 /// The use cases, wired to the production adapters.
 pub type AppAuth = Auth<Store, Argon2Hasher, JwtSigner, MailService, Limiter>;
+
+/// The name people see in their authenticator apps and passkey managers.
+const MFA_ISSUER: &str = "Convosphere AI";
 
 /// Why the service could not start: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ pub struct AppState {
     pub web: crate::common::cookie::WebState,
     /// The OAuth providers and the redirect policy.
     pub oauth: OAuthLogin<OAuthClients>,
+    /// The WebAuthn ceremonies of passkeys; `None` when the public URL's
+    /// host is an IP address, which WebAuthn does not accept as an RP id.
+    pub passkeys: Option<WebauthnVerifier>,
     mail: MailService,
     /// Permits for work done after answering (see [`after_answer`]).
     background: Arc<tokio::sync::Semaphore>,
@@ -132,13 +139,14 @@ impl AppState {
             password_reset_ttl: chrono(config.password_reset_ttl),
             lockout_threshold: config.lockout_threshold,
             lockout_duration: chrono(config.lockout_duration),
-            mfa_issuer: "Convosphere AI".into(),
+            mfa_issuer: MFA_ISSUER.into(),
             plan_limits: config.rate_limits,
             reauth_window: chrono(config.reauth_window),
         };
         let limiter = Limiter::from_config(&config).await?;
         let web = crate::common::cookie::WebState::new(&secret_key, config.is_https());
         let oauth = oauth_login(&config)?;
+        let passkeys = passkey_verifier(&config)?;
         let credentials = Arc::new(CallerCache::new(convosphere_cache::CAPACITY));
         let auth = Auth::new(
             store.clone(),
@@ -165,6 +173,7 @@ impl AppState {
             jwks,
             web,
             oauth,
+            passkeys,
             config,
             mail,
             background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_JOBS)),
@@ -190,6 +199,22 @@ impl AppState {
         self.usage.flush(&self.auth).await;
         self.mail.shutdown(std::time::Duration::from_secs(10)).await;
     }
+}
+
+/// The relying party of passkeys, unless the public URL is an IP address
+/// (the default `http://127.0.0.1:8080`): browsers and webauthn-rs want a
+/// domain, such as `localhost`.
+fn passkey_verifier(config: &Config) -> Result<Option<WebauthnVerifier>, StartError> {
+    if config.webauthn_rp_id.parse::<std::net::IpAddr>().is_ok() {
+        tracing::warn!(
+            rp_id = %config.webauthn_rp_id,
+            "passkeys are off: WebAuthn needs a domain (e.g. AUTH_PUBLIC_URL=http://localhost:8080), not an IP address"
+        );
+        return Ok(None);
+    }
+    WebauthnVerifier::new(&config.webauthn_rp_id, &config.public_url, MFA_ISSUER)
+        .map(Some)
+        .map_err(|e| StartError(format!("AUTH_WEBAUTHN_RP_ID: {e}")))
 }
 
 /// The OAuth providers named by the configuration (a provider without a

@@ -1252,6 +1252,7 @@ pub mod identities;
 pub mod keys;
 pub mod mfa;
 pub mod oauth;
+pub mod passkeys;
 pub mod recent;
 pub mod usage;
 pub use recent::{ReauthenticateError, RecentSignInRequired};

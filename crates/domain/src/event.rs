@@ -103,6 +103,10 @@ event_kinds! {
     OAuthLinked = "oauth_linked",
     /// A provider identity was unlinked by its owner (`details.provider`).
     OAuthUnlinked = "oauth_unlinked",
+    /// A passkey was added (`details`: its id and name).
+    PasskeyAdded = "passkey_added",
+    /// A passkey was removed by its owner (`details`: its id and name).
+    PasskeyRemoved = "passkey_removed",
 }
 
 impl fmt::Display for EventKind {

@@ -63,6 +63,10 @@ id_type!(
     /// Identifies a security event; time-ordered, so it is also a cursor.
     EventId
 );
+id_type!(
+    /// Identifies a passkey of an account (not the authenticator's credential id).
+    PasskeyId
+);
 
 /// A UUIDv7 for `now`, with randomness from the port.
 pub(crate) fn new_v7(now: DateTime<Utc>, rng: &dyn crate::ports::Rng) -> Uuid {

@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
 
+mod passkeys;
+pub use passkeys::{PasskeyRepository, PasskeyVerifier};
+
 /// The current time.
 pub trait Clock: Send + Sync {
     /// Now, in UTC.

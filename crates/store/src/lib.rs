@@ -8,6 +8,7 @@ mod invalidations;
 mod mfa;
 mod models;
 mod oauth;
+mod passkeys;
 mod schema;
 mod sessions;
 mod tokens;
@@ -112,7 +113,7 @@ impl Store {
 
     /// Deletes what no rule reads any more: sessions that ended or expired
     /// before `before` (with their refresh tokens), one-time tokens, OAuth
-    /// states and OAuth login codes that expired before it, and
+    /// states, OAuth login codes and passkey challenges that expired before it, and
     /// invalidations written before it. Meant for a
     /// periodic job, with `before` well in the past (a day or more): a
     /// session's row is what makes a still-unexpired access token of it
@@ -143,6 +144,10 @@ impl Store {
                         schema::oauth_login_codes::table.filter(schema::oauth_login_codes::expires_at.lt(before)),
                     )
                     .execute(conn)?;
+                let passkey_challenges = diesel::delete(
+                    schema::passkey_challenges::table.filter(schema::passkey_challenges::expires_at.lt(before)),
+                )
+                .execute(conn)?;
                 // Deleting takes no turn with the appenders: it only removes
                 // rows far behind every reader's cursor.
                 let invalidations =
@@ -152,6 +157,7 @@ impl Store {
                     sessions,
                     one_time_tokens,
                     oauth,
+                    passkey_challenges,
                     invalidations,
                 })
             })
@@ -180,6 +186,8 @@ pub struct Purged {
     pub one_time_tokens: usize,
     /// OAuth logins left unfinished and their unused one-time codes.
     pub oauth: usize,
+    /// Passkey ceremonies left unfinished.
+    pub passkey_challenges: usize,
     /// Rows of the invalidation feed.
     pub invalidations: usize,
 }

@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::models::{
     db_time, provider, user_id, NewInvalidation, NewLoginCode, NewOAuthIdentity, PendingLoginRow, UserRow,
 };
-use crate::schema::{oauth_identities, oauth_login_codes, oauth_pending_logins, users};
+use crate::schema::{oauth_identities, oauth_login_codes, oauth_pending_logins, passkeys, users};
 use crate::users::{created_user, insert_user_unless_taken};
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -104,7 +104,11 @@ impl OAuthRepository for Store {
             if !linked.iter().any(|p| p == provider.as_str()) {
                 return Ok(UnlinkOutcome::NotLinked);
             }
-            if account.password_hash.is_none() && linked.len() <= 1 {
+            let passkeys: i64 = passkeys::table
+                .filter(passkeys::user_id.eq(&user))
+                .count()
+                .get_result(conn)?;
+            if account.password_hash.is_none() && passkeys == 0 && linked.len() <= 1 {
                 return Ok(UnlinkOutcome::LastWayIn);
             }
             diesel::delete(

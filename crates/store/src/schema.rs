@@ -337,6 +337,47 @@ diesel::table! {
 }
 
 diesel::joinable!(totp_secrets -> users (user_id));
+diesel::table! {
+    /// The passkeys of accounts (WebAuthn credentials).
+    passkeys (id) {
+        /// UUIDv7.
+        id -> Text,
+        /// The account.
+        user_id -> Text,
+        /// What its owner called it.
+        name -> Text,
+        /// The authenticator's credential id, base64url; unique.
+        credential_id -> Text,
+        /// The public key and flags, as the verifier serialises them.
+        credential -> Text,
+        /// The last signature counter seen.
+        sign_count -> BigInt,
+        /// Whether the authenticator said it is backed up.
+        backed_up -> Bool,
+        /// When it was registered (UTC).
+        created_at -> Timestamp,
+        /// When it last signed in (UTC).
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Passkey ceremonies in flight, by the hash of the challenge id.
+    passkey_challenges (id_hash) {
+        /// Lower-case hex SHA-256 of the challenge id.
+        id_hash -> Text,
+        /// `registration` or `sign_in`.
+        purpose -> Text,
+        /// The account a registration is for.
+        user_id -> Nullable<Text>,
+        /// The verifier's state of the ceremony.
+        state -> Text,
+        /// End of validity (UTC).
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(security_events -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -362,5 +403,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_alerts,
     oauth_identities,
     oauth_pending_logins,
-    oauth_login_codes
+    oauth_login_codes,
+    passkeys,
+    passkey_challenges
 );

@@ -4,6 +4,7 @@
 use super::problem::ApiError;
 use actix_web::http::StatusCode;
 use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
+use convosphere_domain::auth::passkeys::{AddPasskeyError, PasskeySignInError, RemovePasskeyError};
 use convosphere_domain::auth::recent::{ReauthenticateError, RecentSignInRequired};
 use convosphere_domain::auth::{
     AdminError, ChangePasswordError, LinkError, LoginError, NotFoundError, ProfileError, RefreshError,
@@ -223,6 +224,51 @@ impl From<DisableTotpError> for ApiError {
             DisableTotpError::InvalidCredentials => invalid_credentials(),
             DisableTotpError::Locked => account_locked(),
             DisableTotpError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+fn passkey_failed() -> ApiError {
+    ApiError::unauthorized(
+        "passkey_failed",
+        "the passkey could not be verified, or the challenge is unknown, used or expired: start again",
+    )
+}
+
+impl From<AddPasskeyError> for ApiError {
+    fn from(e: AddPasskeyError) -> Self {
+        match e {
+            AddPasskeyError::Invalid(errors) => Self::validation(errors),
+            AddPasskeyError::Refused(_) => passkey_failed(),
+            AddPasskeyError::RecentSignInRequired(e) => e.into(),
+            AddPasskeyError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<RemovePasskeyError> for ApiError {
+    fn from(e: RemovePasskeyError) -> Self {
+        match e {
+            RemovePasskeyError::NotFound => Self::not_found(),
+            RemovePasskeyError::LastWayIn => Self::validation(vec![convosphere_domain::FieldError::new(
+                "id",
+                "last_way_in",
+                "this passkey is the account's only way to sign in: set a password or add another passkey first",
+            )]),
+            RemovePasskeyError::RecentSignInRequired(e) => e.into(),
+            RemovePasskeyError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<PasskeySignInError> for ApiError {
+    fn from(e: PasskeySignInError) -> Self {
+        match e {
+            PasskeySignInError::Refused(_) => passkey_failed(),
+            PasskeySignInError::Locked => account_locked(),
+            PasskeySignInError::EmailNotVerified => LoginError::EmailNotVerified.into(),
+            PasskeySignInError::SessionExpired => session_expired(),
+            PasskeySignInError::Internal(cause) => cause.into(),
         }
     }
 }

@@ -111,6 +111,8 @@ pub struct Config {
     pub usage_retention: Duration,
     /// `AUTH_REAUTH_WINDOW`: how long after a sign-in a session may do sensitive actions.
     pub reauth_window: Duration,
+    /// `AUTH_WEBAUTHN_RP_ID`: the relying-party id of passkeys (default: the public URL's host).
+    pub webauthn_rp_id: String,
     /// `AUTH_RATE_LIMIT_{FREE,STARTER,BUSINESS,PRO}`
     pub rate_limits: PlanLimits,
     /// `AUTH_IP_RATE_LIMIT`
@@ -174,6 +176,7 @@ raw! {
     oauth_facebook_token_url OAUTH_FACEBOOK_TOKEN_URL, oauth_facebook_api_url OAUTH_FACEBOOK_API_URL,
     oauth_redirect_allowlist OAUTH_REDIRECT_ALLOWLIST, log_format LOG_FORMAT, audit_retention AUDIT_RETENTION,
     reauth_window REAUTH_WINDOW, metrics_bind METRICS_BIND, usage_retention USAGE_RETENTION,
+    webauthn_rp_id WEBAUTHN_RP_ID,
 }
 
 /// A value as the variable would spell it: a file's number as digits, its list
@@ -298,6 +301,13 @@ impl Config {
         let base = starts(&public_url, &["http://", "https://"]) && !public_url.contains(['?', '#']);
         let why = format!("{public_url:?} is not an http(s) base URL");
         ensure(base, "AUTH_PUBLIC_URL", why)?;
+        let host = url::Url::parse(&public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let webauthn_rp_id = src.string("AUTH_WEBAUTHN_RP_ID", host.as_deref().unwrap_or_default());
+        let suffix = host.is_some_and(|h| h == webauthn_rp_id || h.ends_with(&format!(".{webauthn_rp_id}")));
+        let why = format!("{webauthn_rp_id:?} is neither the host of AUTH_PUBLIC_URL nor a domain it is under");
+        ensure(suffix, "AUTH_WEBAUTHN_RP_ID", why)?;
         let data_dir = PathBuf::from(src.string("AUTH_DATA_DIR", "./data"));
         let default_db = format!("sqlite://{}", data_dir.join("auth.db").display());
         let database_url = src.string("AUTH_DATABASE_URL", &default_db);
@@ -347,6 +357,7 @@ impl Config {
             audit_retention: src.duration("AUTH_AUDIT_RETENTION", "365d")?,
             usage_retention: src.duration("AUTH_USAGE_RETENTION", "400d")?,
             reauth_window: src.duration("AUTH_REAUTH_WINDOW", "10m")?,
+            webauthn_rp_id,
             rate_limits: PlanLimits {
                 free: src.number("AUTH_RATE_LIMIT_FREE", defaults.free)?,
                 starter: src.number("AUTH_RATE_LIMIT_STARTER", defaults.starter)?,

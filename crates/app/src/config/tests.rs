@@ -17,6 +17,20 @@ fn defaults_need_nothing() {
     assert_eq!(config.max_sessions, 5);
     assert_eq!(config.rate_limits, PlanLimits::default());
     assert_eq!(config.jwt_key_file, PathBuf::from("./data/jwt-signing-key.pem"));
+    assert_eq!(config.webauthn_rp_id, "127.0.0.1");
+}
+
+#[test]
+fn the_passkey_rp_id_is_the_public_host_or_a_domain_above_it() {
+    let public = ("AUTH_PUBLIC_URL", "https://auth.example.com");
+    let config = Config::from_sources(None, env(&[public])).unwrap();
+    assert_eq!(config.webauthn_rp_id, "auth.example.com");
+    let config = Config::from_sources(None, env(&[public, ("AUTH_WEBAUTHN_RP_ID", "example.com")])).unwrap();
+    assert_eq!(config.webauthn_rp_id, "example.com");
+    for other in ["ample.com", "evil.example", "auth.example.com.evil"] {
+        let err = Config::from_sources(None, env(&[public, ("AUTH_WEBAUTHN_RP_ID", other)])).unwrap_err();
+        assert!(err.0.starts_with("AUTH_WEBAUTHN_RP_ID"), "{err}");
+    }
 }
 
 #[test]

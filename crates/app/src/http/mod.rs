@@ -7,6 +7,7 @@ pub mod mfa;
 pub mod middleware;
 pub mod oauth;
 pub mod openapi;
+pub mod passkeys;
 pub mod routes;
 pub mod usage;
 

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and bodies.
 
 use super::dto::*;
-use super::{keys, mfa, oauth, routes, usage};
+use super::{keys, mfa, oauth, passkeys, routes, usage};
 use crate::common::problem::{FieldProblem, Problem, PROBLEM_JSON};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         routes::readyz, routes::metrics, routes::openapi, keys::create, keys::list, keys::get, keys::revoke,
         keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
         oauth::start, oauth::callback, oauth::exchange, oauth::identities, oauth::unlink, usage::account, usage::key,
+        passkeys::register_start, passkeys::register_finish, passkeys::list, passkeys::remove, passkeys::sign_in_start,
+        passkeys::sign_in_finish,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
@@ -25,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
         TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
         ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody, IdentityBody, IdentityList, ExportBody, TwoFactorBody, KeyExportBody, KeyNetworkBody,
+        PasskeyChallengeBody, PasskeyRegistrationBody, PasskeyAssertionBody, PasskeyBody, PasskeyList,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]
@@ -39,6 +42,11 @@ const IP_LIMITED: &[&str] = &[
     "/v1/auth/refresh",
     "/v1/auth/password/forgot",
     "/v1/auth/password/reset",
+    "/v1/auth/oauth/{provider}/start",
+    "/v1/auth/oauth/{provider}/callback",
+    "/v1/auth/oauth/exchange",
+    "/v1/auth/passkey/start",
+    "/v1/auth/passkey/finish",
 ];
 
 /// The answers every handler can give without saying so in its own

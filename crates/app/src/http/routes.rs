@@ -40,6 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(limited("/v1/auth/oauth/{provider}/start").route(web::get().to(super::oauth::start)))
         .service(limited("/v1/auth/oauth/{provider}/callback").route(web::get().to(super::oauth::callback)))
         .service(limited("/v1/auth/oauth/exchange").route(web::post().to(super::oauth::exchange)))
+        .service(limited("/v1/auth/passkey/start").route(web::post().to(super::passkeys::sign_in_start)))
+        .service(limited("/v1/auth/passkey/finish").route(web::post().to(super::passkeys::sign_in_finish)))
         .service(resource("/v1/auth/logout").route(web::post().to(logout)))
         .service(resource("/v1/auth/password/change").route(web::post().to(change_password)))
         .service(resource("/v1/auth/reauthenticate").route(web::post().to(reauthenticate)))
@@ -54,6 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/me/export").route(web::get().to(export)))
         .service(resource("/v1/me/identities").route(web::get().to(super::oauth::identities)))
         .service(resource("/v1/me/identities/{provider}").route(web::delete().to(super::oauth::unlink)))
+        .service(resource("/v1/me/passkeys").route(web::get().to(super::passkeys::list)))
+        .service(resource("/v1/me/passkeys/register/start").route(web::post().to(super::passkeys::register_start)))
+        .service(resource("/v1/me/passkeys/register/finish").route(web::post().to(super::passkeys::register_finish)))
+        .service(resource("/v1/me/passkeys/{id}").route(web::delete().to(super::passkeys::remove)))
         .service(resource("/v1/sessions").route(web::get().to(list_sessions)))
         .service(resource("/v1/sessions/{id}").route(web::delete().to(revoke_session)))
         .service(
@@ -211,6 +217,22 @@ pub async fn reauthenticate(
     let mut body = body.into_inner();
     let factor = body.second_factor();
     let mut errors = Vec::new();
+    if body.password.is_none() && (body.challenge_id.is_some() || body.credential.is_some()) {
+        let challenge_id = required(body.challenge_id, "challenge_id", &mut errors);
+        let credential = super::passkeys::credential_text(body.credential, &mut errors);
+        no_errors(errors)?;
+        let tokens = state
+            .auth
+            .passkey_reauthenticate(
+                super::passkeys::verifier(&state)?,
+                &user.0,
+                &challenge_id,
+                &credential,
+                &client.context(),
+            )
+            .await?;
+        return Ok(super::carrying_secret(StatusCode::OK).json(TokenPair::from(tokens)));
+    }
     let password = required(body.password, "password", &mut errors);
     no_errors(errors)?;
     let tokens = state

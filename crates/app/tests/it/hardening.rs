@@ -180,18 +180,6 @@ async fn a_full_width_look_alike_of_an_address_is_the_same_account() {
     .await;
 }
 
-/// The claims of an access token, unverified (the test reads what it carries).
-fn claims(access: &str) -> Value {
-    use base64::Engine;
-    let payload = access.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 async fn sensitive_actions_need_a_recent_sign_in(app: TestApp) {
     app.verified_user("ada@example.com").await;
     let tokens = app.tokens("ada@example.com").await;

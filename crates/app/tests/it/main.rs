@@ -12,6 +12,7 @@ mod hardening;
 mod keys;
 mod mfa;
 mod oauth;
+mod passkeys;
 mod races;
 mod service;
 mod sessions;

@@ -5,7 +5,9 @@
 use super::Auth;
 use crate::api_key::ApiKey;
 use crate::oauth::IdentityRecord;
-use crate::ports::{ApiKeyRepository, Mailer, OAuthRepository, PasswordHasher, Store, TokenSigner, UsageRepository};
+use crate::ports::{
+    ApiKeyRepository, Mailer, OAuthRepository, PasskeyRepository, PasswordHasher, Store, TokenSigner, UsageRepository,
+};
 use crate::usage::{Granularity, KeyNetworkUse, Usage, UsageRange, MAX_DAYS};
 use crate::{ClientContext, InfraError, SecurityEvent, Session, User};
 use chrono::{DateTime, Duration, Utc};
@@ -39,6 +41,9 @@ pub struct AccountExport {
     pub api_keys: Vec<KeyExport>,
     /// The linked provider identities, oldest first.
     pub identities: Vec<IdentityRecord>,
+    /// The passkeys, oldest first (their public keys are no one's business
+    /// but the verifier's, and whoever renders this leaves them out).
+    pub passkeys: Vec<crate::passkey::Passkey>,
     /// The whole audit trail, newest first.
     pub events: Vec<SecurityEvent>,
     /// The account's usage by day, as far back as it is kept.
@@ -47,7 +52,7 @@ pub struct AccountExport {
 
 impl<S, H, T, M, L> Auth<S, H, T, M, L>
 where
-    S: Store + ApiKeyRepository + OAuthRepository + UsageRepository,
+    S: Store + ApiKeyRepository + OAuthRepository + PasskeyRepository + UsageRepository,
     H: PasswordHasher,
     T: TokenSigner,
     M: Mailer,
@@ -76,6 +81,7 @@ where
             sessions: self.sessions(user.id).await?,
             api_keys: self.keys_export(user, range).await?,
             identities: self.store.identities(user.id).await?,
+            passkeys: self.store.passkeys(user.id).await?,
             events,
             usage: self.account_usage(user, range).await?,
             user: user.clone(),

@@ -11,6 +11,7 @@ mod connect;
 mod invalidations;
 mod mfa_events;
 mod oauth;
+mod passkeys;
 mod sessions;
 mod tokens;
 mod usage;

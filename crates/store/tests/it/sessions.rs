@@ -464,6 +464,7 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
             sessions: 2,
             one_time_tokens: 1,
             oauth: 0,
+            passkey_challenges: 0,
             // The end of `ended`, written (by the wall clock) long before.
             invalidations: 1,
         }

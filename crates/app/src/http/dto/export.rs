@@ -74,6 +74,8 @@ pub struct ExportBody {
     pub api_keys: Vec<KeyExportBody>,
     /// The linked provider identities.
     pub identities: Vec<IdentityBody>,
+    /// The passkeys (names, dates, backup state; no public key).
+    pub passkeys: Vec<super::PasskeyBody>,
     /// The audit trail, newest first.
     pub events: Vec<EventBody>,
     /// The days with requests, oldest first (UTC), as far back as they are kept.
@@ -116,6 +118,7 @@ impl ExportBody {
                 })
                 .collect(),
             identities: export.identities.iter().map(IdentityBody::from).collect(),
+            passkeys: export.passkeys.iter().map(super::PasskeyBody::from).collect(),
             events: export.events.iter().map(EventBody::from).collect(),
             usage: busy(&export.usage),
         }

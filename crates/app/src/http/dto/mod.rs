@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize, Serializer};
 mod export;
 mod identities;
 mod keys;
+mod passkeys;
 mod usage;
 pub use export::*;
 pub use identities::*;
 pub use keys::*;
+pub use passkeys::*;
 pub use usage::*;
 
 /// RFC 3339 in UTC to the second, as every body writes times.
@@ -146,13 +148,18 @@ pub struct LoginBody {
 /// `POST /v1/auth/reauthenticate`
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ReauthenticateBody {
-    /// The account's password.
-    #[schema(required = true, value_type = String, min_length = 1)]
+    /// The account's password (or `challenge_id` and `credential`, a passkey's assertion).
+    #[schema(value_type = String, min_length = 1)]
     pub password: Option<String>,
     /// A TOTP code, when two-factor authentication is on.
     pub totp_code: Option<String>,
     /// A recovery code, instead of a TOTP code.
     pub recovery_code: Option<String>,
+    /// Instead of the password: a challenge from `/v1/auth/passkey/start`…
+    pub challenge_id: Option<String>,
+    /// …and the assertion of one of the account's passkeys.
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
 }
 
 /// A body holding a token (`verify-email`).

@@ -1,0 +1,340 @@
+//! Passkeys: adding, listing and removing them, and signing in (or
+//! re-authenticating) with one.
+//!
+//! Every ceremony is two calls: a start that stores a challenge (single
+//! use, [`CHALLENGE_TTL`]) and answers the browser's options, and a finish
+//! that takes the challenge back, atomically, before the browser's answer
+//! is verified. The ceremonies themselves are the
+//! [`PasskeyVerifier`]'s; the rules are here.
+
+use super::{Auth, IssuedTokens, Principal, RecentSignInRequired};
+use crate::event::{ClientContext, EventKind};
+use crate::passkey::{
+    user_handle, ChallengePurpose, Passkey, PasskeyRefused, PendingChallenge, RemoveOutcome, CHALLENGE_TTL,
+    MAX_PASSKEYS, MAX_PASSKEY_NAME_CHARS,
+};
+use crate::ports::{Mailer, PasskeyRepository, PasskeyVerifier, PasswordHasher, Store, TokenSigner};
+use crate::{AuthMethod, FieldError, InfraError, OpaqueToken, PasskeyId, User, UserId};
+
+/// A started ceremony, for the client: the id to finish it with and the
+/// options to hand `navigator.credentials`.
+#[derive(Debug)]
+pub struct PasskeyChallenge {
+    /// The challenge id (256 random bits; only its hash is stored).
+    pub challenge_id: OpaqueToken,
+    /// `PublicKeyCredentialCreationOptions` or `…RequestOptions`, as JSON.
+    pub options: String,
+}
+
+/// Outcomes of adding a passkey.
+#[derive(Debug, thiserror::Error)]
+pub enum AddPasskeyError {
+    /// The name is missing or too long, or the account has the most passkeys it may.
+    #[error("invalid passkey")]
+    Invalid(Vec<FieldError>),
+    /// The answer did not verify, or the challenge is unknown, used,
+    /// expired or another account's, or the credential is registered already.
+    #[error(transparent)]
+    Refused(#[from] PasskeyRefused),
+    /// The session's last sign-in is too long ago: re-authenticate first.
+    #[error(transparent)]
+    RecentSignInRequired(#[from] RecentSignInRequired),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of removing a passkey.
+#[derive(Debug, thiserror::Error)]
+pub enum RemovePasskeyError {
+    /// The account has no such passkey.
+    #[error("no such passkey")]
+    NotFound,
+    /// It is the account's only way to sign in.
+    #[error("the account's only way to sign in")]
+    LastWayIn,
+    /// The session's last sign-in is too long ago: re-authenticate first.
+    #[error(transparent)]
+    RecentSignInRequired(#[from] RecentSignInRequired),
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+/// Outcomes of signing in or re-authenticating with a passkey.
+#[derive(Debug, thiserror::Error)]
+pub enum PasskeySignInError {
+    /// The answer did not verify, the credential is unknown (or, for a
+    /// re-authentication, another account's), or the challenge is
+    /// unknown, used or expired.
+    #[error(transparent)]
+    Refused(#[from] PasskeyRefused),
+    /// The account is suspended or locked out.
+    #[error("the account is locked")]
+    Locked,
+    /// The account's address is not verified yet.
+    #[error("the e-mail address is not verified")]
+    EmailNotVerified,
+    /// The session to re-authenticate ended meanwhile.
+    #[error("the session has ended")]
+    SessionExpired,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Internal(#[from] InfraError),
+}
+
+fn refused(reason: &str) -> PasskeyRefused {
+    PasskeyRefused(reason.to_owned())
+}
+
+impl<S, H, T, M, L> Auth<S, H, T, M, L>
+where
+    S: Store + PasskeyRepository,
+    H: PasswordHasher,
+    T: TokenSigner,
+    M: Mailer,
+{
+    /// The passkeys of `user`, oldest first.
+    pub async fn passkeys(&self, user: UserId) -> Result<Vec<Passkey>, InfraError> {
+        self.store.passkeys(user).await
+    }
+
+    /// Starts adding a passkey to the principal's account (a sensitive
+    /// action). The account's passkeys are excluded, so one authenticator
+    /// is registered once.
+    pub async fn start_passkey_registration<V: PasskeyVerifier>(
+        &self,
+        verifier: &V,
+        principal: &Principal,
+    ) -> Result<PasskeyChallenge, AddPasskeyError> {
+        self.require_recent_sign_in(principal)?;
+        let user = &principal.user;
+        let existing = self.store.passkeys(user.id).await?;
+        if existing.len() >= MAX_PASSKEYS {
+            return Err(AddPasskeyError::Invalid(vec![too_many()]));
+        }
+        let exclude: Vec<_> = existing.into_iter().map(|p| p.credential_id).collect();
+        let started = verifier.start_registration(user, &exclude)?;
+        Ok(self
+            .save_challenge(ChallengePurpose::Registration(user.id), started)
+            .await?)
+    }
+
+    /// Finishes adding a passkey named `name` with the browser's answer
+    /// (`credential`, its JSON). The name is checked before the challenge
+    /// is used, so a bad name can be corrected and sent again.
+    pub async fn finish_passkey_registration<V: PasskeyVerifier>(
+        &self,
+        verifier: &V,
+        principal: &Principal,
+        challenge_id: &str,
+        name: &str,
+        credential: &str,
+        client: &ClientContext,
+    ) -> Result<Passkey, AddPasskeyError> {
+        self.require_recent_sign_in(principal)?;
+        let mut errors = Vec::new();
+        let name = crate::profile::parse_required_text("name", name, MAX_PASSKEY_NAME_CHARS, &mut errors);
+        if !errors.is_empty() {
+            return Err(AddPasskeyError::Invalid(errors));
+        }
+        let user = principal.user.id;
+        let challenge = self
+            .take_challenge(challenge_id)
+            .await?
+            .filter(|c| c.purpose == ChallengePurpose::Registration(user))
+            .ok_or_else(|| refused("unknown, used or expired registration challenge"))?;
+        let verified = verifier.finish_registration(&challenge.state, credential)?;
+        let now = self.clock.now();
+        let passkey = Passkey {
+            id: PasskeyId::generate(now, &*self.rng),
+            user_id: user,
+            name,
+            credential_id: verified.credential_id,
+            credential: verified.credential,
+            sign_count: verified.sign_count,
+            backed_up: verified.backed_up,
+            created_at: now,
+            last_used_at: None,
+        };
+        if !self.store.add_passkey(&passkey).await? {
+            return Err(refused("the credential is registered already").into());
+        }
+        let id = passkey.id.to_string();
+        let details = [("passkey_id", id.as_str()), ("name", passkey.name.as_str())];
+        self.record(user, EventKind::PasskeyAdded, client, &details).await?;
+        Ok(passkey)
+    }
+
+    /// Removes a passkey of the principal's account (a sensitive action),
+    /// unless it is the account's only way to sign in.
+    pub async fn remove_passkey(
+        &self,
+        principal: &Principal,
+        id: PasskeyId,
+        client: &ClientContext,
+    ) -> Result<(), RemovePasskeyError> {
+        self.require_recent_sign_in(principal)?;
+        let user = principal.user.id;
+        let name = self
+            .store
+            .passkeys(user)
+            .await?
+            .into_iter()
+            .find(|p| p.id == id)
+            .map(|p| p.name)
+            .ok_or(RemovePasskeyError::NotFound)?;
+        match self.store.remove_passkey(user, id).await? {
+            RemoveOutcome::NotFound => Err(RemovePasskeyError::NotFound),
+            RemoveOutcome::LastWayIn => Err(RemovePasskeyError::LastWayIn),
+            RemoveOutcome::Removed => {
+                let id = id.to_string();
+                let details = [("passkey_id", id.as_str()), ("name", name.as_str())];
+                self.record(user, EventKind::PasskeyRemoved, client, &details).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a sign-in (or a re-authentication) with a passkey: no e-mail
+    /// needed, the authenticator offers the account's discoverable credential.
+    pub async fn start_passkey_sign_in<V: PasskeyVerifier>(
+        &self,
+        verifier: &V,
+    ) -> Result<PasskeyChallenge, InfraError> {
+        let started = verifier.start_sign_in()?;
+        self.save_challenge(ChallengePurpose::SignIn, started).await
+    }
+
+    /// Signs in with a passkey and opens a session (`amr` `hwk`). User
+    /// verification is required, so no TOTP code is asked. A suspended,
+    /// locked-out or unverified account is refused as for a password.
+    pub async fn finish_passkey_sign_in<V: PasskeyVerifier>(
+        &self,
+        verifier: &V,
+        challenge_id: &str,
+        credential: &str,
+        client: &ClientContext,
+    ) -> Result<IssuedTokens, PasskeySignInError> {
+        let user = self
+            .verify_assertion(verifier, challenge_id, credential, client)
+            .await?;
+        self.record(user.id, EventKind::LoginSucceeded, client, &[("method", "passkey")])
+            .await?;
+        Ok(self.open_session(user, vec![AuthMethod::HardwareKey], client).await?)
+    }
+
+    /// Re-authenticates the principal's session with one of its account's
+    /// passkeys: a new token pair for the same session, `auth_time` now,
+    /// as [`reauthenticate`](Auth::reauthenticate) does with a password.
+    pub async fn passkey_reauthenticate<V: PasskeyVerifier>(
+        &self,
+        verifier: &V,
+        principal: &Principal,
+        challenge_id: &str,
+        credential: &str,
+        client: &ClientContext,
+    ) -> Result<IssuedTokens, PasskeySignInError> {
+        let user = self
+            .verify_assertion(verifier, challenge_id, credential, client)
+            .await?;
+        if user.id != principal.user.id {
+            return Err(refused("a passkey of another account").into());
+        }
+        let refresh = OpaqueToken::generate(&*self.rng);
+        let session = self
+            .mark_reauthenticated(principal, vec![AuthMethod::HardwareKey], Some(&refresh))
+            .await?
+            .ok_or(PasskeySignInError::SessionExpired)?;
+        self.record(user.id, EventKind::Reauthenticated, client, &[("method", "passkey")])
+            .await?;
+        Ok(self.issue(user, &session, refresh, self.clock.now())?)
+    }
+
+    /// Takes the challenge, finds the passkey the answer claims, verifies
+    /// it and checks its account, whose user it answers.
+    async fn verify_assertion<V: PasskeyVerifier>(
+        &self,
+        verifier: &V,
+        challenge_id: &str,
+        credential: &str,
+        client: &ClientContext,
+    ) -> Result<User, PasskeySignInError> {
+        let challenge = self
+            .take_challenge(challenge_id)
+            .await?
+            .filter(|c| c.purpose == ChallengePurpose::SignIn)
+            .ok_or_else(|| refused("unknown, used or expired sign-in challenge"))?;
+        let claimed = verifier.claimed(credential)?;
+        let passkey = self
+            .store
+            .passkey_by_credential(&claimed.credential_id)
+            .await?
+            .filter(|p| claimed.user_handle == user_handle(p.user_id))
+            .ok_or_else(|| refused("unknown credential"))?;
+        let user = self
+            .store
+            .user_by_id(passkey.user_id)
+            .await?
+            .ok_or_else(|| refused("unknown credential"))?;
+        let assertion = match verifier.finish_sign_in(&challenge.state, credential, &passkey.credential) {
+            Ok(assertion) => assertion,
+            Err(refusal) => {
+                self.record(user.id, EventKind::LoginFailed, client, &[("reason", "passkey_failed")])
+                    .await?;
+                return Err(refusal.into());
+            }
+        };
+        let now = self.clock.now();
+        let refusal = if user.suspended {
+            Some(("suspended", PasskeySignInError::Locked))
+        } else if user.is_locked_out(now) {
+            Some(("locked_out", PasskeySignInError::Locked))
+        } else if !user.email_verified {
+            Some(("email_not_verified", PasskeySignInError::EmailNotVerified))
+        } else {
+            None
+        };
+        if let Some((reason, error)) = refusal {
+            self.record(user.id, EventKind::LoginFailed, client, &[("reason", reason)])
+                .await?;
+            return Err(error);
+        }
+        if !self.store.note_passkey_use(passkey.id, &assertion, now).await? {
+            return Err(refused("the passkey was removed or used again meanwhile").into());
+        }
+        Ok(user)
+    }
+
+    async fn save_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        started: crate::passkey::StartedCeremony,
+    ) -> Result<PasskeyChallenge, InfraError> {
+        let challenge_id = OpaqueToken::generate(&*self.rng);
+        let pending = PendingChallenge {
+            id: challenge_id.hash(),
+            purpose,
+            state: started.state,
+            expires_at: self.clock.now() + CHALLENGE_TTL,
+        };
+        self.store.save_passkey_challenge(&pending).await?;
+        Ok(PasskeyChallenge {
+            challenge_id,
+            options: started.options,
+        })
+    }
+
+    async fn take_challenge(&self, challenge_id: &str) -> Result<Option<PendingChallenge>, InfraError> {
+        let id = OpaqueToken::presented(challenge_id).hash();
+        self.store.take_passkey_challenge(&id, self.clock.now()).await
+    }
+}
+
+fn too_many() -> FieldError {
+    FieldError::new(
+        "passkeys",
+        "too_many",
+        format!("an account may have at most {MAX_PASSKEYS} passkeys: remove one first"),
+    )
+}
