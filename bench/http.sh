@@ -53,7 +53,7 @@ done
 
 # Every limit far above what two cores can serve: the benchmark must never see a 429.
 HUGE=1000000000
-AUTH_DATA_DIR="$DATA" AUTH_BIND="127.0.0.1:$PORT" AUTH_PUBLIC_URL="http://127.0.0.1:$PORT" \
+AUTH_DATA_DIR="$DATA" AUTH_BIND="127.0.0.1:$PORT" AUTH_PUBLIC_URL="http://localhost:$PORT" \
   AUTH_IP_RATE_LIMIT=$HUGE AUTH_MAX_SESSIONS=16 \
   AUTH_RATE_LIMIT_FREE=$HUGE AUTH_RATE_LIMIT_STARTER=$HUGE AUTH_RATE_LIMIT_BUSINESS=$HUGE AUTH_RATE_LIMIT_PRO=$HUGE \
   AUTH_LOG_FORMAT=json RUST_LOG="$LOG_LEVEL" "$SERVICE_BIN" serve 2>"$DATA/service.log" &
@@ -67,12 +67,13 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null &
 BASE="http://127.0.0.1:$PORT"
 BARE_URL="http://127.0.0.1:$BARE_PORT/"
 PASSWORD='correct horse battery staple'
-# Three accounts: one for reads, one whose logins evict each other, one for refresh chains.
-for who in bench login refresh; do
+# Four accounts: one for reads, one whose logins evict each other, one for
+# refresh chains, one for passkey sign-ins.
+for who in bench login refresh passkey; do
   curl -sf "$BASE/v1/auth/signup" -H 'content-type: application/json' \
     -d "{\"name\":\"Bench\",\"email\":\"$who@example.com\",\"password\":\"$PASSWORD\"}" >/dev/null
 done
-for _ in $(seq 1 50); do [ "$(ls "$DATA"/outbox/*.eml 2>/dev/null | wc -l)" -ge 3 ] && break; sleep 0.1; done
+for _ in $(seq 1 50); do [ "$(ls "$DATA"/outbox/*.eml 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
 for TOKEN in $(cat "$DATA"/outbox/*.eml | tr -d '\r' | sed -e ':a;/=$/{N;s/=\n//;ba}' -e 's/=3D/=/g' | grep -o 'verify-email?token=[A-Za-z0-9_-]*' | sort -u | cut -d= -f2); do
   curl -sf "$BASE/v1/auth/verify-email" -H 'content-type: application/json' -d "{\"token\":\"$TOKEN\"}" >/dev/null
 done
@@ -221,6 +222,13 @@ echo "one argon2id hash (m=19456 KiB, t=2, p=1): $HASH_MS ms alone ($HASH_CPU_MS
 echo "POST /v1/auth/login: $LOGIN req/s (p99 $(echo "$LOGIN_OUT" | latency)), ratio to cores/hash $(ratio "$LOGIN" "$BOUND") (goal >= 0.9), to the all-core hash rate $(ratio "$LOGIN" "$PAR_BOUND"); $LOGIN_CPU_MS ms CPU per login, hash (with $(nproc) at once)/login $(ratio "$PAR_CPU_MS" "$LOGIN_CPU_MS")"
 
 "$BIN/loadgen" refresh "$BASE" refresh@example.com "$PASSWORD" 8 "$DURATION"
+PASSKEY_CPU0=$(cpu_s "$SERVICE")
+PASSKEY_OUT=$("$BIN/loadgen" passkey "$BASE" "http://localhost:$PORT" passkey@example.com "$PASSWORD" 8 "$DURATION")
+PASSKEY_CPU1=$(cpu_s "$SERVICE")
+echo "$PASSKEY_OUT"
+PASSKEY=$(echo "$PASSKEY_OUT" | awk '{for (i = 1; i <= NF; i++) if ($i == "req/s,") print $(i - 1)}')
+PASSKEY_N=$(echo "$PASSKEY_OUT" | awk '{for (i = 1; i <= NF; i++) if ($i == "ok,") print $(i - 1)}')
+echo "passkey sign-ins: $PASSKEY/s against $LOGIN password logins/s: ratio $(ratio "$PASSKEY" "$LOGIN") (goal >= 10); $(python3 -c "print(round(($PASSKEY_CPU1 - $PASSKEY_CPU0) * 1000 / max($PASSKEY_N, 1), 3))") ms CPU per sign-in (two requests)"
 
 # Memory over a soak run of /v1/authz, alternating the API key and the access token.
 cat > "$DATA/soak.lua" <<LUA

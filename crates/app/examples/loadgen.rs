@@ -3,6 +3,9 @@
 //! - `refresh` and `login` (closed loop): refresh-token chains, each worker
 //!   rotating its own session's token, and logins. Prints requests per
 //!   second and latency percentiles.
+//! - `passkey` (closed loop): passkey sign-ins (`/v1/auth/passkey/start`,
+//!   the software authenticator's signature, `…/finish`), after adding a
+//!   passkey to the account; the service's `AUTH_PUBLIC_URL` is `ORIGIN`.
 //! - `rate` (open loop, like wrk2): GET requests at a fixed rate spread over
 //!   a number of connections; prints the achieved rate and the latency
 //!   percentiles. Latencies are corrected for coordinated omission: each
@@ -19,6 +22,8 @@
 //! ```text
 //! cargo run --release --example loadgen -- refresh http://127.0.0.1:8080 ada@example.com PASSWORD 8 10
 //! #                                        mode    base URL              e-mail          password workers seconds
+//! cargo run --release --example loadgen -- passkey http://127.0.0.1:8080 http://localhost:8080 ada@example.com PASSWORD 8 10
+//! #                                        mode    base URL              ORIGIN                e-mail          password workers seconds
 //! cargo run --release --example loadgen -- rate http://127.0.0.1:8080/v1/authz 5000 10 32 'Authorization: Bearer cs_…'
 //! #                                        mode URL                             req/s secs conns [header…]
 //! ```
@@ -36,6 +41,9 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("rate") {
         return rate(&args[2..]).await;
+    }
+    if args.get(1).map(String::as_str) == Some("passkey") {
+        return passkey(&args[2..]).await;
     }
     let [_, mode, base, email, password, workers, seconds] = &args[..] else {
         eprintln!("usage: loadgen refresh|login BASE EMAIL PASSWORD WORKERS SECONDS");
@@ -118,6 +126,10 @@ async fn closed_loop(mode: &str, base: &str, email: &str, password: &str, worker
         latencies.extend(l);
         errors += e;
     }
+    report(mode, duration, latencies, errors);
+}
+
+fn report(mode: &str, duration: Duration, mut latencies: Vec<Duration>, errors: u64) {
     latencies.sort();
     println!(
         "{mode}: {:.1} req/s, {} ok, {errors} errors, p50 {}, p99 {}",
@@ -126,6 +138,101 @@ async fn closed_loop(mode: &str, base: &str, email: &str, password: &str, worker
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99))
     );
+}
+
+async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
+    let mut request = client.post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("JSON body")
+}
+
+/// The passkey mode: `BASE ORIGIN EMAIL PASSWORD WORKERS SECONDS`. The
+/// passkey is a synced one (no signature counter), so that parallel
+/// sign-ins need no order.
+async fn passkey(args: &[String]) {
+    use convosphere_passkey::testing::SoftAuthenticator;
+    let [base, origin, email, password, workers, seconds] = args else {
+        eprintln!("usage: loadgen passkey BASE ORIGIN EMAIL PASSWORD WORKERS SECONDS");
+        std::process::exit(2);
+    };
+    let workers: usize = workers.parse().expect("WORKERS");
+    let duration = Duration::from_secs(seconds.parse().expect("SECONDS"));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers)
+        .build()
+        .expect("client");
+    let pair = post(
+        &client,
+        format!("{base}/v1/auth/login"),
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await;
+    let access = pair["access_token"].as_str().expect("access_token");
+    let mut authenticator = SoftAuthenticator::new(origin);
+    (authenticator.counter_step, authenticator.backed_up) = (0, true);
+    let started = post(
+        &client,
+        format!("{base}/v1/me/passkeys/register/start"),
+        Some(access),
+        json!({}),
+    )
+    .await;
+    let credential = authenticator
+        .register(&started["options"].to_string())
+        .expect("register");
+    let finish = json!({"challenge_id": started["challenge_id"], "name": "bench",
+        "credential": serde_json::from_str::<Value>(&credential).expect("JSON")});
+    post(
+        &client,
+        format!("{base}/v1/me/passkeys/register/finish"),
+        Some(access),
+        finish,
+    )
+    .await;
+    let authenticator = Arc::new(std::sync::Mutex::new(authenticator));
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (client, base, authenticator) = (client.clone(), base.clone(), Arc::clone(&authenticator));
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let begun = Instant::now();
+                let started = post(&client, format!("{base}/v1/auth/passkey/start"), None, json!({})).await;
+                let answer = authenticator
+                    .lock()
+                    .expect("lock")
+                    .sign_in(&started["options"].to_string());
+                let body = json!({"challenge_id": started["challenge_id"],
+                    "credential": serde_json::from_str::<Value>(&answer.expect("sign in")).expect("JSON")});
+                let response = client
+                    .post(format!("{base}/v1/auth/passkey/finish"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(begun.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, e) = task.await.expect("worker");
+        latencies.extend(l);
+        errors += e;
+    }
+    report("passkey sign-in (start + finish)", duration, latencies, errors);
 }
 
 /// The open-loop mode: `URL RATE SECONDS CONNECTIONS [HEADER…]`.

@@ -29,6 +29,14 @@ pub fn insert_rate_limit_headers(headers: &mut HeaderMap, decision: &RateLimitDe
     headers.insert(RATELIMIT_RESET, HeaderValue::from(reset_seconds(decision)));
 }
 
+/// The passkey ceremonies, or `not_found` when passkeys are off (the public
+/// URL is an IP address).
+pub fn passkey_verifier(
+    state: &crate::state::AppState,
+) -> Result<&convosphere_passkey::WebauthnVerifier, problem::ApiError> {
+    state.passkeys.as_ref().ok_or_else(problem::ApiError::not_found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,18 +6,13 @@ use super::dto::{
 };
 use super::routes::{no_errors, required, Result};
 use crate::common::extract::{ClientInfo, Json};
+use crate::common::passkey_verifier as verifier;
 use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use convosphere_domain::auth::passkeys::PasskeyChallenge;
 use convosphere_domain::{FieldError, PasskeyId};
-
-/// The passkey ceremonies, or `not_found` when passkeys are off (the
-/// public URL is an IP address).
-pub(crate) fn verifier(state: &AppState) -> Result<&convosphere_passkey::WebauthnVerifier> {
-    state.passkeys.as_ref().ok_or_else(ApiError::not_found)
-}
 
 /// The challenge as the API shows it.
 pub(crate) fn challenge_body(challenge: PasskeyChallenge) -> Result<PasskeyChallengeBody> {

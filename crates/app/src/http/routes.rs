@@ -224,7 +224,7 @@ pub async fn reauthenticate(
         let tokens = state
             .auth
             .passkey_reauthenticate(
-                super::passkeys::verifier(&state)?,
+                crate::common::passkey_verifier(&state)?,
                 &user.0,
                 &challenge_id,
                 &credential,

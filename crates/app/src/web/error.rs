@@ -107,6 +107,7 @@ pub(crate) fn title(code: &str) -> &'static str {
         "not_found" => "Not found",
         "method_not_allowed" => "Not allowed",
         "rate_limited" => "Too many attempts",
+        "passkey_failed" => "That passkey could not be used here. Try again, or sign in another way.",
         "mfa_already_enabled" => "Two-factor authentication is already on",
         "mfa_not_pending" => "No two-factor setup to confirm",
         "csrf_failed" => "This form has expired",

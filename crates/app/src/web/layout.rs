@@ -165,6 +165,15 @@ pub(crate) fn notice_text(code: &str) -> Option<(&'static str, &'static str)> {
             "error",
             "That provider is your only way to sign in. Set a password first (use “Forgot password” on the sign-in page).",
         ),
+        "passkey_added" => ("success", "The passkey was added. You can sign in with it now."),
+        "passkey_removed" => ("success", "The passkey was removed."),
+        "passkey_failed" => ("error", "The passkey was not added: the browser's answer did not check out. Try again."),
+        "passkey_name" => ("error", "Give the passkey a name of at most 100 characters."),
+        "passkey_last_way_in" => (
+            "error",
+            "That passkey is your only way to sign in. Set a password or add another passkey first.",
+        ),
+        "passkey_script" => ("error", "Adding a passkey needs JavaScript and a browser that supports passkeys."),
         _ => return None,
     })
 }

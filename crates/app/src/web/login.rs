@@ -31,6 +31,8 @@ struct LoginView<'a> {
     error: Option<&'a str>,
     errors: &'a [FieldError],
     providers: &'a [&'static str],
+    /// Whether passkeys are on ("Sign in with a passkey", and their autofill).
+    passkeys: bool,
 }
 
 fn provider_name(provider: &str) -> &'static str {
@@ -61,11 +63,22 @@ fn login_page(view: &LoginView<'_>) -> Markup {
                 (csrf_field(view.csrf))
                 input type="hidden" name="next" value=(view.next);
                 (field(Input { name: "email", label: "E-mail", kind: "email", value: Some(view.email), required: true,
-                    autocomplete: Some("username"), autofocus: view.email.is_empty(), ..Input::default() }, view.errors))
+                    autocomplete: Some(if view.passkeys { "username webauthn" } else { "username" }), autofocus: view.email.is_empty(), ..Input::default() }, view.errors))
                 (field(Input { name: "password", label: "Password", kind: "password", required: true,
                     autocomplete: Some("current-password"), autofocus: !view.email.is_empty(), ..Input::default() }, view.errors))
                 p { a href="/forgot-password" { "Forgot your password?" } }
                 button.btn.btn-primary.btn-block type="submit" { "Sign in" }
+            }
+            @if view.passkeys {
+                div.divider { "or" }
+                form #passkey-login method="post" action="/login/passkey" data-passkey-login="/login/passkey/start" {
+                    (csrf_field(view.csrf))
+                    input type="hidden" name="next" value=(view.next);
+                    input type="hidden" name="challenge_id";
+                    input type="hidden" name="credential";
+                    p.field-error #passkey-status role="status" aria-live="polite" {}
+                    button.btn.btn-secondary.btn-block type="submit" { "Sign in with a passkey" }
+                }
             }
             @if !view.providers.is_empty() {
                 div.divider { "or" }
@@ -106,6 +119,7 @@ pub(crate) async fn login_form(
             error: None,
             errors: &[],
             providers: &providers,
+            passkeys: state.passkeys.is_some(),
         }),
     ))
 }
@@ -152,7 +166,7 @@ fn mfa_page(csrf: &str, ticket: &str, error: Option<&str>, errors: &[FieldError]
 }
 
 /// The login form again, with the outcome of a failed attempt.
-fn login_failed(state: &AppState, csrf: &str, email: &str, next: &str, error: ApiError) -> Page {
+pub(crate) fn login_failed(state: &AppState, csrf: &str, email: &str, next: &str, error: ApiError) -> Page {
     if matches!(error.code(), "internal" | "unavailable" | "rate_limited") {
         return Err(error.into());
     }
@@ -167,6 +181,7 @@ fn login_failed(state: &AppState, csrf: &str, email: &str, next: &str, error: Ap
             error: Some(error.code()),
             errors: &[],
             providers: &providers,
+            passkeys: state.passkeys.is_some(),
         }),
     ))
 }
@@ -204,6 +219,7 @@ pub(crate) async fn login(state: web::Data<AppState>, post: AnonForm) -> Page {
                 error: None,
                 errors: &errors,
                 providers: &providers,
+                passkeys: state.passkeys.is_some(),
             }),
         ));
     }

@@ -15,6 +15,7 @@ mod form;
 mod keys;
 mod layout;
 mod login;
+mod passkeys;
 mod reauth;
 mod security;
 pub mod session;
@@ -43,6 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(login::login_mfa_form))
                 .route(web::post().to(login::login_mfa)),
         )
+        .service(page("/login/passkey/start").route(web::post().to(passkeys::sign_in_start)))
+        .service(page("/login/passkey").route(web::post().to(passkeys::sign_in)))
         .service(page("/logout").route(web::post().to(login::logout)))
         .service(
             page("/forgot-password")
@@ -91,6 +94,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             page("/settings/security/providers/{provider}/unlink").route(web::post().to(security::unlink_provider)),
         )
+        .service(page("/settings/security/passkeys").route(web::post().to(passkeys::register)))
+        .service(page("/settings/security/passkeys/start").route(web::post().to(passkeys::register_start)))
+        .service(page("/settings/security/passkeys/{id}/remove").route(web::post().to(passkeys::remove)))
         .service(page("/settings/security/two-factor").route(web::post().to(security::begin_totp)))
         .service(page("/settings/security/two-factor/confirm").route(web::post().to(security::confirm_totp)))
         .service(page("/settings/security/two-factor/disable").route(web::post().to(security::disable_totp)))

@@ -61,6 +61,7 @@ async fn render(
     let user = who.user();
     let events = state.auth.events(user.id, None, 8).await.map_err(page_error)?;
     let identities = state.auth.identities(user.id).await.map_err(page_error)?;
+    let passkeys = state.auth.passkeys(user.id).await.map_err(page_error)?;
     let content = html! {
         div.page-head {
             h1 { "Security" }
@@ -104,6 +105,9 @@ async fn render(
                     button.btn.btn-primary type="submit" { "Set up two-factor authentication" }
                 }
             }
+        }
+        @if state.passkeys.is_some() {
+            (super::passkeys::section(&who.csrf, &passkeys))
         }
         section.card aria-labelledby="providers-title" {
             h2 #providers-title { "Linked providers" }

@@ -327,3 +327,89 @@ async fn a_challenge_started_on_one_instance_is_finished_on_the_other() {
     problem(b.post("/v1/auth/passkey/finish", finish).await, 401, "passkey_failed").await;
     drop(b);
 }
+
+/// The pages: add a passkey on `/settings/security` (the script's requests,
+/// made here by hand), then sign in with it on `/login` in another browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_add_a_passkey_and_sign_in_with_it() {
+    use super::web::Browser;
+    let app = TestApp::spawn().await;
+    app.verified_user("ada@example.com").await;
+    let mut browser = Browser::new(&app);
+    browser.log_in("ada@example.com").await;
+    let security = browser.get("/settings/security").await;
+    assert!(security.body.contains("Add a passkey"), "{}", security.body);
+    assert!(security.body.contains("No passkey yet."));
+    let csrf = security.csrf();
+
+    // Without the script's answer: nothing is added.
+    let plain = browser
+        .post("/settings/security/passkeys", &[("csrf", &csrf), ("name", "Laptop")])
+        .await;
+    assert_eq!(plain.header("location"), "/settings/security?notice=passkey_script");
+
+    let mut authenticator = SoftAuthenticator::new(ORIGIN);
+    let started = browser
+        .post("/settings/security/passkeys/start", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert_eq!(started.header("cache-control"), "no-store");
+    let started: Value = serde_json::from_str(&started.body).unwrap();
+    let credential = authenticator.register(&started["options"].to_string()).unwrap();
+    let challenge_id = started["challenge_id"].as_str().unwrap();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", "Laptop"),
+        ("challenge_id", challenge_id),
+        ("credential", &credential),
+    ];
+    let added = browser.post("/settings/security/passkeys", &fields).await;
+    assert_eq!(added.header("location"), "/settings/security?notice=passkey_added");
+    let security = browser.get("/settings/security?notice=passkey_added").await;
+    assert!(security.body.contains("The passkey was added."));
+    assert!(security.body.contains(">Laptop<"), "{}", security.body);
+    let again = browser.post("/settings/security/passkeys", &fields).await;
+    assert_eq!(
+        again.header("location"),
+        "/settings/security?notice=passkey_failed",
+        "a challenge works once"
+    );
+
+    let mut visitor = Browser::new(&app);
+    let login = visitor.get("/login").await;
+    assert!(login.body.contains("Sign in with a passkey"));
+    assert!(login.body.contains("autocomplete=\"username webauthn\""));
+    let csrf = login.csrf();
+    let started = visitor.post("/login/passkey/start", &[("csrf", &csrf)]).await;
+    let started: Value = serde_json::from_str(&started.body).unwrap();
+    let answer = authenticator.sign_in(&started["options"].to_string()).unwrap();
+    let challenge_id = started["challenge_id"].as_str().unwrap();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("next", "/dashboard"),
+        ("challenge_id", challenge_id),
+        ("credential", &answer),
+    ];
+    let signed_in = visitor.post("/login/passkey", &fields).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.header("location"), "/dashboard");
+    let dashboard = visitor.get("/dashboard").await;
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.body.contains("ada@example.com"));
+    let replayed = visitor.post("/login/passkey", &fields).await;
+    assert_eq!(replayed.status, 401);
+    assert!(
+        replayed.body.contains("That passkey could not be used here."),
+        "{}",
+        replayed.body
+    );
+
+    // Removing it from the page.
+    let security = browser.get("/settings/security").await;
+    let start = security.body.find("/settings/security/passkeys/").unwrap();
+    let action = security.body[start..].split('"').next().unwrap().to_owned();
+    assert!(action.ends_with("/remove"), "{action}");
+    let removed = browser.post(&action, &[("csrf", &security.csrf())]).await;
+    assert_eq!(removed.header("location"), "/settings/security?notice=passkey_removed");
+    assert!(browser.get("/settings/security").await.body.contains("No passkey yet."));
+}
