@@ -304,8 +304,9 @@ impl Config {
         let host = url::Url::parse(&public_url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned));
-        let webauthn_rp_id = src.string("AUTH_WEBAUTHN_RP_ID", host.as_deref().unwrap_or_default());
-        let suffix = host.is_some_and(|h| h == webauthn_rp_id || h.ends_with(&format!(".{webauthn_rp_id}")));
+        let host = host.ok_or_else(|| bad("AUTH_PUBLIC_URL", format!("{public_url:?} has no host")))?;
+        let webauthn_rp_id = src.string("AUTH_WEBAUTHN_RP_ID", &host);
+        let suffix = host == webauthn_rp_id || host.ends_with(&format!(".{webauthn_rp_id}"));
         let why = format!("{webauthn_rp_id:?} is neither the host of AUTH_PUBLIC_URL nor a domain it is under");
         ensure(suffix, "AUTH_WEBAUTHN_RP_ID", why)?;
         let data_dir = PathBuf::from(src.string("AUTH_DATA_DIR", "./data"));
