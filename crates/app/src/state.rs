@@ -206,7 +206,8 @@ impl AppState {
 /// domain, such as `localhost`.
 fn passkey_verifier(config: &Config) -> Result<Option<WebauthnVerifier>, StartError> {
     if config.webauthn_rp_id.parse::<std::net::IpAddr>().is_ok() {
-        tracing::warn!(
+        // At info, as the other start-up facts: the command line shows warnings only.
+        tracing::info!(
             rp_id = %config.webauthn_rp_id,
             "passkeys are off: WebAuthn needs a domain (e.g. AUTH_PUBLIC_URL=http://localhost:8080), not an IP address"
         );
