@@ -39,6 +39,7 @@ pub(crate) fn credential_text(value: Option<serde_json::Value>, errors: &mut Vec
 /// Start adding a passkey to your account (needs a recent sign-in).
 #[utoipa::path(post, path = "/v1/me/passkeys/register/start", tag = "passkeys", security(("bearer" = [])),
     responses((status = 200, body = PasskeyChallengeBody), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "passkeys are off (the public URL is an IP address)"),
         (status = 422, body = Problem)))]
 pub async fn register_start(state: web::Data<AppState>, user: UserSession) -> Result {
     let challenge = state
@@ -52,6 +53,7 @@ pub async fn register_start(state: web::Data<AppState>, user: UserSession) -> Re
 #[utoipa::path(post, path = "/v1/me/passkeys/register/finish", tag = "passkeys", security(("bearer" = [])),
     request_body = PasskeyRegistrationBody,
     responses((status = 201, body = PasskeyBody), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "passkeys are off (the public URL is an IP address)"),
         (status = 422, body = Problem)))]
 pub async fn register_finish(
     state: web::Data<AppState>,
@@ -107,7 +109,8 @@ pub async fn remove(
 
 /// Start signing in with a passkey: no e-mail needed.
 #[utoipa::path(post, path = "/v1/auth/passkey/start", tag = "passkeys",
-    responses((status = 200, body = PasskeyChallengeBody)))]
+    responses((status = 200, body = PasskeyChallengeBody),
+        (status = 404, body = Problem, description = "passkeys are off (the public URL is an IP address)")))]
 pub async fn sign_in_start(state: web::Data<AppState>) -> Result {
     let challenge = state.auth.start_passkey_sign_in(verifier(&state)?).await?;
     Ok(HttpResponse::Ok().json(challenge_body(challenge)?))
@@ -116,6 +119,7 @@ pub async fn sign_in_start(state: web::Data<AppState>) -> Result {
 /// Finish signing in with the browser's assertion: a session like any sign-in (`amr` `hwk`).
 #[utoipa::path(post, path = "/v1/auth/passkey/finish", tag = "passkeys", request_body = PasskeyAssertionBody,
     responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "passkeys are off (the public URL is an IP address)"),
         (status = 422, body = Problem)))]
 pub async fn sign_in_finish(
     state: web::Data<AppState>,

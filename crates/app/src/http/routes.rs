@@ -207,6 +207,7 @@ pub async fn login(state: web::Data<AppState>, client: ClientInfo, body: Json<Lo
 #[utoipa::path(post, path = "/v1/auth/reauthenticate", tag = "accounts", security(("bearer" = [])),
     request_body = ReauthenticateBody,
     responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "a passkey's assertion, and passkeys are off"),
         (status = 422, body = Problem)))]
 pub async fn reauthenticate(
     state: web::Data<AppState>,
