@@ -33,10 +33,7 @@ fn json_challenge(challenge: Result<convosphere_domain::auth::passkeys::PasskeyC
 
 /// `POST /login/passkey/start`: a sign-in challenge, as JSON, for the script.
 pub(crate) async fn sign_in_start(state: web::Data<AppState>, _post: AnonForm) -> Page {
-    let started = match verifier(&state) {
-        Ok(verifier) => state.auth.start_passkey_sign_in(verifier).await.map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+    let started = async { Ok(state.auth.start_passkey_sign_in(verifier(&state)?).await?) }.await;
     json_challenge(started)
 }
 
@@ -48,14 +45,15 @@ pub(crate) async fn sign_in(state: web::Data<AppState>, post: AnonForm) -> Page 
         form.get("challenge_id").unwrap_or(""),
         form.get("credential").unwrap_or(""),
     );
-    let outcome = match verifier(&state) {
-        Ok(verifier) => state
+    let client = post.client.context();
+    let outcome: Result<_, ApiError> = async {
+        let verifier = verifier(&state)?;
+        Ok(state
             .auth
-            .finish_passkey_sign_in(verifier, challenge_id, credential, &post.client.context())
-            .await
-            .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+            .finish_passkey_sign_in(verifier, challenge_id, credential, &client)
+            .await?)
+    }
+    .await;
     let label = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state.metrics.logins.with_label_values(&[label]).inc();
     match outcome {
@@ -67,14 +65,14 @@ pub(crate) async fn sign_in(state: web::Data<AppState>, post: AnonForm) -> Page 
 /// `POST /settings/security/passkeys/start`: a registration challenge, as
 /// JSON, for the script; a session that must re-authenticate first gets 403.
 pub(crate) async fn register_start(state: web::Data<AppState>, post: SignedInForm) -> Page {
-    let started = match verifier(&state) {
-        Ok(verifier) => state
+    let principal = &post.who.principal;
+    let started = async {
+        Ok(state
             .auth
-            .start_passkey_registration(verifier, &post.who.principal)
-            .await
-            .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+            .start_passkey_registration(verifier(&state)?, principal)
+            .await?)
+    }
+    .await;
     json_challenge(started)
 }
 
