@@ -69,6 +69,12 @@ pub enum UserCommand {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=400))]
         days: u32,
     },
+    /// Delete the account as `DELETE /v1/me` does: sessions end, keys are
+    /// revoked, passkeys and provider links go, the profile is erased.
+    Delete {
+        /// The account's e-mail address.
+        email: String,
+    },
 }
 
 /// An account's usage as lines for people: a line a day (UTC), then the keys, busiest first.

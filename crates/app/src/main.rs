@@ -69,6 +69,12 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                     .admin_events(&email, limit)
                     .await
                     .map(|events| convosphere_auth::cli::event_lines(&events)),
+                UserCommand::Delete { email } => auth.admin_delete(&email).await.map(|u| {
+                    format!(
+                        "{} is deleted: its sessions ended, its keys were revoked, its data erased",
+                        u.email
+                    )
+                }),
                 UserCommand::Usage { email, days } => auth
                     .admin_usage(&email, days)
                     .await

@@ -30,6 +30,7 @@ pub fn mail_config(config: &Config) -> convosphere_mail::MailConfig {
         },
         email_verify_ttl: config.email_verify_ttl,
         password_reset_ttl: config.password_reset_ttl,
+        email_change_ttl: config.email_change_ttl,
         ..convosphere_mail::MailConfig::default()
     }
 }

@@ -137,6 +137,7 @@ impl AppState {
             max_sessions: config.max_sessions,
             email_verify_ttl: chrono(config.email_verify_ttl),
             password_reset_ttl: chrono(config.password_reset_ttl),
+            email_change_ttl: chrono(config.email_change_ttl),
             lockout_threshold: config.lockout_threshold,
             lockout_duration: chrono(config.lockout_duration),
             mfa_issuer: MFA_ISSUER.into(),

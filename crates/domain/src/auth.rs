@@ -34,6 +34,8 @@ pub struct AuthConfig {
     pub email_verify_ttl: Duration,
     /// Lifetime of a password reset link.
     pub password_reset_ttl: Duration,
+    /// Lifetime of a change-of-address link (`AUTH_EMAIL_CHANGE_TTL`).
+    pub email_change_ttl: Duration,
     /// Consecutive failed password checks that lock an account.
     pub lockout_threshold: u32,
     /// How long a lockout lasts.
@@ -57,6 +59,7 @@ impl Default for AuthConfig {
             max_sessions: 5,
             email_verify_ttl: Duration::hours(24),
             password_reset_ttl: Duration::hours(1),
+            email_change_ttl: crate::account::EMAIL_CHANGE_TTL,
             lockout_threshold: 10,
             lockout_duration: Duration::minutes(15),
             mfa_issuer: "Convosphere AI".into(),
@@ -1245,6 +1248,7 @@ where
     }
 }
 
+pub mod account;
 pub mod export;
 pub mod gateway;
 pub use gateway::Caller;

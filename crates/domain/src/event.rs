@@ -107,6 +107,14 @@ event_kinds! {
     PasskeyAdded = "passkey_added",
     /// A passkey was removed by its owner (`details`: its id and name).
     PasskeyRemoved = "passkey_removed",
+    /// A change of the e-mail address was asked for (`details`: `from`, `to`).
+    EmailChangeRequested = "email_change_requested",
+    /// The e-mail address changed, confirmed by the link sent to the new
+    /// one (`details`: `from`, `to`).
+    EmailChanged = "email_changed",
+    /// The account was deleted (`details.by`: `owner` or `operator`). The
+    /// account's earlier events are kept without IP, user agent or details.
+    AccountDeleted = "account_deleted",
 }
 
 impl fmt::Display for EventKind {

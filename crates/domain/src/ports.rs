@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
 
+mod account;
 mod passkeys;
+pub use account::AccountRepository;
 pub use passkeys::{PasskeyRepository, PasskeyVerifier};
 
 /// The current time.
@@ -114,8 +116,9 @@ pub trait UserRepository: Send + Sync {
     fn set_email_verified(&self, id: UserId) -> impl Future<Output = Result<Option<User>, InfraError>> + Send;
 
     /// Replaces the password hash and, with it, ends every outstanding
-    /// password-reset link of the user: no link outlives the password it
-    /// was sent for (a change, a reset, an operator's reset).
+    /// password-reset link and change of address of the user: no link
+    /// outlives the password it was sent for (a change, a reset, an
+    /// operator's reset), and a reset cancels a change that was not theirs.
     fn set_password_hash(&self, id: UserId, hash: &PasswordHash)
         -> impl Future<Output = Result<(), InfraError>> + Send;
 
@@ -415,6 +418,45 @@ pub enum Mail {
         /// The key's page, where it can be revoked.
         key_link: String,
     },
+    /// "Confirm your new address": to the new address, with its link.
+    ConfirmEmailChange {
+        /// Recipient: the new address.
+        to: Email,
+        /// The account's name.
+        name: String,
+        /// `<public URL>/confirm-email?token=…`
+        link: String,
+    },
+    /// "A change of your address was asked for": to the old address.
+    EmailChangeRequested {
+        /// Recipient: the current address.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// The address asked for.
+        new_email: Email,
+        /// The forgotten-password page: a reset ends every session and the change.
+        forgot_link: String,
+    },
+    /// "Someone tried to move another account to your address": to an
+    /// address that is taken, instead of a link.
+    EmailChangeAttempt {
+        /// Recipient.
+        to: Email,
+        /// Recipient's name.
+        name: String,
+        /// The login page.
+        login_link: String,
+    },
+    /// "Your account was deleted".
+    AccountDeleted {
+        /// Recipient: the address the account had.
+        to: Email,
+        /// The account's name.
+        name: String,
+        /// The signup page.
+        signup_link: String,
+    },
 }
 
 /// What was unusual about a key's use.
@@ -435,7 +477,11 @@ impl Mail {
             | Mail::SignupAttempt { to, .. }
             | Mail::PasswordWasReset { to, .. }
             | Mail::PasswordChanged { to, .. }
-            | Mail::UnusualKeyUse { to, .. } => to,
+            | Mail::UnusualKeyUse { to, .. }
+            | Mail::ConfirmEmailChange { to, .. }
+            | Mail::EmailChangeRequested { to, .. }
+            | Mail::EmailChangeAttempt { to, .. }
+            | Mail::AccountDeleted { to, .. } => to,
         }
     }
 
@@ -448,6 +494,10 @@ impl Mail {
             Mail::PasswordWasReset { .. } => "password_was_reset",
             Mail::PasswordChanged { .. } => "password_changed",
             Mail::UnusualKeyUse { .. } => "unusual_key_use",
+            Mail::ConfirmEmailChange { .. } => "confirm_email_change",
+            Mail::EmailChangeRequested { .. } => "email_change_requested",
+            Mail::EmailChangeAttempt { .. } => "email_change_attempt",
+            Mail::AccountDeleted { .. } => "account_deleted",
         }
     }
 }

@@ -103,6 +103,8 @@ pub enum EndReason {
     Suspended,
     /// Two-factor authentication was turned on or off from another session.
     MfaChanged,
+    /// The account's e-mail address changed (confirmed by its link).
+    EmailChanged,
 }
 
 impl EndReason {
@@ -117,6 +119,7 @@ impl EndReason {
             Self::PasswordReset => "password_reset",
             Self::Suspended => "suspended",
             Self::MfaChanged => "mfa_changed",
+            Self::EmailChanged => "email_changed",
         }
     }
 }
@@ -127,20 +130,55 @@ impl fmt::Display for EndReason {
     }
 }
 
+impl EndReason {
+    /// Every reason.
+    pub const ALL: &'static [EndReason] = &[
+        Self::Logout,
+        Self::Revoked,
+        Self::Evicted,
+        Self::RefreshReuse,
+        Self::PasswordChanged,
+        Self::PasswordReset,
+        Self::Suspended,
+        Self::MfaChanged,
+        Self::EmailChanged,
+    ];
+}
+
 impl FromStr for EndReason {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Logout,
-            Self::Revoked,
-            Self::Evicted,
-            Self::RefreshReuse,
-            Self::PasswordChanged,
-            Self::PasswordReset,
-            Self::Suspended,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == s)
-        .ok_or_else(|| format!("unknown session end reason {s:?}"))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|reason| reason.as_str() == s)
+            .ok_or_else(|| format!("unknown session end reason {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndReason;
+
+    #[test]
+    fn every_end_reason_reads_back_as_stored() {
+        for reason in EndReason::ALL {
+            assert_eq!(reason.as_str().parse::<EndReason>(), Ok(*reason));
+        }
+        // A reason left out of ALL could be stored but never read back; this
+        // match makes a new variant come here and be listed.
+        let listed = |reason: EndReason| match reason {
+            EndReason::Logout
+            | EndReason::Revoked
+            | EndReason::Evicted
+            | EndReason::RefreshReuse
+            | EndReason::PasswordChanged
+            | EndReason::PasswordReset
+            | EndReason::Suspended
+            | EndReason::MfaChanged
+            | EndReason::EmailChanged => EndReason::ALL.contains(&reason),
+        };
+        assert!(EndReason::ALL.iter().copied().all(listed));
+        assert_eq!(EndReason::ALL.len(), 9);
     }
 }

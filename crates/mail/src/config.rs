@@ -100,6 +100,8 @@ pub struct MailConfig {
     pub email_verify_ttl: Duration,
     /// How long a reset link works, as the e-mail tells (`AUTH_PASSWORD_RESET_TTL`).
     pub password_reset_ttl: Duration,
+    /// How long a change-of-address link works, as the e-mail tells (`AUTH_EMAIL_CHANGE_TTL`).
+    pub email_change_ttl: Duration,
     /// The limit on connecting and on each SMTP command.
     pub smtp_timeout: Duration,
     /// Extra certificate authorities (PEM) to trust for SMTP over TLS, besides
@@ -124,6 +126,7 @@ impl Default for MailConfig {
             transport: Transport::Outbox(PathBuf::from("./data/outbox")),
             email_verify_ttl: Duration::from_secs(24 * 3600),
             password_reset_ttl: Duration::from_secs(3600),
+            email_change_ttl: Duration::from_secs(24 * 3600),
             smtp_timeout: Duration::from_secs(10),
             tls_root_certificates: Vec::new(),
             retry: RetryPolicy::default(),

@@ -113,7 +113,11 @@ impl MailService {
         Ok(Self {
             queue,
             shared,
-            templates: Templates::new(config.email_verify_ttl, config.password_reset_ttl),
+            templates: Templates::new(
+                config.email_verify_ttl,
+                config.password_reset_ttl,
+                config.email_change_ttl,
+            ),
             message_id_domain: Arc::from(from.email.domain()),
             from,
             enqueue_timeout: config.enqueue_timeout,
@@ -215,7 +219,11 @@ fn name_of(mail: &Mail) -> &str {
         | Mail::SignupAttempt { name, .. }
         | Mail::PasswordWasReset { name, .. }
         | Mail::PasswordChanged { name, .. }
-        | Mail::UnusualKeyUse { name, .. } => name,
+        | Mail::UnusualKeyUse { name, .. }
+        | Mail::ConfirmEmailChange { name, .. }
+        | Mail::EmailChangeRequested { name, .. }
+        | Mail::EmailChangeAttempt { name, .. }
+        | Mail::AccountDeleted { name, .. } => name,
     }
 }
 

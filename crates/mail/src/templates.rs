@@ -38,14 +38,17 @@ pub struct Templates {
     pub email_verify_ttl: Duration,
     /// How long a reset link works.
     pub password_reset_ttl: Duration,
+    /// How long a change-of-address link works.
+    pub email_change_ttl: Duration,
 }
 
 impl Templates {
     /// Templates that tell these link lifetimes.
-    pub fn new(email_verify_ttl: Duration, password_reset_ttl: Duration) -> Self {
+    pub fn new(email_verify_ttl: Duration, password_reset_ttl: Duration, email_change_ttl: Duration) -> Self {
         Self {
             email_verify_ttl,
             password_reset_ttl,
+            email_change_ttl,
         }
     }
 
@@ -172,6 +175,58 @@ impl Templates {
                     ],
                 }
             }
+            Mail::ConfirmEmailChange { name, link, .. } => {
+                let ttl = human_duration(self.email_change_ttl);
+                Page {
+                    subject: format!("Confirm your new email address for {PRODUCT}"),
+                    greeting: greeting(name),
+                    intro: format!("You asked to use this address for your {PRODUCT} account. Confirm it to make the change:"),
+                    actions: vec![Action {
+                        label: "Confirm my new email address",
+                        link,
+                    }],
+                    outro: vec![
+                        format!("This link works for {ttl} and only once. Until then your account keeps its current address."),
+                        "Confirming logs out every other session of your account.".to_owned(),
+                        "If you did not ask for this, you can ignore this email.".to_owned(),
+                    ],
+                }
+            }
+            Mail::EmailChangeRequested {
+                name,
+                new_email,
+                forgot_link,
+                ..
+            } => Page {
+                subject: format!("A change of your {PRODUCT} email address was requested"),
+                greeting: greeting(name),
+                intro: format!("Someone signed in to your {PRODUCT} account asked to change its email address to {new_email}. Nothing changes unless the link we sent to that address is used."),
+                actions: vec![Action {
+                    label: "Not you? Reset your password now",
+                    link: forgot_link,
+                }],
+                outro: vec!["If this was not you, reset your password right away: a reset logs out every session and cancels the change.".to_owned()],
+            },
+            Mail::EmailChangeAttempt { name, login_link, .. } => Page {
+                subject: format!("Someone tried to use your email address on {PRODUCT}"),
+                greeting: greeting(name),
+                intro: format!("Someone, maybe you, tried to move another {PRODUCT} account to this email address. It already belongs to your account, so nothing was changed."),
+                actions: vec![Action {
+                    label: "Log in",
+                    link: login_link,
+                }],
+                outro: vec!["If this was not you, you can ignore this email: your account is safe.".to_owned()],
+            },
+            Mail::AccountDeleted { name, signup_link, .. } => Page {
+                subject: format!("Your {PRODUCT} account was deleted"),
+                greeting: greeting(name),
+                intro: format!("Your {PRODUCT} account and its data were deleted: its sessions were logged out, its API keys stopped working, and its passkeys and linked providers were removed."),
+                actions: vec![Action {
+                    label: "Create a new account",
+                    link: signup_link,
+                }],
+                outro: vec!["We keep the account's security log, without addresses, names or devices, for a limited time. If you did not ask for this, contact our support at once.".to_owned()],
+            },
         }
         .render()
     }
@@ -185,6 +240,10 @@ pub(crate) fn primary_link(mail: &Mail) -> &str {
         Mail::PasswordWasReset { keys_link, .. } => keys_link,
         Mail::PasswordChanged { forgot_link, .. } => forgot_link,
         Mail::UnusualKeyUse { key_link, .. } => key_link,
+        Mail::ConfirmEmailChange { link, .. } => link,
+        Mail::EmailChangeRequested { forgot_link, .. } => forgot_link,
+        Mail::EmailChangeAttempt { login_link, .. } => login_link,
+        Mail::AccountDeleted { signup_link, .. } => signup_link,
     }
 }
 
@@ -333,7 +392,11 @@ mod tests {
     use convosphere_domain::Email;
 
     fn templates() -> Templates {
-        Templates::new(Duration::from_secs(24 * 3600), Duration::from_secs(3600))
+        Templates::new(
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(3600),
+            Duration::from_secs(24 * 3600),
+        )
     }
 
     #[test]
@@ -371,7 +434,12 @@ mod tests {
             name: "Ada".into(),
             link: "https://auth.example.com/reset-password?token=t".into(),
         };
-        let rendered = Templates::new(Duration::from_secs(60), Duration::from_secs(1800)).render(&mail);
+        let rendered = Templates::new(
+            Duration::from_secs(60),
+            Duration::from_secs(1800),
+            Duration::from_secs(24 * 3600),
+        )
+        .render(&mail);
         assert!(rendered.text.contains("works for 30 minutes"), "{}", rendered.text);
     }
 

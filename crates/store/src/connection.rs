@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::models::{NewInvalidation, UserRow};
-use crate::schema::{invalidations, users};
+use crate::schema::{api_keys, invalidations, users};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -188,6 +188,15 @@ pub(crate) trait Dialect: Connection + Sized {
     /// every other writer. `None` if there is no such user.
     fn lock_user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError>;
 
+    /// Of `ids`, the users that exist, held (PostgreSQL: `FOR KEY SHARE`)
+    /// until the transaction ends, so that rows written for them in it
+    /// cannot outlive a parallel deletion of the account. Call it inside a
+    /// [`write_transaction`](Self::write_transaction).
+    fn existing_users(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the API key exists, held as [`existing_users`](Self::existing_users) holds users.
+    fn api_key_exists(&mut self, id: &str) -> Result<bool, StoreError>;
+
     /// Appends rows to the invalidation feed. Call it inside a
     /// [`write_transaction`](Self::write_transaction), as its **last**
     /// statement, so that the rows commit with the change they announce.
@@ -241,6 +250,18 @@ impl Dialect for SqliteConnection {
             .optional()?)
     }
 
+    fn existing_users(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        // One writer at a time: nothing can delete them before the commit.
+        Ok(users::table
+            .filter(users::id.eq_any(ids))
+            .select(users::id)
+            .load(self)?)
+    }
+
+    fn api_key_exists(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(diesel::select(diesel::dsl::exists(api_keys::table.find(id))).get_result(self)?)
+    }
+
     fn append_invalidations(&mut self, rows: &[NewInvalidation]) -> Result<(), StoreError> {
         if !rows.is_empty() {
             diesel::insert_into(invalidations::table).values(rows).execute(self)?;
@@ -289,6 +310,24 @@ impl Dialect for PgConnection {
             .for_no_key_update()
             .first(self)
             .optional()?)
+    }
+
+    fn existing_users(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        Ok(users::table
+            .filter(users::id.eq_any(ids))
+            .select(users::id)
+            .for_key_share()
+            .load(self)?)
+    }
+
+    fn api_key_exists(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(api_keys::table
+            .find(id)
+            .select(api_keys::id)
+            .for_key_share()
+            .first::<String>(self)
+            .optional()?
+            .is_some())
     }
 
     fn append_invalidations(&mut self, rows: &[NewInvalidation]) -> Result<(), StoreError> {

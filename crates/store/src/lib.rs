@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod account;
 mod api_keys;
 mod connection;
 mod error;
@@ -112,7 +113,8 @@ impl Store {
     }
 
     /// Deletes what no rule reads any more: sessions that ended or expired
-    /// before `before` (with their refresh tokens), one-time tokens, OAuth
+    /// before `before` (with their refresh tokens), one-time tokens and
+    /// change-of-address links, OAuth
     /// states, OAuth login codes and passkey challenges that expired before it, and
     /// invalidations written before it. Meant for a
     /// periodic job, with `before` well in the past (a day or more): a
@@ -135,7 +137,9 @@ impl Store {
                 let one_time_tokens = diesel::delete(
                     schema::one_time_tokens::table.filter(schema::one_time_tokens::expires_at.lt(before)),
                 )
-                .execute(conn)?;
+                .execute(conn)?
+                    + diesel::delete(schema::email_changes::table.filter(schema::email_changes::expires_at.lt(before)))
+                        .execute(conn)?;
                 let oauth = diesel::delete(
                     schema::oauth_pending_logins::table.filter(schema::oauth_pending_logins::expires_at.lt(before)),
                 )
@@ -182,7 +186,7 @@ impl Store {
 pub struct Purged {
     /// Sessions, each with its refresh tokens.
     pub sessions: usize,
-    /// One-time e-mail tokens.
+    /// One-time e-mail tokens and changes of address.
     pub one_time_tokens: usize,
     /// OAuth logins left unfinished and their unused one-time codes.
     pub oauth: usize,

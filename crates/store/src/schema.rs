@@ -377,6 +377,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Changes of address waiting for the link mailed to the new address.
+    email_changes (hash) {
+        /// Lower-case hex SHA-256 of the token.
+        hash -> Text,
+        /// The account.
+        user_id -> Text,
+        /// The address asked for.
+        new_email -> Text,
+        /// The session that asked (it stays signed in).
+        session_id -> Nullable<Text>,
+        /// When it was asked (UTC).
+        created_at -> Timestamp,
+        /// End of validity (UTC).
+        expires_at -> Timestamp,
+        /// When its link was used (UTC).
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(email_changes -> users (user_id));
 diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(security_events -> users (user_id));
@@ -388,6 +409,7 @@ diesel::joinable!(oauth_login_codes -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    email_changes,
     sessions,
     refresh_tokens,
     one_time_tokens,

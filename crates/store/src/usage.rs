@@ -153,7 +153,18 @@ impl UsageRepository for Store {
         if hours.is_empty() {
             return Ok(());
         }
+        let users: Vec<String> = hours.keys().map(|(user, _, _)| user.clone()).collect();
         with_conn!(self, |conn| conn.write_transaction(|conn| {
+            // Counts of an account deleted meanwhile are dropped, not kept
+            // as rows that nothing would ever delete.
+            let mut users = users;
+            users.dedup();
+            let live = conn.existing_users(&users)?;
+            let (mut hours, mut days) = (hours, days);
+            if live.len() < users.len() {
+                hours.retain(|(user, _, _), _| live.contains(user));
+                days.retain(|(user, _, _), _| live.contains(user));
+            }
             add_rows!(conn, usage_hourly, hour, hours);
             add_rows!(conn, usage_daily, day, days);
             Ok(())
@@ -182,6 +193,10 @@ impl UsageRepository for Store {
     ) -> Result<Option<DateTime<Utc>>, InfraError> {
         let (key, network, at) = (key.to_string(), network.to_owned(), db_time(at));
         let last: Option<NaiveDateTime> = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            if !conn.api_key_exists(&key)? {
+                // Deleted with its account meanwhile: nothing to note, nothing new.
+                return Ok(Some(at));
+            }
             let target = key_networks::table.find((&key, &network));
             let last = target
                 .select(key_networks::last_seen)
@@ -236,7 +251,10 @@ impl UsageRepository for Store {
 
     async fn claim_usage_alert(&self, key: ApiKeyId, kind: EventKind, at: DateTime<Utc>) -> Result<bool, InfraError> {
         let (key, day) = (key.to_string(), db_time(Granularity::Day.floor(at)));
-        let claimed = with_conn!(self, |conn| conn.write(|conn| {
+        let claimed = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            if !conn.api_key_exists(&key)? {
+                return Ok(0);
+            }
             Ok(diesel::insert_into(usage_alerts::table)
                 .values((
                     usage_alerts::api_key_id.eq(&key),

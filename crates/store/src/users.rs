@@ -4,7 +4,7 @@ use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
 use crate::events::NewEventRow;
 use crate::models::{db_time, NewInvalidation, NewOneTimeToken, ProfileChanges, UserRow};
-use crate::schema::{one_time_tokens, security_events, unknown_login_attempts, users};
+use crate::schema::{email_changes, one_time_tokens, security_events, unknown_login_attempts, users};
 use crate::Store;
 use chrono::{DateTime, Utc};
 use convosphere_domain::ports::{CreateUserError, FailedLogin, RefusedLogin, UserRepository};
@@ -202,13 +202,15 @@ impl UserRepository for Store {
         let hash = hash.as_str().to_owned();
         let now = updated_now();
         with_conn!(self, |conn| conn.write_transaction(|conn| {
-            // In one transaction: no reset link outlives the password it was sent for.
+            // In one transaction: no reset link outlives the password it was
+            // sent for, nor a change of address asked for before it.
             diesel::delete(
                 one_time_tokens::table
                     .filter(one_time_tokens::user_id.eq(&id))
                     .filter(one_time_tokens::kind.eq(TokenKind::PasswordReset.as_str())),
             )
             .execute(conn)?;
+            diesel::delete(email_changes::table.filter(email_changes::user_id.eq(&id))).execute(conn)?;
             diesel::update(users::table.find(&id))
                 .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
                 .execute(conn)?;

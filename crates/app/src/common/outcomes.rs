@@ -3,6 +3,7 @@
 
 use super::problem::ApiError;
 use actix_web::http::StatusCode;
+use convosphere_domain::auth::account::{ConfirmEmailError, DeleteAccountError, EmailChangeError};
 use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
 use convosphere_domain::auth::passkeys::{AddPasskeyError, PasskeySignInError, RemovePasskeyError};
 use convosphere_domain::auth::recent::{ReauthenticateError, RecentSignInRequired};
@@ -269,6 +270,41 @@ impl From<PasskeySignInError> for ApiError {
             PasskeySignInError::EmailNotVerified => LoginError::EmailNotVerified.into(),
             PasskeySignInError::SessionExpired => session_expired(),
             PasskeySignInError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<EmailChangeError> for ApiError {
+    fn from(e: EmailChangeError) -> Self {
+        match e {
+            EmailChangeError::Invalid(errors) => Self::validation(errors),
+            EmailChangeError::RecentSignInRequired(e) => e.into(),
+            EmailChangeError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ConfirmEmailError> for ApiError {
+    fn from(e: ConfirmEmailError) -> Self {
+        match e {
+            ConfirmEmailError::LinkInvalid => link_invalid(),
+            ConfirmEmailError::Internal(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<DeleteAccountError> for ApiError {
+    fn from(e: DeleteAccountError) -> Self {
+        match e {
+            DeleteAccountError::PasswordRequired => Self::validation(vec![convosphere_domain::FieldError::new(
+                "password",
+                "required",
+                "password is required",
+            )]),
+            DeleteAccountError::InvalidCredentials => invalid_credentials(),
+            DeleteAccountError::Locked => account_locked(),
+            DeleteAccountError::RecentSignInRequired(e) => e.into(),
+            DeleteAccountError::Internal(cause) => cause.into(),
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Config {
     pub email_verify_ttl: Duration,
     /// `AUTH_PASSWORD_RESET_TTL`
     pub password_reset_ttl: Duration,
+    /// `AUTH_EMAIL_CHANGE_TTL`
+    pub email_change_ttl: Duration,
     /// `AUTH_LOCKOUT_THRESHOLD`
     pub lockout_threshold: u32,
     /// `AUTH_LOCKOUT_DURATION`
@@ -164,6 +166,7 @@ raw! {
     mail_from MAIL_FROM, jwt_key_file JWT_KEY_FILE, secret_key_file SECRET_KEY_FILE,
     access_token_ttl ACCESS_TOKEN_TTL, refresh_token_ttl REFRESH_TOKEN_TTL, session_idle_timeout SESSION_IDLE_TIMEOUT,
     max_sessions MAX_SESSIONS, email_verify_ttl EMAIL_VERIFY_TTL, password_reset_ttl PASSWORD_RESET_TTL,
+    email_change_ttl EMAIL_CHANGE_TTL,
     lockout_threshold LOCKOUT_THRESHOLD, lockout_duration LOCKOUT_DURATION, rate_limit_free RATE_LIMIT_FREE,
     rate_limit_starter RATE_LIMIT_STARTER, rate_limit_business RATE_LIMIT_BUSINESS, rate_limit_pro RATE_LIMIT_PRO,
     ip_rate_limit IP_RATE_LIMIT, trusted_proxies TRUSTED_PROXIES, rate_limit_backend RATE_LIMIT_BACKEND,
@@ -353,6 +356,7 @@ impl Config {
             max_sessions: src.number("AUTH_MAX_SESSIONS", 5)?,
             email_verify_ttl: src.duration("AUTH_EMAIL_VERIFY_TTL", "24h")?,
             password_reset_ttl: src.duration("AUTH_PASSWORD_RESET_TTL", "1h")?,
+            email_change_ttl: src.duration("AUTH_EMAIL_CHANGE_TTL", "24h")?,
             lockout_threshold: src.number("AUTH_LOCKOUT_THRESHOLD", 10)?,
             lockout_duration: src.duration("AUTH_LOCKOUT_DURATION", "15m")?,
             audit_retention: src.duration("AUTH_AUDIT_RETENTION", "365d")?,

@@ -1,5 +1,6 @@
 //! The JSON API: its routes, handlers, bodies, middleware and OpenAPI document.
 
+pub mod account;
 pub mod auth;
 pub mod dto;
 pub mod keys;

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and bodies.
 
 use super::dto::*;
-use super::{keys, mfa, oauth, passkeys, routes, usage};
+use super::{account, keys, mfa, oauth, passkeys, routes, usage};
 use crate::common::problem::{FieldProblem, Problem, PROBLEM_JSON};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         keys::rotate, keys::authz, mfa::begin_totp, mfa::confirm_totp, mfa::disable_totp, mfa::events,
         oauth::start, oauth::callback, oauth::exchange, oauth::identities, oauth::unlink, usage::account, usage::key,
         passkeys::register_start, passkeys::register_finish, passkeys::list, passkeys::remove, passkeys::sign_in_start,
-        passkeys::sign_in_finish,
+        passkeys::sign_in_finish, account::change_email, account::confirm_email, account::delete_account,
     ),
     components(schemas(
         Problem, FieldProblem, UserBody, UserEnvelope, TokenPair, SignupBody, LoginBody, TokenBody, EmailBody,
@@ -45,6 +45,7 @@ const IP_LIMITED: &[&str] = &[
     "/v1/auth/oauth/{provider}/start",
     "/v1/auth/oauth/{provider}/callback",
     "/v1/auth/oauth/exchange",
+    "/v1/auth/email/confirm",
     "/v1/auth/passkey/start",
     "/v1/auth/passkey/finish",
 ];

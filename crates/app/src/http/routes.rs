@@ -28,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/v1/me")
                 .route(web::get().to(me))
-                .route(web::patch().to(update_profile)),
+                .route(web::patch().to(update_profile))
+                .route(web::delete().to(super::account::delete_account)),
         )
         .service(limited("/v1/auth/signup").route(web::post().to(signup)))
         .service(limited("/v1/auth/verify-email").route(web::post().to(verify_email)))
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(limited("/v1/auth/oauth/{provider}/start").route(web::get().to(super::oauth::start)))
         .service(limited("/v1/auth/oauth/{provider}/callback").route(web::get().to(super::oauth::callback)))
         .service(limited("/v1/auth/oauth/exchange").route(web::post().to(super::oauth::exchange)))
+        .service(limited("/v1/auth/email/confirm").route(web::post().to(super::account::confirm_email)))
         .service(limited("/v1/auth/passkey/start").route(web::post().to(super::passkeys::sign_in_start)))
         .service(limited("/v1/auth/passkey/finish").route(web::post().to(super::passkeys::sign_in_finish)))
         .service(resource("/v1/auth/logout").route(web::post().to(logout)))
@@ -53,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/me/mfa/totp/confirm").route(web::post().to(super::mfa::confirm_totp)))
         .service(resource("/v1/me/events").route(web::get().to(super::mfa::events)))
         .service(resource("/v1/me/usage").route(web::get().to(super::usage::account)))
+        .service(resource("/v1/me/email").route(web::post().to(super::account::change_email)))
         .service(resource("/v1/me/export").route(web::get().to(export)))
         .service(resource("/v1/me/identities").route(web::get().to(super::oauth::identities)))
         .service(resource("/v1/me/identities/{provider}").route(web::delete().to(super::oauth::unlink)))

@@ -196,7 +196,7 @@ pub(crate) async fn forgot(state: web::Data<AppState>, post: AnonForm) -> Page {
 /// A query holding the token of an e-mailed link.
 #[derive(Deserialize)]
 pub(crate) struct TokenQuery {
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 fn reset_page(csrf: &str, token: &str, errors: &[FieldError]) -> Markup {
@@ -218,7 +218,7 @@ fn reset_page(csrf: &str, token: &str, errors: &[FieldError]) -> Markup {
     )
 }
 
-fn link_invalid_page(csrf: &str, resend: bool) -> Markup {
+pub(super) fn link_invalid_page(csrf: &str, resend: bool) -> Markup {
     auth_page(
         "This link no longer works",
         html! {

@@ -56,13 +56,15 @@ pub(crate) enum Nav {
     ApiKeys,
     Sessions,
     Security,
+    Account,
 }
 
-const NAV: [(Nav, &str, &str); 4] = [
+const NAV: [(Nav, &str, &str); 5] = [
     (Nav::Dashboard, "/dashboard", "Dashboard"),
     (Nav::ApiKeys, "/settings/api-keys", "API keys"),
     (Nav::Sessions, "/settings/sessions", "Sessions"),
     (Nav::Security, "/settings/security", "Security"),
+    (Nav::Account, "/settings/account", "Account"),
 ];
 
 /// A page for a signed-in user: the top bar with the sections and a
@@ -173,6 +175,12 @@ pub(crate) fn notice_text(code: &str) -> Option<(&'static str, &'static str)> {
             "error",
             "That passkey is your only way to sign in. Set a password or add another passkey first.",
         ),
+        "email_change_sent" => (
+            "success",
+            "Check the new address: the change happens when the link we sent there is used.",
+        ),
+        "email_changed" => ("success", "Your e-mail address was changed. Every other session was signed out."),
+        "account_deleted" => ("success", "Your account was deleted. We sent a last e-mail to its address."),
         "passkey_script" => ("error", "Adding a passkey needs JavaScript and a browser that supports passkeys."),
         _ => return None,
     })

@@ -1,5 +1,6 @@
 //! Server-rendered pages for people: signup, login, password reset, e-mail
-//! verification, the dashboard, API keys, sessions and security settings.
+//! verification, the dashboard, API keys, sessions, security and account
+//! settings.
 //!
 //! Handlers are as thin as the JSON API's: extract (a signed-in browser, or
 //! a form whose CSRF token checks out), call the same use case as the API,
@@ -8,6 +9,7 @@
 //! The stylesheet and script are embedded in the binary.
 
 mod account;
+mod account_settings;
 mod assets;
 mod dashboard;
 mod error;
@@ -65,7 +67,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(page("/verify-email/resend").route(web::post().to(account::resend)))
         .service(page("/dashboard").route(web::get().to(dashboard::show)))
         .service(page("/dashboard/profile").route(web::post().to(dashboard::update_profile)))
+        .service(page("/settings/account").route(web::get().to(account_settings::show)))
+        .service(page("/settings/account/email").route(web::post().to(account_settings::change_email)))
+        .service(page("/settings/account/delete").route(web::post().to(account_settings::delete)))
         .service(page("/settings/account/export").route(web::get().to(dashboard::export)))
+        .service(
+            page("/confirm-email")
+                .route(web::get().to(account_settings::confirm_form))
+                .route(web::post().to(account_settings::confirm)),
+        )
         .service(
             page("/settings/api-keys")
                 .route(web::get().to(keys::list))

@@ -658,3 +658,53 @@ async fn usage_counted_by_both_instances_adds_up_exactly() {
     let usage: Value = cluster.a.get_auth(&path, &access).await.json().await.unwrap();
     assert_eq!(usage["totals"], expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_deleted_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let Some(cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    cluster.verified_user(EMAIL).await;
+    let pair = cluster.a.tokens(EMAIL).await;
+    let access = pair["access_token"].as_str().unwrap();
+    let created = cluster.a.create_key(access).await;
+    let key = created["key"].as_str().unwrap();
+
+    // B has checked both credentials (and keeps them in its cache).
+    for _ in 0..3 {
+        assert_eq!(cluster.b.authz(key).await.status(), 200);
+        assert_eq!(cluster.b.authz(access).await.status(), 200);
+        assert_eq!(cluster.b.get_auth("/v1/me", access).await.status(), 200);
+    }
+
+    let response = cluster
+        .a
+        .client
+        .delete(cluster.a.url("/v1/me"))
+        .bearer_auth(access)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let changed = Instant::now();
+    let b = &cluster.b;
+    let (status, _) = within_a_second(changed, "B refuses the deleted account's key", move || async move {
+        refusal(b.authz(key).await).await
+    })
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = within_a_second(changed, "B refuses the deleted account's token", move || async move {
+        refusal(b.get_auth("/v1/me", access).await).await
+    })
+    .await;
+    assert_eq!(status, 401);
+    for node in [&cluster.a, &cluster.b] {
+        assert_eq!(node.authz(key).await.status(), 401, "key on {}", node.name);
+        assert_eq!(node.authz(access).await.status(), 401, "token on {}", node.name);
+        let response = node
+            .post("/v1/auth/refresh", json!({"refresh_token": pair["refresh_token"]}))
+            .await;
+        assert_eq!(response.status(), 401, "refresh on {}", node.name);
+    }
+}

@@ -10,6 +10,7 @@ mod cluster;
 mod gateway;
 mod hardening;
 mod keys;
+mod lifecycle;
 mod mfa;
 mod oauth;
 mod passkeys;

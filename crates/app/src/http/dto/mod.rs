@@ -419,8 +419,8 @@ pub struct RecoveryCodesBody {
     pub recovery_codes: Vec<String>,
 }
 
-/// `DELETE /v1/me/mfa/totp`
-#[derive(Deserialize, utoipa::ToSchema)]
+/// `DELETE /v1/me/mfa/totp`, `DELETE /v1/me`
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct PasswordBody {
     /// The account's password.
     #[schema(required = true, value_type = String, min_length = 1)]
