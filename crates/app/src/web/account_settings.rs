@@ -139,13 +139,7 @@ pub(crate) async fn delete(state: web::Data<AppState>, post: SignedInForm) -> Pa
             .delete_account(&who.principal, password, &who.client.context())
             .await
         {
-            Ok(()) => {
-                let mut response = see_other("/login?notice=account_deleted");
-                response
-                    .add_cookie(&state.web.session_removal())
-                    .map_err(|e| page_error(convosphere_domain::InfraError::new(e.to_string())))?;
-                return Ok(response);
-            }
+            Ok(()) => return super::login::signed_out(&state, "/login?notice=account_deleted"),
             Err(DeleteAccountError::PasswordRequired) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 FieldError::new("password", "required", "enter your password"),

@@ -328,7 +328,13 @@ pub(crate) async fn logout(state: web::Data<AppState>, post: SignedInForm) -> Pa
         .logout(who.user().id, who.principal.session_id, &who.client.context())
         .await
         .map_err(page_error)?;
-    let mut response = see_other("/login?notice=logged_out");
+    signed_out(&state, "/login?notice=logged_out")
+}
+
+/// A redirect to `location` that removes the session cookie: the browser's
+/// session has ended (logout, a deleted account).
+pub(crate) fn signed_out(state: &AppState, location: &str) -> Page {
+    let mut response = see_other(location);
     response
         .add_cookie(&state.web.session_removal())
         .map_err(|e| page_error(convosphere_domain::InfraError::new(e.to_string())))?;
