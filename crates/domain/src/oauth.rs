@@ -160,10 +160,24 @@ pub struct PendingLogin {
     /// Where to send the browser afterwards, as checked at `start`
     /// (absolute); `None` when the caller named nothing.
     pub redirect_to: Option<String>,
+    /// `Some` when a signed-in person asked to link the provider to their
+    /// account, rather than to sign in with it.
+    pub link: Option<LinkRequest>,
     /// When it was started.
     pub created_at: DateTime<Utc>,
     /// When it stops being accepted.
     pub expires_at: DateTime<Utc>,
+}
+
+/// Who asked to link a provider while signed in: the identity joins this
+/// account, whatever address it comes with, if the session still lives
+/// when the provider answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRequest {
+    /// The account the identity is to join.
+    pub user: UserId,
+    /// The session that asked.
+    pub session: crate::SessionId,
 }
 
 /// A provider identity tied to an account.

@@ -7,7 +7,7 @@ use crate::schema::{
 };
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
-use convosphere_domain::oauth::{LinkedIdentity, PendingLogin, Provider};
+use convosphere_domain::oauth::{LinkRequest, LinkedIdentity, PendingLogin, Provider};
 use convosphere_domain::ports::Invalidation;
 use convosphere_domain::profile::ProfileUpdate;
 use convosphere_domain::{
@@ -363,6 +363,8 @@ pub(crate) struct PendingLoginRow {
     pub redirect_to: Option<String>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    pub link_user_id: Option<String>,
+    pub link_session_id: Option<String>,
 }
 
 impl PendingLoginRow {
@@ -376,6 +378,8 @@ impl PendingLoginRow {
             redirect_to: pending.redirect_to.clone(),
             created_at: db_time(pending.created_at),
             expires_at: db_time(pending.expires_at),
+            link_user_id: pending.link.map(|link| link.user.to_string()),
+            link_session_id: pending.link.map(|link| link.session.to_string()),
         }
     }
 }
@@ -391,6 +395,13 @@ impl TryFrom<PendingLoginRow> for PendingLogin {
             sealed_verifier: row.sealed_verifier,
             nonce: row.nonce,
             redirect_to: row.redirect_to,
+            link: match (row.link_user_id, row.link_session_id) {
+                (Some(user), Some(session)) => Some(LinkRequest {
+                    user: user_id(&user)?,
+                    session: session_id(&session)?,
+                }),
+                _ => None,
+            },
             created_at: utc(row.created_at),
             expires_at: utc(row.expires_at),
         })

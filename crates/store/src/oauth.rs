@@ -140,15 +140,22 @@ impl OAuthRepository for Store {
                         .first::<String>(conn)?;
                     return Ok(Some(owner));
                 }
-                // The provider verified the address: an unverified account is
-                // claimed, and the password nobody proved is dropped.
-                let claimed = diesel::update(users::table.find(&row.user_id).filter(users::email_verified.eq(false)))
-                    .set((
-                        users::email_verified.eq(true),
-                        users::password_hash.eq(None::<String>),
-                        users::updated_at.eq(now),
-                    ))
-                    .execute(conn)?;
+                // The provider verified the account's address: an unverified
+                // account is claimed, and the password nobody proved is
+                // dropped. (An identity linked from the settings may come
+                // with another address, which proves nothing of this one.)
+                let claimed = diesel::update(
+                    users::table
+                        .find(&row.user_id)
+                        .filter(users::email_verified.eq(false))
+                        .filter(users::email.eq(&row.email)),
+                )
+                .set((
+                    users::email_verified.eq(true),
+                    users::password_hash.eq(None::<String>),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)?;
                 if claimed == 1 {
                     conn.append_invalidations(&[NewInvalidation::user(row.user_id.clone())])?;
                 }

@@ -232,6 +232,10 @@ diesel::table! {
         created_at -> Timestamp,
         /// End of validity (UTC).
         expires_at -> Timestamp,
+        /// The account a link is for (NULL: a login).
+        link_user_id -> Nullable<Text>,
+        /// The session that asked for the link.
+        link_session_id -> Nullable<Text>,
     }
 }
 

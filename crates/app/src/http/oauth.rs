@@ -52,7 +52,7 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
 }
 
 /// `Set-Cookie` of the binding cookie (`max_age` 0 clears it).
-fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+pub(crate) fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     let secure = if state.config.is_https() { "; Secure" } else { "" };
     format!("{BINDING_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }

@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi};
         RefreshBody, ResetBody, ChangePasswordBody, ReauthenticateBody, ProfileBody, StatusBody, SessionBody, SessionList,
         PrincipalBody, MeBody, ApiKeyBody, ApiKeyList, CreateApiKeyBody, RotateApiKeyBody, AuthzBody,
         TotpSetupBody, CodeBody, RecoveryCodesBody, PasswordBody, EventBody, EventList, OAuthCodeBody,
-        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody, IdentityBody, IdentityList, ExportBody, TwoFactorBody, KeyExportBody, KeyNetworkBody,
+        ScopeName, UsageBody, UsageBucketBody, UsageTotalsBody, IdentityBody, IdentityList, ExportBody, TwoFactorBody, KeyExportBody, KeyNetworkBody, PendingEmailChangeBody,
         PasskeyChallengeBody, PasskeyRegistrationBody, PasskeyAssertionBody, PasskeyBody, PasskeyList,
     )),
     modifiers(&BearerAuth, &ProblemResponses),

@@ -163,6 +163,19 @@ pub(crate) fn notice_text(code: &str) -> Option<(&'static str, &'static str)> {
         "email_verified" => ("success", "Your e-mail address is confirmed. You can sign in now."),
         "profile_saved" => ("success", "Your profile was saved."),
         "provider_unlinked" => ("success", "The provider was unlinked from your account."),
+        "provider_linked" => ("success", "The provider was linked: you can sign in with it now."),
+        "provider_identity_taken" => (
+            "error",
+            "That provider account is linked to another Convosphere account. Unlink it there, or delete that account, first.",
+        ),
+        "provider_already_linked" => (
+            "error",
+            "An account of that provider is linked already. Unlink it first to link another.",
+        ),
+        "provider_link_failed" => (
+            "error",
+            "The provider was not linked: it refused, did not answer, or gave no verified e-mail address. Try again.",
+        ),
         "provider_last_way_in" => (
             "error",
             "That provider is your only way to sign in. Set a password first (use “Forgot password” on the sign-in page).",

@@ -18,6 +18,7 @@ mod keys;
 mod layout;
 mod login;
 mod passkeys;
+mod providers;
 mod reauth;
 mod security;
 pub mod session;
@@ -102,8 +103,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(page("/settings/security/password").route(web::post().to(security::change_password)))
         .service(
-            page("/settings/security/providers/{provider}/unlink").route(web::post().to(security::unlink_provider)),
+            page("/settings/security/providers/{provider}/unlink").route(web::post().to(providers::unlink_provider)),
         )
+        .service(page("/settings/security/providers/{provider}/link").route(web::post().to(providers::link_provider)))
         .service(page("/settings/security/passkeys").route(web::post().to(passkeys::register)))
         .service(page("/settings/security/passkeys/start").route(web::post().to(passkeys::register_start)))
         .service(page("/settings/security/passkeys/{id}/remove").route(web::post().to(passkeys::remove)))

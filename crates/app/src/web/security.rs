@@ -1,11 +1,11 @@
 //! `/settings/security`: change the password, turn two-factor
 //! authentication on (a QR code drawn here as SVG, recovery codes shown
-//! once) and off, the linked providers (unlinked here), and the recent
-//! security events.
+//! once) and off, passkeys and the linked providers (each in its own
+//! module), and the recent security events.
 
-use super::dashboard::NoticeQuery;
 use super::error::{page_error, PageError};
-use super::layout::{app_page, copy_button, csrf_field, field, form_error, html, when, when_or, Input, Nav};
+use super::layout::{app_page, copy_button, csrf_field, field, form_error, html, when, Input, Nav};
+use super::providers::SecurityQuery;
 use super::reauth::reauthenticate_first;
 use super::session::{SignedIn, SignedInForm};
 use crate::common::cookie::see_other;
@@ -14,10 +14,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use convosphere_domain::auth::identities::UnlinkError;
 use convosphere_domain::auth::mfa::{BeginTotpError, ConfirmTotpError, DisableTotpError};
 use convosphere_domain::auth::ChangePasswordError;
-use convosphere_domain::oauth::Provider;
 use convosphere_domain::password::MIN_PASSWORD_CHARS;
 use convosphere_domain::{FieldError, SecurityEvent};
 use maud::{html, Markup};
@@ -109,38 +107,7 @@ async fn render(
         @if state.passkeys.is_some() {
             (super::passkeys::section(&who.csrf, &passkeys))
         }
-        section.card aria-labelledby="providers-title" {
-            h2 #providers-title { "Linked providers" }
-            @if identities.is_empty() {
-                p.empty { "No provider is linked. Signing in with Google, GitHub or Facebook links it." }
-            } @else {
-                div.table-wrap {
-                    table.list {
-                        thead { tr {
-                            th scope="col" { "Provider" } th scope="col" { "Address" } th scope="col" { "Linked" }
-                            th scope="col" { "Last used" } th scope="col" { span.visually-hidden { "Actions" } }
-                        } }
-                        tbody {
-                            @for identity in &identities {
-                                tr data-provider=(identity.provider.as_str()) {
-                                    td data-label="Provider" { (identity.provider.display_name()) }
-                                    td data-label="Address" { (identity.email.as_str()) }
-                                    td data-label="Linked" { (when(identity.linked_at)) }
-                                    td data-label="Last used" { (when_or(identity.last_used_at, "Not since")) }
-                                    td.cell-actions {
-                                        form method="post" action=(format!("/settings/security/providers/{}/unlink", identity.provider.as_str())) {
-                                            (csrf_field(&who.csrf))
-                                            button.btn.btn-danger-quiet.btn-small type="submit"
-                                                aria-label=(format!("Unlink {}", identity.provider.display_name())) { "Unlink" }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        (super::providers::section(state, &who.csrf, &identities))
         section.card aria-labelledby="events-title" {
             h2 #events-title { "Recent activity" }
             @if events.events.is_empty() {
@@ -167,36 +134,8 @@ async fn render(
 }
 
 /// `GET /settings/security`
-pub(crate) async fn show(state: web::Data<AppState>, who: SignedIn, query: web::Query<NoticeQuery>) -> Page {
-    render(
-        &state,
-        &who,
-        query.notice.as_deref(),
-        Problems::default(),
-        StatusCode::OK,
-    )
-    .await
-}
-
-/// `POST /settings/security/providers/{provider}/unlink`
-pub(crate) async fn unlink_provider(
-    state: web::Data<AppState>,
-    provider: web::Path<String>,
-    post: SignedInForm,
-) -> Page {
-    let provider: Provider = provider.parse().map_err(|_| PageError::not_found())?;
-    let who = &post.who;
-    match state
-        .auth
-        .unlink_identity(&who.principal, provider, &who.client.context())
-        .await
-    {
-        Ok(()) => Ok(see_other("/settings/security?notice=provider_unlinked")),
-        Err(UnlinkError::LastWayIn) => Ok(see_other("/settings/security?notice=provider_last_way_in")),
-        Err(UnlinkError::NotFound) => Ok(see_other("/settings/security")),
-        Err(UnlinkError::RecentSignInRequired(_)) => Err(reauthenticate_first("/settings/security")),
-        Err(UnlinkError::Internal(cause)) => Err(page_error(cause)),
-    }
+pub(crate) async fn show(state: web::Data<AppState>, who: SignedIn, query: web::Query<SecurityQuery>) -> Page {
+    render(&state, &who, query.notice(), Problems::default(), StatusCode::OK).await
 }
 
 /// `POST /settings/security/password`: every other session ends.

@@ -422,7 +422,15 @@ async fn the_export_holds_every_record_of_the_account_and_no_secret() {
         "the API's session and the browser's"
     );
 
+    assert_eq!(document["pending_email_change"], Value::Null);
+
     let (secret, recovery_codes) = crate::mfa::enable_totp(&app, &access).await;
+    // A change of address waiting for its link is in it; the link is not.
+    let new = "ada.lovelace@example.com";
+    let asked = app.post_auth("/v1/me/email", &access, json!({"email": new})).await;
+    assert_eq!(asked.status(), 202);
+    let link = crate::lifecycle::wait_for_mail_to(&app, new, "Confirm your new email address").await;
+    let link = link_token(&link, "/confirm-email").unwrap();
     // The key's use is written within a few seconds.
     let mut export = Value::Null;
     for _ in 0..60 {
@@ -458,6 +466,8 @@ async fn the_export_holds_every_record_of_the_account_and_no_secret() {
     assert_eq!(export["api_keys"][0]["last_used_ip"], "127.0.0.1");
     assert_eq!(export["api_keys"][0]["usage"][0]["allowed"], 1);
     assert_eq!(export["identities"], json!([]));
+    assert_eq!(export["pending_email_change"]["email"], new);
+    assert!(export["pending_email_change"]["expires_at"].is_string());
     let kinds: Vec<&str> = export["events"]
         .as_array()
         .unwrap()
@@ -470,6 +480,7 @@ async fn the_export_holds_every_record_of_the_account_and_no_secret() {
         "login_succeeded",
         "api_key_created",
         "mfa_enabled",
+        "email_change_requested",
     ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
@@ -482,6 +493,7 @@ async fn the_export_holds_every_record_of_the_account_and_no_secret() {
     let text = export.to_string();
     assert!(!text.contains(&key[12..44]));
     assert!(!text.contains(&secret));
+    assert!(!text.contains(&link));
     assert!(recovery_codes.iter().all(|code| !text.contains(code.as_str())));
     assert!(!text.contains("argon2"));
     assert!(!text.contains("secret_hash") && !text.contains("password_hash"));

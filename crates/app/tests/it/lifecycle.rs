@@ -22,7 +22,7 @@ fn mails_to(app: &TestApp, address: &str) -> Vec<String> {
 }
 
 /// Waits for a mail to `address` whose subject holds `subject`.
-async fn wait_for_mail_to(app: &TestApp, address: &str, subject: &str) -> String {
+pub async fn wait_for_mail_to(app: &TestApp, address: &str, subject: &str) -> String {
     for _ in 0..100 {
         if let Some(mail) = mails_to(app, address)
             .into_iter()

@@ -53,6 +53,7 @@ with_providers!(
     an_account_with_2fa_needs_its_code_after_a_provider_login,
     a_browser_signs_in_with_a_provider_and_then_its_code,
     linked_identities_are_listed_and_the_last_way_in_is_kept,
+    a_signed_in_person_links_another_provider_from_the_security_page,
 );
 
 struct World {
@@ -633,6 +634,140 @@ async fn linked_identities_are_listed_and_the_last_way_in_is_kept(world: World) 
     let events: Value = world.app.get_auth("/v1/me/events", access).await.json().await.unwrap();
     assert_eq!(events["events"][0]["type"], "oauth_unlinked");
     assert_eq!(events["events"][0]["details"]["provider"], "github");
+}
+
+/// Presses "Link <provider>" on the security page of `browser`: the
+/// provider's URL it is sent to.
+async fn press_link(browser: &mut crate::web::Browser<'_>, provider: &str) -> String {
+    let csrf = browser.get("/settings/security").await.csrf();
+    let started = browser
+        .post(
+            &format!("/settings/security/providers/{provider}/link"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    assert!(
+        started.set_cookie("convosphere_oauth").is_some(),
+        "the flow is bound to this browser"
+    );
+    started.header("location").to_owned()
+}
+
+/// Signs in at the provider as `who`: the path of the callback it sends back to.
+async fn sign_in_at(provider_url: &str, provider: &str, who: &str) -> String {
+    let param = if provider == "google" { "login_hint" } else { "login" };
+    let at_provider = format!("{provider_url}&{param}={}", encode(who));
+    let back = Browser::new()
+        .follow_until(&at_provider, |u| u.starts_with(PUBLIC))
+        .await;
+    back.strip_prefix(PUBLIC).unwrap().to_owned()
+}
+
+/// The whole link from the settings: the callback's answer, as the browser got it.
+async fn link_from_settings(browser: &mut crate::web::Browser<'_>, provider: &str, who: &str) -> crate::web::Page {
+    let provider_url = press_link(browser, provider).await;
+    let callback = sign_in_at(&provider_url, provider, who).await;
+    browser.get(&callback).await
+}
+
+/// The providers `GET /v1/me/identities` lists.
+async fn linked_providers(app: &TestApp, access: &str) -> Vec<String> {
+    let listed: Value = app.get_auth("/v1/me/identities", access).await.json().await.unwrap();
+    let identities = listed["identities"].as_array().unwrap();
+    identities
+        .iter()
+        .map(|i| i["provider"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_signed_in_person_links_another_provider_from_the_security_page(world: World) {
+    let access = world.app.signed_in("ada@example.com").await;
+    let mut ada = crate::web::Browser::new(&world.app);
+    ada.log_in("ada@example.com").await;
+    let page = ada.get("/settings/security").await;
+    for provider in ["google", "github", "facebook"] {
+        let action = format!("action=\"/settings/security/providers/{provider}/link\"");
+        assert!(page.body.contains(&action), "a Link button for {provider}");
+    }
+
+    // GitHub's address (octo@…) is not the account's: the identity joins Ada anyway.
+    let back = link_from_settings(&mut ada, "github", "octo").await;
+    assert_eq!(back.status, 302, "{}", back.body);
+    assert_eq!(
+        back.header("location"),
+        format!("{PUBLIC}/settings/security?linked=github")
+    );
+    let page = ada.get("/settings/security?linked=github").await;
+    assert!(page.body.contains("The provider was linked"), "{}", page.body);
+    assert!(page.body.contains("octo@example.com"));
+    assert!(
+        !page.body.contains("/settings/security/providers/github/link"),
+        "linked: no Link button"
+    );
+    assert_eq!(linked_providers(&world.app, &access).await, ["github"]);
+    let events: Value = world.app.get_auth("/v1/me/events", &access).await.json().await.unwrap();
+    assert_eq!(events["events"][0]["type"], "oauth_linked");
+    assert_eq!(events["events"][0]["details"]["via"], "settings");
+
+    // A GitHub login now reaches Ada's account; nobody else's was made.
+    let callback = world.login(&Browser::new(), "github", Some(ALLOWED), "octo").await;
+    let code = query(&location(&callback), "code").unwrap();
+    let pair: Value = world.exchange(&code).await.json().await.unwrap();
+    assert_eq!(pair["user"]["email"], "ada@example.com");
+    assert_eq!(world.rows("users"), 1);
+    // The password still works: a provider's other address proves nothing of it.
+    assert_eq!(world.app.login("ada@example.com", PASSWORD).await.status(), 200);
+
+    // Pressing "Link GitHub" again (an old page) is refused before GitHub is asked.
+    let csrf = ada.get("/settings/security").await.csrf();
+    let again = ada
+        .post("/settings/security/providers/github/link", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(again.header("location"), "/settings/security?error=already_linked");
+
+    // Grace cannot take the GitHub identity that is Ada's.
+    world.app.signed_in("grace@example.com").await;
+    let mut grace = crate::web::Browser::new(&world.app);
+    grace.log_in("grace@example.com").await;
+    let refused = link_from_settings(&mut grace, "github", "octo").await;
+    assert_eq!(
+        refused.header("location"),
+        format!("{PUBLIC}/settings/security?error=identity_taken")
+    );
+    let page = grace.get("/settings/security?error=identity_taken").await;
+    assert!(
+        page.body.contains("linked to another Convosphere account"),
+        "{}",
+        page.body
+    );
+    assert_eq!(world.rows("oauth_identities"), 1);
+
+    // A Google identity (the real OpenID Provider) links as well, and the
+    // callback's state, spent, cannot be played again.
+    let account = Account::new("ada-google", "ada.lovelace@gmail.example");
+    let at_google = press_link(&mut ada, "google").await;
+    let callback = sign_in_at(&at_google, "google", &account.login_hint()).await;
+    let linked = ada.get(&callback).await;
+    assert_eq!(
+        linked.header("location"),
+        format!("{PUBLIC}/settings/security?linked=google")
+    );
+    let replayed = ada.get(&callback).await;
+    assert_eq!(replayed.status, 400, "{}", replayed.body);
+    assert_eq!(linked_providers(&world.app, &access).await, ["github", "google"]);
+
+    // Signed out meanwhile: the provider's answer links nothing.
+    let at_facebook = press_link(&mut grace, "facebook").await;
+    let csrf = grace.get("/settings/security").await.csrf();
+    grace.post("/logout", &[("csrf", &csrf)]).await;
+    let callback = sign_in_at(&at_facebook, "facebook", "mark").await;
+    let ended = grace.get(&callback).await;
+    assert_eq!(
+        ended.header("location"),
+        format!("{PUBLIC}/settings/security?error=session_ended")
+    );
+    assert_eq!(world.rows("oauth_identities"), 2);
 }
 
 async fn github_refusals_and_failures_are_oauth_failed(world: World) {

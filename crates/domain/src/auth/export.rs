@@ -3,10 +3,12 @@
 //! a hash of one.
 
 use super::Auth;
+use crate::account::PendingEmailChange;
 use crate::api_key::ApiKey;
 use crate::oauth::IdentityRecord;
 use crate::ports::{
-    ApiKeyRepository, Mailer, OAuthRepository, PasskeyRepository, PasswordHasher, Store, TokenSigner, UsageRepository,
+    AccountRepository, ApiKeyRepository, Mailer, OAuthRepository, PasskeyRepository, PasswordHasher, Store,
+    TokenSigner, UsageRepository,
 };
 use crate::usage::{Granularity, KeyNetworkUse, Usage, UsageRange, MAX_DAYS};
 use crate::{ClientContext, InfraError, SecurityEvent, Session, User};
@@ -32,6 +34,8 @@ pub struct AccountExport {
     pub exported_at: DateTime<Utc>,
     /// The profile (the password hash is not shown by whoever renders it).
     pub user: User,
+    /// A change of address waiting for its link (never the link itself).
+    pub pending_email_change: Option<PendingEmailChange>,
     /// Whether a TOTP authenticator is enrolled, and recovery codes left.
     pub recovery_codes_left: u32,
     /// The active sessions, newest first.
@@ -52,7 +56,7 @@ pub struct AccountExport {
 
 impl<S, H, T, M, L> Auth<S, H, T, M, L>
 where
-    S: Store + ApiKeyRepository + OAuthRepository + PasskeyRepository + UsageRepository,
+    S: Store + AccountRepository + ApiKeyRepository + OAuthRepository + PasskeyRepository + UsageRepository,
     H: PasswordHasher,
     T: TokenSigner,
     M: Mailer,
@@ -78,6 +82,7 @@ where
             } else {
                 0
             },
+            pending_email_change: self.store.pending_email_change(user.id, now).await?,
             sessions: self.sessions(user.id).await?,
             api_keys: self.keys_export(user, range).await?,
             identities: self.store.identities(user.id).await?,

@@ -17,8 +17,8 @@
 use super::{Auth, FactorCheck, IssuedTokens, SecondFactor};
 use crate::event::{ClientContext, EventKind};
 use crate::oauth::{
-    with_query, AuthorizationRequest, CodeGrant, LinkOutcome, LinkedIdentity, PendingLogin, Provider, ProviderIdentity,
-    RedirectPolicy,
+    with_query, AuthorizationRequest, CodeGrant, LinkOutcome, LinkRequest, LinkedIdentity, PendingLogin, Provider,
+    ProviderIdentity, RedirectPolicy,
 };
 use crate::ports::{
     CreateUserError, Invalidation, Mailer, OAuthProvider, OAuthRepository, PasswordHasher, Store, TokenSigner,
@@ -170,13 +170,24 @@ where
         provider: Provider,
         redirect_to: Option<&str>,
     ) -> Result<OAuthStarted, OAuthStartError> {
-        if !oauth.providers.is_enabled(provider) {
-            return Err(OAuthStartError::ProviderNotFound);
-        }
         let redirect_to = match redirect_to.filter(|r| !r.is_empty()) {
             Some(raw) => Some(oauth.redirects.check(raw).map_err(OAuthStartError::InvalidRedirect)?),
             None => None,
         };
+        self.begin_authorization(oauth, provider, redirect_to, None).await
+    }
+
+    /// Stores an authorization in flight and answers the provider's URL.
+    pub(super) async fn begin_authorization<P: OAuthProvider>(
+        &self,
+        oauth: &OAuthLogin<P>,
+        provider: Provider,
+        redirect_to: Option<String>,
+        link: Option<LinkRequest>,
+    ) -> Result<OAuthStarted, OAuthStartError> {
+        if !oauth.providers.is_enabled(provider) {
+            return Err(OAuthStartError::ProviderNotFound);
+        }
         let now = self.clock.now();
         let state = OpaqueToken::generate(&*self.rng);
         let verifier = OpaqueToken::generate(&*self.rng);
@@ -202,6 +213,7 @@ where
                 sealed_verifier: self.secrets.seal(verifier.expose().as_bytes(), OAUTH_VERIFIER)?,
                 nonce: nonce.expose().to_owned(),
                 redirect_to,
+                link,
                 created_at: now,
                 expires_at: now + STATE_TTL,
             })
@@ -282,6 +294,10 @@ where
             })
             .await
             .map_err(|e| failed(format!("{provider}: {e}")))?;
+        if let Some(link) = pending.link {
+            let target = pending.redirect_to.unwrap_or_else(|| oauth.redirects.default_target());
+            return self.finish_link(link, provider, &identity, &target, client).await;
+        }
         let user = match self.oauth_account(provider, &identity, client).await {
             Ok(user) => user,
             Err(AccountError::NoVerifiedEmail) => {

@@ -1835,7 +1835,7 @@ impl OAuthRepository for &MemoryStore {
         if let Some(user) = state
             .users
             .iter_mut()
-            .find(|u| u.id == identity.user_id && !u.email_verified)
+            .find(|u| u.id == identity.user_id && !u.email_verified && u.email == identity.email)
         {
             user.email_verified = true;
             user.password_hash = None;

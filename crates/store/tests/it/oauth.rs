@@ -1,9 +1,9 @@
 //! OAuth logins: states taken once, identities linked once, login codes used once.
 
 use crate::support::{in_parallel, minutes, new_user, t0, token, user, TestDb};
-use convosphere_domain::oauth::{LinkOutcome, LinkedIdentity, PendingLogin, Provider, UnlinkOutcome};
+use convosphere_domain::oauth::{LinkOutcome, LinkRequest, LinkedIdentity, PendingLogin, Provider, UnlinkOutcome};
 use convosphere_domain::ports::{CreateUserError, OAuthRepository, UserRepository};
-use convosphere_domain::{Email, PasswordHash, UserId};
+use convosphere_domain::{Email, PasswordHash, SessionId, UserId};
 
 on_both_backends!(
     a_pending_login_is_taken_once_under_parallel_callbacks,
@@ -23,6 +23,7 @@ fn pending(provider: Provider) -> PendingLogin {
         sealed_verifier: "sealed".into(),
         nonce: "nonce-1".into(),
         redirect_to: Some("https://app.example.com/cb?x=1".into()),
+        link: None,
         created_at: t0(),
         expires_at: t0() + minutes(10),
     }
@@ -41,8 +42,13 @@ fn identity(provider: Provider, subject: &str, user_id: UserId, email: &str) -> 
 async fn a_pending_login_is_taken_once_under_parallel_callbacks(db: TestDb) {
     let saved = pending(Provider::Google);
     db.store.save_pending_login(&saved).await.unwrap();
+    // A link asked for while signed in reads back with its account and session.
     let mut other = pending(Provider::GitHub);
     other.redirect_to = None;
+    other.link = Some(LinkRequest {
+        user: user(&db.store, "ada@example.com").await,
+        session: SessionId::from_uuid(uuid::Uuid::from_u128(7)),
+    });
     db.store.save_pending_login(&other).await.unwrap();
 
     let state = saved.state;
@@ -116,6 +122,22 @@ async fn linking_claims_an_unverified_account_and_drops_its_password(db: TestDb)
     let grace = db.store.user_by_id(grace).await.unwrap().unwrap();
     assert!(grace.email_verified);
     assert_eq!(grace.password_hash.unwrap().as_str(), "$argon2id$hers");
+
+    // An identity with another address (linked from the settings) proves
+    // nothing of the account's own: it stays unverified, its password kept.
+    let mut alan = new_user("alan@example.com");
+    alan.email_verified = false;
+    alan.password_hash = Some(PasswordHash::from_phc("$argon2id$alans"));
+    let alan = db.store.create_user(&alan).await.unwrap().id;
+    let linked = db
+        .store
+        .link_identity(&identity(Provider::GitHub, "gh-alan", alan, "alan@elsewhere.example"))
+        .await
+        .unwrap();
+    assert_eq!(linked, LinkOutcome::Linked);
+    let alan = db.store.user_by_id(alan).await.unwrap().unwrap();
+    assert!(!alan.email_verified);
+    assert_eq!(alan.password_hash.unwrap().as_str(), "$argon2id$alans");
 }
 
 async fn an_account_and_its_identity_are_made_together_or_not_at_all(db: TestDb) {

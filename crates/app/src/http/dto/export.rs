@@ -15,6 +15,17 @@ pub struct TwoFactorBody {
     pub recovery_codes_left: u32,
 }
 
+/// A change of address waiting for its link (never the link).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PendingEmailChangeBody {
+    /// The address asked for.
+    pub email: String,
+    /// When the link sent there stops working.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A network a key was used from.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyNetworkBody {
@@ -66,6 +77,8 @@ pub struct ExportBody {
     pub exported_at: DateTime<Utc>,
     /// The profile.
     pub user: UserBody,
+    /// A change of address waiting for its link, or `null`.
+    pub pending_email_change: Option<PendingEmailChangeBody>,
     /// Two-factor authentication.
     pub two_factor: TwoFactorBody,
     /// The active sessions, newest first.
@@ -89,6 +102,10 @@ impl ExportBody {
         Self {
             exported_at: export.exported_at,
             user: UserBody::from(&export.user),
+            pending_email_change: export.pending_email_change.as_ref().map(|p| PendingEmailChangeBody {
+                email: p.new_email.as_str().to_owned(),
+                expires_at: p.expires_at,
+            }),
             two_factor: TwoFactorBody {
                 enabled: export.user.mfa_enabled,
                 recovery_codes_left: export.recovery_codes_left,
