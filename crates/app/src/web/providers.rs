@@ -52,13 +52,17 @@ impl SecurityQuery {
 }
 
 /// The section: the linked identities, each with an "Unlink" button, and a
-/// "Link" button for every configured provider not linked yet.
+/// "Link" button for every configured provider not linked yet; nothing when
+/// no provider is configured nor linked.
 pub(crate) fn section(state: &AppState, csrf: &str, identities: &[IdentityRecord]) -> Markup {
     let linkable: Vec<Provider> = Provider::ALL
         .into_iter()
         .filter(|p| state.oauth.providers.is_enabled(*p))
         .filter(|p| !identities.iter().any(|identity| identity.provider == *p))
         .collect();
+    if identities.is_empty() && linkable.is_empty() {
+        return html! {};
+    }
     html! {
         section.card aria-labelledby="providers-title" {
             h2 #providers-title { "Linked providers" }

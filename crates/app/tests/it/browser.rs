@@ -156,6 +156,20 @@ async fn follow(browser: &Client, css: &str) {
     panic!("no new page after clicking {css}");
 }
 
+/// Fills the login form of the page with the address and the password, and sends it.
+async fn submit_login(browser: &Client, email: &str) {
+    fill(browser, "#f-email", email).await;
+    fill(browser, "#f-password", PASSWORD).await;
+    follow(browser, "form[action='/login'] button[type=submit]").await;
+}
+
+/// Opens an e-mailed link: a page with a button (`h1` says what it does), pressed.
+async fn use_link(browser: &Client, url: &str, h1: &str, button: &str) {
+    browser.goto(url).await.unwrap();
+    assert_eq!(text(browser, "h1").await, h1);
+    follow(browser, button).await;
+}
+
 async fn text(browser: &Client, css: &str) -> String {
     browser.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
@@ -192,20 +206,20 @@ async fn a_person_signs_up_uses_an_api_key_ends_a_session_and_turns_on_two_facto
 
     // The link from the outbox: a page with a button; the button verifies.
     let token = app.wait_for_link(1, "/verify-email").await;
-    browser
-        .goto(&app.url(&format!("/verify-email?token={token}")))
-        .await
-        .unwrap();
-    assert_eq!(text(&browser, "h1").await, "Confirm your e-mail address");
-    follow(&browser, "form[action='/verify-email'] button").await;
+    let link = app.url(&format!("/verify-email?token={token}"));
+    use_link(
+        &browser,
+        &link,
+        "Confirm your e-mail address",
+        "form[action='/verify-email'] button",
+    )
+    .await;
     assert_eq!(path(&browser).await, "/login?notice=email_verified");
     assert!(text(&browser, ".alert-success").await.contains("confirmed"));
     camera.shoot(&browser, "login").await;
 
     // Log in.
-    fill(&browser, "#f-email", email).await;
-    fill(&browser, "#f-password", PASSWORD).await;
-    follow(&browser, "form[action='/login'] button[type=submit]").await;
+    submit_login(&browser, email).await;
     assert_eq!(path(&browser).await, "/dashboard");
     assert_eq!(text(&browser, "h1").await, "Welcome, Ada");
     assert!(browser.source().await.unwrap().contains("100 requests per minute"));
@@ -315,9 +329,7 @@ async fn a_person_signs_up_uses_an_api_key_ends_a_session_and_turns_on_two_facto
     // Log out, and in again with the password and a code.
     follow(&browser, "form[action='/logout'] button").await;
     assert_eq!(path(&browser).await, "/login?notice=logged_out");
-    fill(&browser, "#f-email", email).await;
-    fill(&browser, "#f-password", PASSWORD).await;
-    follow(&browser, "form[action='/login'] button[type=submit]").await;
+    submit_login(&browser, email).await;
     assert_eq!(text(&browser, "h1").await, "Two-factor authentication");
     camera.shoot(&browser, "login-two-factor").await;
     // The code that confirmed the setup is spent; the next step's works.
@@ -325,6 +337,203 @@ async fn a_person_signs_up_uses_an_api_key_ends_a_session_and_turns_on_two_facto
     follow(&browser, "form[action='/login/two-factor'] button[type=submit]").await;
     assert_eq!(path(&browser).await, "/dashboard");
     assert!(browser.source().await.unwrap().contains("badge-on"));
+
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_changes_the_address_downloads_the_data_and_deletes_the_account() {
+    let Some(driver) = Driver::start().await else { return };
+    let app = TestApp::spawn().await;
+    let browser = driver.browser().await;
+    let camera = Camera::from_env();
+    let (old, new) = ("ada@example.com", "ada.lovelace@example.com");
+    app.verified_user(old).await;
+    let api = app.tokens(old).await;
+    let api_access = api["access_token"].as_str().unwrap();
+    browser.goto(&app.url("/login")).await.unwrap();
+    submit_login(&browser, old).await;
+
+    // Ask for the change on the account page: nothing changes yet.
+    follow(&browser, "nav a[href='/settings/account']").await;
+    assert_eq!(text(&browser, "h1").await, "Account");
+    let mails = app.mails().len();
+    fill(&browser, "#f-email", new).await;
+    follow(&browser, "form[action='/settings/account/email'] button[type=submit]").await;
+    assert_eq!(path(&browser).await, "/settings/account?notice=email_change_sent");
+    assert!(text(&browser, "[data-pending-email]").await.contains(new));
+    camera.shoot(&browser, "account").await;
+    assert_eq!(app.get_auth("/v1/me", api_access).await.status(), 200);
+
+    // The link of the new address: a page with a button; the button changes it.
+    let sent = app.wait_for_mails(mails + 2).await;
+    let link = sent
+        .iter()
+        .find_map(|mail| link_token(mail, "/confirm-email"))
+        .expect("a /confirm-email link");
+    let link = app.url(&format!("/confirm-email?token={link}"));
+    use_link(
+        &browser,
+        &link,
+        "Confirm your new e-mail address",
+        "form[action='/confirm-email'] button",
+    )
+    .await;
+    assert_eq!(path(&browser).await, "/settings/account?notice=email_changed");
+    assert!(text(&browser, "#email-title + p").await.contains(new));
+    // Every other session ended; the old address signs in no more.
+    problem(app.get_auth("/v1/me", api_access).await, 401, "session_expired").await;
+    problem(app.login(old, PASSWORD).await, 401, "invalid_credentials").await;
+
+    // "Download your data": the page's link answers the whole document.
+    let href = browser
+        .find(Locator::Css("a[download]"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let document = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(r => r.json()).then(done, e => done(String(e)));",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(document["user"]["email"], new, "{document}");
+    let kinds: Vec<&str> = document["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"email_changed"), "{kinds:?}");
+
+    // Delete it: a wrong confirmation word changes nothing, the right one ends it all.
+    fill(&browser, "#f-password", PASSWORD).await;
+    fill(&browser, "#f-confirm", "delete").await;
+    follow(&browser, "form[action='/settings/account/delete'] button[type=submit]").await;
+    assert!(browser.find(Locator::Css(".field-error, .alert-error")).await.is_ok());
+    assert_eq!(app.login(new, PASSWORD).await.status(), 200);
+    fill(&browser, "#f-password", PASSWORD).await;
+    fill(&browser, "#f-confirm", "DELETE").await;
+    follow(&browser, "form[action='/settings/account/delete'] button[type=submit]").await;
+    assert_eq!(path(&browser).await, "/login?notice=account_deleted");
+    problem(app.login(new, PASSWORD).await, 401, "invalid_credentials").await;
+    browser.goto(&app.url("/settings/account")).await.unwrap();
+    assert!(path(&browser).await.starts_with("/login"), "signed out");
+    // The address may sign up again.
+    assert_eq!(app.signup(new).await.status(), 202);
+
+    browser.close().await.unwrap();
+}
+
+/// WebDriver's virtual authenticator (WebAuthn Level 2, §11.3): a CTAP2
+/// platform authenticator with user verification, holding discoverable
+/// credentials, added to the browser session.
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        (http::Method::POST, Some(options.to_string()))
+    }
+}
+
+/// A Chrome DevTools command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.0, "params": self.1});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_adds_a_passkey_and_signs_in_with_it_alone() {
+    let Some(driver) = Driver::start().await else { return };
+    // Passkeys need a secure context and a domain: http://localhost is both.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let origin = format!("http://localhost:{port}");
+    let bind = format!("127.0.0.1:{port}");
+    let app = TestApp::with(&[("AUTH_BIND", &bind), ("AUTH_PUBLIC_URL", &origin)]).await;
+    let at = |path: &str| format!("{origin}{path}");
+    let browser = driver.browser().await;
+    let camera = Camera::from_env();
+    browser.issue_cmd(AddVirtualAuthenticator).await.unwrap();
+    let email = "ada@example.com";
+    let access = app.signed_in(email).await;
+
+    browser.goto(&at("/login")).await.unwrap();
+    submit_login(&browser, email).await;
+    assert_eq!(path(&browser).await, "/dashboard");
+
+    // Add one on the security page: the browser's prompt is the authenticator's.
+    browser.goto(&at("/settings/security")).await.unwrap();
+    fill(&browser, "#passkey-name", "This laptop").await;
+    follow(&browser, "#passkey-add button[type=submit]").await;
+    assert_eq!(path(&browser).await, "/settings/security?notice=passkey_added");
+    assert!(text(&browser, "tr[data-passkey]").await.contains("This laptop"));
+    camera.shoot(&browser, "security-passkey").await;
+    let listed: Value = app.get_auth("/v1/me/passkeys", &access).await.json().await.unwrap();
+    assert_eq!(listed["passkeys"][0]["name"], "This laptop", "{listed}");
+
+    // Signed out, the passkey alone signs in: no address, no password. The
+    // login page asks the browser for a passkey as autofill (conditional
+    // mediation), which the virtual authenticator grants without a click.
+    follow(&browser, "form[action='/logout'] button").await;
+    let mut at_page = String::new();
+    for _ in 0..100 {
+        at_page = path(&browser).await;
+        if at_page == "/dashboard" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(at_page, "/dashboard");
+    assert_eq!(text(&browser, "h1").await, "Welcome, Ada");
+    let events: Value = app.get_auth("/v1/me/events", &access).await.json().await.unwrap();
+    assert_eq!(events["events"][0]["type"], "login_succeeded", "{events}");
+    assert_eq!(events["events"][0]["details"]["method"], "passkey");
+
+    // In a browser without passkey autofill, the button does it.
+    let no_autofill = "PublicKeyCredential.isConditionalMediationAvailable = undefined;";
+    let script = json!({ "source": no_autofill });
+    browser
+        .issue_cmd(Cdp("Page.addScriptToEvaluateOnNewDocument", script))
+        .await
+        .unwrap();
+    follow(&browser, "form[action='/logout'] button").await;
+    assert_eq!(path(&browser).await, "/login?notice=logged_out");
+    follow(&browser, "#passkey-login button[type=submit]").await;
+    assert_eq!(path(&browser).await, "/dashboard");
 
     browser.close().await.unwrap();
 }

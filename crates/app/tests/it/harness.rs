@@ -9,6 +9,9 @@ use std::time::Duration;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The `AUTH_PUBLIC_URL` of the service under test unless a test names another.
+const DEFAULT_PUBLIC_URL: &str = "http://auth.test";
+
 pub struct TestApp {
     pub base: String,
     /// The base URL of `/metrics` when `AUTH_METRICS_BIND` is set.
@@ -17,6 +20,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// The `AUTH_DATABASE_URL` of a PostgreSQL run (SQLite in `dir` otherwise).
     pub database_url: Option<String>,
+    /// `AUTH_PUBLIC_URL`, the origin of the e-mailed links.
+    pub public_url: String,
     handle: actix_web::dev::ServerHandle,
     _database: Option<PgDatabase>,
 }
@@ -91,6 +96,7 @@ impl TestApp {
             client: client(),
             dir,
             database_url,
+            public_url: public_url(settings),
             handle,
             _database: database,
         }
@@ -108,6 +114,7 @@ impl TestApp {
             client: client(),
             dir: tempfile::tempdir().unwrap(),
             database_url: self.database_url.clone(),
+            public_url: public_url(settings),
             handle,
             _database: None,
         }
@@ -159,7 +166,8 @@ impl TestApp {
     /// The token of the newest link to `path` (`/verify-email`, `/reset-password`).
     pub async fn wait_for_link(&self, count: usize, path: &str) -> String {
         let mails = self.wait_for_mails(count).await;
-        link_token(mails.last().unwrap(), path).unwrap_or_else(|| panic!("no {path} link in {}", mails.last().unwrap()))
+        link_token_at(mails.last().unwrap(), &self.public_url, path)
+            .unwrap_or_else(|| panic!("no {path} link in {}", mails.last().unwrap()))
     }
 
     pub async fn signup(&self, email: &str) -> Response {
@@ -230,7 +238,7 @@ async fn launch(
     let mut env: Vec<(String, String)> = vec![
         ("AUTH_BIND".into(), "127.0.0.1:0".into()),
         ("AUTH_DATA_DIR".into(), data_dir.display().to_string()),
-        ("AUTH_PUBLIC_URL".into(), "http://auth.test".into()),
+        ("AUTH_PUBLIC_URL".into(), DEFAULT_PUBLIC_URL.into()),
         ("AUTH_LOG_FORMAT".into(), "json".into()),
         ("AUTH_IP_RATE_LIMIT".into(), "100000".into()),
     ];
@@ -271,8 +279,20 @@ pub fn read_mails(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The `AUTH_PUBLIC_URL` of these settings (the harness's own by default).
+fn public_url(settings: &[(&str, &str)]) -> String {
+    let named = settings.iter().rev().find(|(name, _)| *name == "AUTH_PUBLIC_URL");
+    named.map_or(DEFAULT_PUBLIC_URL, |(_, url)| url).to_owned()
+}
+
+/// The token of the `<http://auth.test><path>?token=` link in a mail.
 pub fn link_token(mail: &str, path: &str) -> Option<String> {
-    let marker = format!("http://auth.test{path}?token=");
+    link_token_at(mail, DEFAULT_PUBLIC_URL, path)
+}
+
+/// The token of the `<origin><path>?token=` link in a mail.
+pub fn link_token_at(mail: &str, origin: &str, path: &str) -> Option<String> {
+    let marker = format!("{origin}{path}?token=");
     let start = mail.find(&marker)? + marker.len();
     Some(
         mail[start..]
