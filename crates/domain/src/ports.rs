@@ -471,17 +471,26 @@ pub enum UnusualUse {
 impl Mail {
     /// The recipient.
     pub fn to(&self) -> &Email {
+        self.recipient().0
+    }
+
+    /// The recipient's name.
+    pub fn name(&self) -> &str {
+        self.recipient().1
+    }
+
+    fn recipient(&self) -> (&Email, &str) {
         match self {
-            Mail::VerifyEmail { to, .. }
-            | Mail::PasswordReset { to, .. }
-            | Mail::SignupAttempt { to, .. }
-            | Mail::PasswordWasReset { to, .. }
-            | Mail::PasswordChanged { to, .. }
-            | Mail::UnusualKeyUse { to, .. }
-            | Mail::ConfirmEmailChange { to, .. }
-            | Mail::EmailChangeRequested { to, .. }
-            | Mail::EmailChangeAttempt { to, .. }
-            | Mail::AccountDeleted { to, .. } => to,
+            Mail::VerifyEmail { to, name, .. }
+            | Mail::PasswordReset { to, name, .. }
+            | Mail::SignupAttempt { to, name, .. }
+            | Mail::PasswordWasReset { to, name, .. }
+            | Mail::PasswordChanged { to, name, .. }
+            | Mail::UnusualKeyUse { to, name, .. }
+            | Mail::ConfirmEmailChange { to, name, .. }
+            | Mail::EmailChangeRequested { to, name, .. }
+            | Mail::EmailChangeAttempt { to, name, .. }
+            | Mail::AccountDeleted { to, name, .. } => (to, name),
         }
     }
 

@@ -156,7 +156,7 @@ impl MailService {
             .as_str()
             .parse()
             .map_err(|e| InfraError::new(format!("recipient of a {} mail: {e}", mail.kind())))?;
-        let name = display_name(name_of(mail));
+        let name = display_name(mail.name());
         let to = Mailbox::new((!name.is_empty()).then_some(name), address);
         let part = |content_type: ContentType, text: String| -> Result<SinglePart, InfraError> {
             // Quoted-printable keeps the link readable in the raw message (a
@@ -209,21 +209,6 @@ impl Mailer for MailService {
     /// Queues the mail and returns; delivery happens in the background.
     fn send(&self, mail: Mail) -> impl Future<Output = Result<(), InfraError>> + Send {
         self.enqueue(mail)
-    }
-}
-
-fn name_of(mail: &Mail) -> &str {
-    match mail {
-        Mail::VerifyEmail { name, .. }
-        | Mail::PasswordReset { name, .. }
-        | Mail::SignupAttempt { name, .. }
-        | Mail::PasswordWasReset { name, .. }
-        | Mail::PasswordChanged { name, .. }
-        | Mail::UnusualKeyUse { name, .. }
-        | Mail::ConfirmEmailChange { name, .. }
-        | Mail::EmailChangeRequested { name, .. }
-        | Mail::EmailChangeAttempt { name, .. }
-        | Mail::AccountDeleted { name, .. } => name,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::schema::{
     api_keys, email_changes, key_networks, one_time_tokens, security_events, sessions, usage_alerts, usage_daily,
     usage_hourly, users,
 };
+use crate::sessions::end_sessions_but;
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::account::{DeletedAccount, EmailChangeOutcome, EmailChangeRequest, PendingEmailChange};
@@ -131,18 +132,7 @@ impl AccountRepository for Store {
             diesel::delete(email_changes::table.filter(email_changes::user_id.eq(&user))).execute(conn)?;
             // No session has the nil id: "all but none" when no session asked.
             let keep = asked_by.unwrap_or_else(|| uuid::Uuid::nil().to_string());
-            let ended: Vec<String> = diesel::update(
-                sessions::table
-                    .filter(sessions::user_id.eq(&user))
-                    .filter(sessions::ended_at.is_null())
-                    .filter(sessions::id.ne(keep)),
-            )
-            .set((
-                sessions::ended_at.eq(Some(now)),
-                sessions::end_reason.eq(Some(EndReason::EmailChanged.as_str())),
-            ))
-            .returning(sessions::id)
-            .get_results(conn)?;
+            let ended = end_sessions_but!(conn, &user, &keep, now, EndReason::EmailChanged);
             let mut announced = NewInvalidation::sessions(&ended);
             announced.push(NewInvalidation::user(user));
             conn.append_invalidations(&announced)?;

@@ -17,6 +17,27 @@ enum Rotation {
     Unknown,
 }
 
+/// Ends, inside a transaction, the live sessions of the user `$user` but
+/// the one with the id `$keep`; the ids of those it ended. A macro, as the
+/// connection type differs per backend.
+macro_rules! end_sessions_but {
+    ($conn:expr, $user:expr, $keep:expr, $now:expr, $reason:expr) => {
+        diesel::update(
+            $crate::schema::sessions::table
+                .filter($crate::schema::sessions::user_id.eq($user))
+                .filter($crate::schema::sessions::ended_at.is_null())
+                .filter($crate::schema::sessions::id.ne($keep)),
+        )
+        .set((
+            $crate::schema::sessions::ended_at.eq(Some($now)),
+            $crate::schema::sessions::end_reason.eq(Some($reason.as_str())),
+        ))
+        .returning($crate::schema::sessions::id)
+        .get_results::<String>($conn)?
+    };
+}
+pub(crate) use end_sessions_but;
+
 impl SessionRepository for Store {
     async fn create_session(
         &self,
@@ -263,18 +284,7 @@ impl SessionRepository for Store {
         let now = db_time(now);
         let ended = with_conn!(self, |conn| {
             conn.write_transaction(|conn| {
-                let ended = diesel::update(
-                    sessions::table
-                        .filter(sessions::user_id.eq(user))
-                        .filter(sessions::ended_at.is_null())
-                        .filter(sessions::id.ne(except)),
-                )
-                .set((
-                    sessions::ended_at.eq(Some(now)),
-                    sessions::end_reason.eq(Some(reason.as_str())),
-                ))
-                .returning(sessions::id)
-                .get_results::<String>(conn)?;
+                let ended = end_sessions_but!(conn, &user, &except, now, reason);
                 conn.append_invalidations(&NewInvalidation::sessions(&ended))?;
                 Ok(ended)
             })

@@ -1,13 +1,14 @@
 //! The browser session, shared by the pages and the JSON API's OAuth
 //! callback: the keys of the sealed session cookie, form tickets and CSRF
-//! tokens, the web refresh, and the answers that sign a browser in.
+//! tokens, the web refresh, the answers that sign a browser in, and the
+//! cookie that binds a provider's flow to the browser that started it.
 
 use crate::common::problem::ApiError;
 use crate::state::{AppAuth, AppState};
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header::{self};
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use convosphere_cache::TtlCache;
@@ -307,6 +308,28 @@ pub(crate) fn provider_second_factor(state: &AppState, code: &str, next: &str) -
 /// Whether a form's CSRF token is the one expected, in constant time.
 pub(crate) fn csrf_matches(expected: &str, given: Option<&str>) -> bool {
     given.is_some_and(|given| constant_time_eq(expected.as_bytes(), given.as_bytes()))
+}
+
+/// The cookie that binds a login to the browser that started it.
+const BINDING_COOKIE: &str = "convosphere_oauth";
+/// The cookie's path: only the OAuth endpoints see it.
+const COOKIE_PATH: &str = "/v1/auth/oauth/";
+
+/// `Set-Cookie` of the binding cookie (`max_age` 0 clears it).
+pub(crate) fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    let secure = if state.config.is_https() { "; Secure" } else { "" };
+    format!("{BINDING_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// The binding cookie the browser sent, if any.
+pub(crate) fn presented_binding(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == BINDING_COOKIE)
+        .map(|(_, value)| value.to_owned())
 }
 
 #[cfg(test)]

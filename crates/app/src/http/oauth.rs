@@ -5,6 +5,7 @@
 use super::auth::UserSession;
 use super::dto::{IdentityBody, IdentityList, OAuthCodeBody, TokenPair};
 use super::routes::{no_errors, required, Result};
+use crate::common::cookie::{binding_cookie, presented_binding};
 use crate::common::extract::{ClientInfo, Json};
 use crate::common::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -18,11 +19,6 @@ use convosphere_domain::oauth::Provider;
 use convosphere_domain::oauth::DEFAULT_REDIRECT_PATH;
 use convosphere_domain::{FieldError, SecondFactor};
 use std::collections::HashMap;
-
-/// The cookie that binds a login to the browser that started it.
-pub const BINDING_COOKIE: &str = "convosphere_oauth";
-/// The cookie's path: only the OAuth endpoints see it.
-const COOKIE_PATH: &str = "/v1/auth/oauth/";
 
 fn provider_not_found() -> ApiError {
     ApiError::new(
@@ -49,23 +45,6 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
     form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect()
-}
-
-/// `Set-Cookie` of the binding cookie (`max_age` 0 clears it).
-pub(crate) fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
-    let secure = if state.config.is_https() { "; Secure" } else { "" };
-    format!("{BINDING_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
-}
-
-/// The binding cookie the browser sent, if any.
-fn presented_binding(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == BINDING_COOKIE)
-        .map(|(_, value)| value.to_owned())
 }
 
 /// A redirect that must not be cached, nor leak its URL (which holds a

@@ -130,8 +130,11 @@ pub(crate) async fn link_provider(state: web::Data<AppState>, provider: web::Pat
         .await
     {
         Ok(started) => {
-            let cookie =
-                crate::http::oauth::binding_cookie(&state, started.browser_binding.expose(), started.ttl.num_seconds());
+            let cookie = crate::common::cookie::binding_cookie(
+                &state,
+                started.browser_binding.expose(),
+                started.ttl.num_seconds(),
+            );
             let mut response = see_other(&started.location);
             let value = header::HeaderValue::from_str(&cookie).map_err(|e| page_error(InfraError::new(e)))?;
             response.headers_mut().append(header::SET_COOKIE, value);
