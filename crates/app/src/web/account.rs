@@ -273,27 +273,56 @@ pub(crate) async fn reset(state: web::Data<AppState>, post: AnonForm) -> Page {
 
 // ---- E-mail verification ----
 
-/// `GET /verify-email?token=`: a page with a button. Fetching the link
-/// (as mail scanners do) verifies nothing; the button's POST does.
-pub(crate) async fn verify_form(visitor: Visitor, query: web::Query<TokenQuery>) -> Page {
-    let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
-        return Ok(html(StatusCode::BAD_REQUEST, link_invalid_page(&visitor.csrf, true)));
+/// A mailed link whose page is a button: fetching the link (as mail
+/// scanners do) changes nothing; the button posts the token to `action`.
+pub(super) struct LinkButton {
+    /// The page's title and heading.
+    pub title: &'static str,
+    /// What the button does, in a line.
+    pub lead: &'static str,
+    /// Where the button posts the token.
+    pub action: &'static str,
+    /// The button's label.
+    pub button: &'static str,
+    /// Whether a dead link's page offers a new link (verification only).
+    pub resend: bool,
+}
+
+/// The page of a [`LinkButton`] link, or the dead-link page without a token.
+pub(super) fn link_button_page(visitor: &Visitor, token: Option<&str>, link: LinkButton) -> Page {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(html(
+            StatusCode::BAD_REQUEST,
+            link_invalid_page(&visitor.csrf, link.resend),
+        ));
     };
     Ok(html(
         StatusCode::OK,
         auth_page(
-            "Confirm your e-mail address",
+            link.title,
             html! {
-                h1 { "Confirm your e-mail address" }
-                p.muted { "One click and your account is ready." }
-                form method="post" action="/verify-email" {
+                h1 { (link.title) }
+                p.muted { (link.lead) }
+                form method="post" action=(link.action) {
                     (csrf_field(&visitor.csrf))
                     input type="hidden" name="token" value=(token);
-                    button.btn.btn-primary.btn-block type="submit" { "Confirm my e-mail address" }
+                    button.btn.btn-primary.btn-block type="submit" { (link.button) }
                 }
             },
         ),
     ))
+}
+
+/// `GET /verify-email?token=`: a page with a button; its POST verifies.
+pub(crate) async fn verify_form(visitor: Visitor, query: web::Query<TokenQuery>) -> Page {
+    let link = LinkButton {
+        title: "Confirm your e-mail address",
+        lead: "One click and your account is ready.",
+        action: "/verify-email",
+        button: "Confirm my e-mail address",
+        resend: true,
+    };
+    link_button_page(&visitor, query.token.as_deref(), link)
 }
 
 /// `POST /verify-email`

@@ -3,10 +3,10 @@
 //! account. The same use cases as `POST /v1/me/email`,
 //! `POST /v1/auth/email/confirm`, `GET /v1/me/export` and `DELETE /v1/me`.
 
-use super::account::{link_invalid_page, Page, TokenQuery};
+use super::account::{link_button_page, link_invalid_page, LinkButton, Page, TokenQuery};
 use super::dashboard::NoticeQuery;
 use super::error::page_error;
-use super::layout::{app_page, auth_page, csrf_field, field, html, when, Input, Nav};
+use super::layout::{app_page, csrf_field, field, html, when, Input, Nav};
 use super::reauth::reauthenticate_first;
 use super::session::{AnonForm, SignedIn, SignedInForm, Visitor};
 use crate::common::cookie::see_other;
@@ -168,27 +168,16 @@ pub(crate) async fn delete(state: web::Data<AppState>, post: SignedInForm) -> Pa
     render(&state, who, None, problems, status).await
 }
 
-/// `GET /confirm-email?token=`: a page with a button. Fetching the link
-/// (as mail scanners do) changes nothing; the button's POST does.
+/// `GET /confirm-email?token=`: a page with a button; its POST changes the address.
 pub(crate) async fn confirm_form(visitor: Visitor, query: web::Query<TokenQuery>) -> Page {
-    let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
-        return Ok(html(StatusCode::BAD_REQUEST, link_invalid_page(&visitor.csrf, false)));
+    let link = LinkButton {
+        title: "Confirm your new e-mail address",
+        lead: "Your account will sign in with this address from now on. Every other session is signed out.",
+        action: "/confirm-email",
+        button: "Use this address",
+        resend: false,
     };
-    Ok(html(
-        StatusCode::OK,
-        auth_page(
-            "Confirm your new e-mail address",
-            html! {
-                h1 { "Confirm your new e-mail address" }
-                p.muted { "Your account will sign in with this address from now on. Every other session is signed out." }
-                form method="post" action="/confirm-email" {
-                    (csrf_field(&visitor.csrf))
-                    input type="hidden" name="token" value=(token);
-                    button.btn.btn-primary.btn-block type="submit" { "Use this address" }
-                }
-            },
-        ),
-    ))
+    link_button_page(&visitor, query.token.as_deref(), link)
 }
 
 /// `POST /confirm-email`

@@ -278,6 +278,14 @@ impl Cluster {
         })
     }
 
+    /// `EMAIL`'s account, made on A, with a token pair and an API key made there.
+    async fn owner_with_key(&self) -> (Value, Value) {
+        self.verified_user(EMAIL).await;
+        let pair = self.a.tokens(EMAIL).await;
+        let created = self.a.create_key(pair["access_token"].as_str().unwrap()).await;
+        (pair, created)
+    }
+
     /// Signs up on A and verifies through the link in A's outbox.
     async fn verified_user(&self, email: &str) {
         let response = self
@@ -430,10 +438,8 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second()
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    cluster.verified_user(EMAIL).await;
-    let pair = cluster.a.tokens(EMAIL).await;
+    let (pair, created) = cluster.owner_with_key().await;
     let access = pair["access_token"].as_str().unwrap();
-    let created = cluster.a.create_key(access).await;
     let key = created["key"].as_str().unwrap();
     let id = created["id"].as_str().unwrap();
 
@@ -503,10 +509,8 @@ async fn a_plan_change_from_the_command_line_reaches_both_instances_within_a_sec
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    cluster.verified_user(EMAIL).await;
-    let pair = cluster.a.tokens(EMAIL).await;
+    let (pair, created) = cluster.owner_with_key().await;
     let access = pair["access_token"].as_str().unwrap();
-    let created = cluster.a.create_key(access).await;
     let key = created["key"].as_str().unwrap();
 
     // Both instances have read the account (plan free) into their caches.
@@ -537,10 +541,8 @@ async fn a_suspension_from_the_command_line_reaches_both_instances_within_a_seco
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    cluster.verified_user(EMAIL).await;
-    let pair = cluster.a.tokens(EMAIL).await;
+    let (pair, created) = cluster.owner_with_key().await;
     let access = pair["access_token"].as_str().unwrap();
-    let created = cluster.a.create_key(access).await;
     let key = created["key"].as_str().unwrap();
 
     // Both instances have the key, the session and the account cached.
@@ -664,10 +666,8 @@ async fn an_account_deleted_on_one_instance_is_refused_by_the_other_within_a_sec
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    cluster.verified_user(EMAIL).await;
-    let pair = cluster.a.tokens(EMAIL).await;
+    let (pair, created) = cluster.owner_with_key().await;
     let access = pair["access_token"].as_str().unwrap();
-    let created = cluster.a.create_key(access).await;
     let key = created["key"].as_str().unwrap();
 
     // B has checked both credentials (and keeps them in its cache).

@@ -79,10 +79,6 @@ where
         if linked.iter().any(|identity| identity.provider == provider) {
             return Err(LinkStartError::AlreadyLinked);
         }
-        let return_to = oauth
-            .redirects
-            .check(return_to)
-            .map_err(OAuthStartError::InvalidRedirect)?;
         let link = LinkRequest {
             user: principal.user.id,
             session: principal.session_id,

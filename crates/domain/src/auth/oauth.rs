@@ -170,24 +170,25 @@ where
         provider: Provider,
         redirect_to: Option<&str>,
     ) -> Result<OAuthStarted, OAuthStartError> {
-        let redirect_to = match redirect_to.filter(|r| !r.is_empty()) {
-            Some(raw) => Some(oauth.redirects.check(raw).map_err(OAuthStartError::InvalidRedirect)?),
-            None => None,
-        };
         self.begin_authorization(oauth, provider, redirect_to, None).await
     }
 
-    /// Stores an authorization in flight and answers the provider's URL.
+    /// Checks the provider and `redirect_to`, stores an authorization in
+    /// flight (a login, or a link for `link`) and answers the provider's URL.
     pub(super) async fn begin_authorization<P: OAuthProvider>(
         &self,
         oauth: &OAuthLogin<P>,
         provider: Provider,
-        redirect_to: Option<String>,
+        redirect_to: Option<&str>,
         link: Option<LinkRequest>,
     ) -> Result<OAuthStarted, OAuthStartError> {
         if !oauth.providers.is_enabled(provider) {
             return Err(OAuthStartError::ProviderNotFound);
         }
+        let redirect_to = match redirect_to.filter(|r| !r.is_empty()) {
+            Some(raw) => Some(oauth.redirects.check(raw).map_err(OAuthStartError::InvalidRedirect)?),
+            None => None,
+        };
         let now = self.clock.now();
         let state = OpaqueToken::generate(&*self.rng);
         let verifier = OpaqueToken::generate(&*self.rng);
