@@ -115,9 +115,12 @@ async fn main() {
         .expect("the account");
     // Keys are made by a signed-in user, as on the keys page.
     let none = convosphere_domain::ClientContext::default();
-    let session = state
-        .auth
-        .open_session(user.clone(), vec![convosphere_domain::AuthMethod::Password], &none);
+    let session = state.auth.open_session(
+        user.clone(),
+        vec![convosphere_domain::AuthMethod::Password],
+        "password",
+        &none,
+    );
     let access = session.await.expect("session").access_token;
     let Ok(convosphere_domain::Caller::User(principal)) = state.auth.authenticate(&access).await else {
         panic!("the session's access token is refused")

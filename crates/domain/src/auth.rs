@@ -679,9 +679,7 @@ where
         } else {
             ("password", vec![AuthMethod::Password])
         };
-        self.record(user.id, EventKind::LoginSucceeded, client, &[("method", method)])
-            .await?;
-        Ok(self.open_session(user, amr, client).await?)
+        Ok(self.open_session(user, amr, method, client).await?)
     }
 
     /// Ends every session of the principal's user but its own, and forgets them.
@@ -818,13 +816,16 @@ where
     }
 
     /// Opens a session for a user who proved who they are by `amr`
-    /// (password, OAuth, passkey), ending the oldest beyond the cap.
+    /// (password, OAuth, passkey), ending the oldest beyond the cap; the
+    /// `login_succeeded` event (with `method`) is stored with the session.
     pub async fn open_session(
         &self,
         user: User,
         amr: Vec<AuthMethod>,
+        method: &str,
         client: &ClientContext,
     ) -> Result<IssuedTokens, InfraError> {
+        let signed_in = self.event(user.id, EventKind::LoginSucceeded, client, &[("method", method)]);
         let now = self.clock.now();
         let session = Session {
             id: SessionId::generate(now, &*self.rng),
@@ -847,6 +848,7 @@ where
                 &refresh.hash(),
                 self.config.max_sessions,
                 self.idle_cutoff(now),
+                &signed_in,
             )
             .await?;
         self.forget_sessions(&evicted);

@@ -179,17 +179,21 @@ pub enum RefreshOutcome {
 
 /// Stored sessions and their refresh tokens.
 pub trait SessionRepository: Send + Sync {
-    /// Stores a new session with its first refresh token, then ends the
-    /// oldest active sessions of the user beyond `max_active`, atomically
-    /// under concurrency (parallel logins never leave more than `max_active`).
-    /// A session is active when not ended, `expires_at > now` and
-    /// `last_active_at > idle_cutoff`. Returns the ids it ended.
+    /// Stores a new session with its first refresh token and the event of
+    /// the sign-in that opened it (`signed_in`, committed with the session:
+    /// the audit trail never lacks the sign-in of a session, nor shows one
+    /// that opened none), then ends the oldest active sessions of the user
+    /// beyond `max_active`, atomically under concurrency (parallel logins
+    /// never leave more than `max_active`). A session is active when not
+    /// ended, `expires_at > now` and `last_active_at > idle_cutoff`. Returns
+    /// the ids it ended.
     fn create_session(
         &self,
         session: &Session,
         refresh: &TokenHash,
         max_active: u32,
         idle_cutoff: DateTime<Utc>,
+        signed_in: &crate::SecurityEvent,
     ) -> impl Future<Output = Result<Vec<SessionId>, InfraError>> + Send;
 
     /// Uses a refresh token once and stores its replacement. Two parallel

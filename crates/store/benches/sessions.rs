@@ -36,12 +36,14 @@ fn user(runtime: &Runtime, store: &Store) -> UserId {
 /// Opens a session of `user` now, ending the oldest beyond the cap.
 fn open(runtime: &Runtime, store: &Store, user: UserId) {
     let now = Utc::now();
+    let session = support::session(user, now);
     runtime
         .block_on(store.create_session(
-            &support::session(user, now),
+            &session,
             &support::token(),
             CAP,
             now - Duration::hours(24),
+            &support::signed_in(&session),
         ))
         .unwrap();
 }

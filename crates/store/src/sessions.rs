@@ -1,12 +1,13 @@
 //! [`SessionRepository`] for [`Store`].
 
 use crate::connection::{with_conn, Dialect};
+use crate::events::NewEventRow;
 use crate::models::{amr_text, db_time, session_ids, sessions_from_rows, NewInvalidation, NewRefreshToken, SessionRow};
-use crate::schema::{refresh_tokens, sessions};
+use crate::schema::{refresh_tokens, security_events, sessions};
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
-use convosphere_domain::{AuthMethod, EndReason, InfraError, Session, SessionId, TokenHash, UserId};
+use convosphere_domain::{AuthMethod, EndReason, InfraError, SecurityEvent, Session, SessionId, TokenHash, UserId};
 use diesel::prelude::*;
 
 /// What `rotate_refresh_token` decided, before conversion.
@@ -45,8 +46,10 @@ impl SessionRepository for Store {
         refresh: &TokenHash,
         max_active: u32,
         idle_cutoff: DateTime<Utc>,
+        signed_in: &SecurityEvent,
     ) -> Result<Vec<SessionId>, InfraError> {
         let row = SessionRow::new(session);
+        let event = NewEventRow::new(signed_in);
         let token = NewRefreshToken {
             hash: refresh.to_hex(),
             session_id: row.id.clone(),
@@ -63,6 +66,9 @@ impl SessionRepository for Store {
                 diesel::insert_into(sessions::table).values(&row).execute(conn)?;
                 diesel::insert_into(refresh_tokens::table)
                     .values(&token)
+                    .execute(conn)?;
+                diesel::insert_into(security_events::table)
+                    .values(&event)
                     .execute(conn)?;
                 let beyond_cap: Vec<String> = live_sessions(&row.user_id, now, cutoff)
                     .select(sessions::id)

@@ -371,13 +371,11 @@ where
         if user.mfa_enabled && user.failed_logins > 0 {
             self.clear_failures(user.id).await?;
         }
-        self.record(user.id, EventKind::LoginSucceeded, client, &[("method", &method)])
-            .await?;
         let mut amr = vec![crate::AuthMethod::Federated];
         if user.mfa_enabled {
             amr.push(crate::AuthMethod::OneTimeCode);
         }
-        Ok(self.open_session(user, amr, client).await?)
+        Ok(self.open_session(user, amr, &method, client).await?)
     }
 
     async fn oauth_refused(

@@ -219,9 +219,9 @@ where
         let user = self
             .verify_assertion(verifier, challenge_id, credential, client)
             .await?;
-        self.record(user.id, EventKind::LoginSucceeded, client, &[("method", "passkey")])
-            .await?;
-        Ok(self.open_session(user, vec![AuthMethod::HardwareKey], client).await?)
+        Ok(self
+            .open_session(user, vec![AuthMethod::HardwareKey], "passkey", client)
+            .await?)
     }
 
     /// Re-authenticates the principal's session with one of its account's

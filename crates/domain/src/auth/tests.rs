@@ -283,8 +283,10 @@ impl SessionRepository for &MemoryStore {
         refresh: &TokenHash,
         max: u32,
         cutoff: DateTime<Utc>,
+        signed_in: &crate::SecurityEvent,
     ) -> Result<Vec<SessionId>, InfraError> {
         let mut state = self.0.lock().unwrap();
+        state.events.push(signed_in.clone());
         state.sessions.push(session.clone());
         state.refresh.insert(*refresh, (session.id, false));
         let now = session.created_at;

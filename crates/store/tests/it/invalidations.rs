@@ -1,6 +1,6 @@
 //! The invalidation feed: what each change announces, and the cursor.
 
-use crate::support::{api_key, in_parallel, minutes, session, t0, token, user, TestDb};
+use crate::support::{api_key, in_parallel, minutes, session, signed_in, t0, token, user, TestDb};
 use chrono::{Duration, Utc};
 use convosphere_domain::ports::{
     ApiKeyRepository, Invalidation, InvalidationFeed, RefreshOutcome, SessionRepository, UserRepository,
@@ -49,7 +49,7 @@ async fn the_feed_starts_empty(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
     db.store.touch_session(opened.id, t0() + minutes(1)).await.unwrap();
@@ -69,7 +69,7 @@ async fn ended_sessions_are_announced_once_each(db: TestDb) {
     let mine: Vec<_> = (0..4).map(|i| session(ada, t0() + minutes(i))).collect();
     for s in &mine {
         db.store
-            .create_session(s, &token(), CAP, idle_cutoff(s.created_at))
+            .create_session(s, &token(), CAP, idle_cutoff(s.created_at), &signed_in(s))
             .await
             .unwrap();
     }
@@ -141,7 +141,7 @@ async fn refresh_token_reuse_is_announced(db: TestDb) {
     let opened = session(ada, t0());
     let (first, second) = (token(), token());
     db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
     let now = t0() + minutes(1);
@@ -180,7 +180,7 @@ async fn evicted_sessions_are_announced(db: TestDb) {
     let opened: Vec<_> = (0..CAP as i64).map(|i| session(ada, t0() + minutes(i))).collect();
     for s in &opened {
         db.store
-            .create_session(s, &token(), CAP, idle_cutoff(s.created_at))
+            .create_session(s, &token(), CAP, idle_cutoff(s.created_at), &signed_in(s))
             .await
             .unwrap();
     }
@@ -189,7 +189,7 @@ async fn evicted_sessions_are_announced(db: TestDb) {
     let sixth = session(ada, t0() + minutes(10));
     let ended = db
         .store
-        .create_session(&sixth, &token(), CAP, idle_cutoff(sixth.created_at))
+        .create_session(&sixth, &token(), CAP, idle_cutoff(sixth.created_at), &signed_in(&sixth))
         .await
         .unwrap();
     assert_eq!(ended, [opened[0].id]);
@@ -200,7 +200,13 @@ async fn evicted_sessions_are_announced(db: TestDb) {
     let seventh = session(ada, t0() + minutes(11));
     let ended = db
         .store
-        .create_session(&seventh, &token(), 3, idle_cutoff(seventh.created_at))
+        .create_session(
+            &seventh,
+            &token(),
+            3,
+            idle_cutoff(seventh.created_at),
+            &signed_in(&seventh),
+        )
         .await
         .unwrap();
     assert_eq!(ended.len(), 3);
@@ -335,7 +341,7 @@ async fn parallel_changes_all_reach_a_polling_reader(db: TestDb) {
         let id = user(&db.store, &format!("user{i}@example.com")).await;
         let opened = session(id, t0());
         db.store
-            .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+            .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
             .await
             .unwrap();
         accounts.push((id, opened.id));
@@ -428,7 +434,7 @@ async fn an_uncommitted_append_holds_back_the_ones_after_it(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
     let slow = UserId::from_uuid(uuid::Uuid::from_u128(42));

@@ -3,7 +3,7 @@
 use crate::support::{in_parallel, minutes, t0, token, user, TestDb};
 use convosphere_domain::ports::Invalidation;
 use convosphere_domain::ports::{EventRepository, InvalidationFeed, MfaRepository, UserRepository};
-use convosphere_domain::{EventId, EventKind, SecurityEvent, UserId};
+use convosphere_domain::{EventKind, SecurityEvent, UserId};
 
 on_both_backends!(
     totp_is_off_until_confirmed_and_confirming_turns_it_on_once,
@@ -96,21 +96,13 @@ async fn disabling_forgets_the_secret_and_the_codes(db: TestDb) {
 }
 
 pub fn event(user: UserId, kind: EventKind, minute: i64) -> SecurityEvent {
-    let at = t0() + minutes(minute);
-    SecurityEvent {
-        id: EventId::from_uuid(
-            uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &rand::random()).into_uuid(),
-        ),
-        user_id: user,
+    let n = minute.to_string();
+    crate::support::event_at(
+        user,
         kind,
-        at,
-        ip: Some("203.0.113.7".into()),
-        user_agent: Some("curl/8".into()),
-        details: vec![
-            ("reason".into(), "invalid_password".into()),
-            ("n".into(), minute.to_string()),
-        ],
-    }
+        t0() + minutes(minute),
+        &[("reason", "invalid_password"), ("n", &n)],
+    )
 }
 
 async fn events_come_back_newest_first_in_pages_and_are_purged(db: TestDb) {

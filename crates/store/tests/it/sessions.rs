@@ -1,14 +1,14 @@
 //! Sessions: refresh rotation and reuse, the cap, activity, ending.
 
-use crate::support::{in_parallel, minutes, session, t0, token, user, TestDb};
+use crate::support::{in_parallel, minutes, session, signed_in, t0, token, user, TestDb};
 use chrono::Duration;
-use convosphere_domain::ports::{OneTimeTokenRepository, RefreshOutcome, SessionRepository};
+use convosphere_domain::ports::{EventRepository, OneTimeTokenRepository, RefreshOutcome, SessionRepository};
 use convosphere_domain::TokenKind;
 use convosphere_domain::{AuthMethod, EndReason, SessionId, UserId};
 use convosphere_store::Purged;
 
 on_both_backends!(
-    a_session_is_stored_as_given,
+    a_session_is_stored_as_given_with_its_sign_in_event,
     a_refresh_token_rotates_and_its_replacement_works,
     a_reused_refresh_token_ends_the_session,
     parallel_rotations_of_one_refresh_token_give_one_success,
@@ -29,16 +29,18 @@ fn idle_cutoff(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::U
     now - Duration::hours(24)
 }
 
-async fn a_session_is_stored_as_given(db: TestDb) {
+async fn a_session_is_stored_as_given_with_its_sign_in_event(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
+    let event = signed_in(&opened);
     let ended = db
         .store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &event)
         .await
         .unwrap();
     assert!(ended.is_empty());
     assert_eq!(db.store.session(opened.id).await.unwrap(), Some(opened));
+    assert_eq!(db.store.events(ada, None, 10).await.unwrap(), vec![event]);
     let unknown = SessionId::from_uuid(uuid::Uuid::from_u128(7));
     assert_eq!(db.store.session(unknown).await.unwrap(), None);
 }
@@ -48,7 +50,7 @@ async fn a_refresh_token_rotates_and_its_replacement_works(db: TestDb) {
     let opened = session(ada, t0());
     let (first, second, third) = (token(), token(), token());
     db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
 
@@ -88,7 +90,7 @@ async fn a_reused_refresh_token_ends_the_session(db: TestDb) {
     let opened = session(ada, t0());
     let (first, second) = (token(), token());
     db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
     let now = t0() + minutes(1);
@@ -122,7 +124,7 @@ async fn parallel_rotations_of_one_refresh_token_give_one_success(db: TestDb) {
     let opened = session(ada, t0());
     let presented = token();
     db.store
-        .create_session(&opened, &presented, CAP, idle_cutoff(t0()))
+        .create_session(&opened, &presented, CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
 
@@ -161,7 +163,7 @@ async fn an_ended_idle_or_expired_session_does_not_rotate(db: TestDb) {
     let opened = session(ada, t0());
     let presented = token();
     db.store
-        .create_session(&opened, &presented, CAP, idle_cutoff(t0()))
+        .create_session(&opened, &presented, CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
 
@@ -206,7 +208,7 @@ async fn the_session_cap_holds_under_six_parallel_logins(db: TestDb) {
         async move {
             let now = opened.created_at;
             store
-                .create_session(&opened, &token(), CAP, idle_cutoff(now))
+                .create_session(&opened, &token(), CAP, idle_cutoff(now), &signed_in(&opened))
                 .await
                 .unwrap()
         }
@@ -231,19 +233,20 @@ async fn the_oldest_sessions_are_evicted_first(db: TestDb) {
     twins.sort_by_key(|s| s.id);
     for s in &twins {
         db.store
-            .create_session(s, &token(), 2, idle_cutoff(t0()))
+            .create_session(s, &token(), 2, idle_cutoff(t0()), &signed_in(s))
             .await
             .unwrap();
     }
+    let graced = session(grace, t0());
     db.store
-        .create_session(&session(grace, t0()), &token(), 2, idle_cutoff(t0()))
+        .create_session(&graced, &token(), 2, idle_cutoff(t0()), &signed_in(&graced))
         .await
         .unwrap();
 
     let third = session(ada, t0() + minutes(1));
     let ended = db
         .store
-        .create_session(&third, &token(), 2, idle_cutoff(third.created_at))
+        .create_session(&third, &token(), 2, idle_cutoff(third.created_at), &signed_in(&third))
         .await
         .unwrap();
     assert_eq!(ended, [twins[0].id]);
@@ -254,7 +257,13 @@ async fn the_oldest_sessions_are_evicted_first(db: TestDb) {
     let fourth = session(ada, t0() + minutes(2));
     let mut ended = db
         .store
-        .create_session(&fourth, &token(), 1, idle_cutoff(fourth.created_at))
+        .create_session(
+            &fourth,
+            &token(),
+            1,
+            idle_cutoff(fourth.created_at),
+            &signed_in(&fourth),
+        )
         .await
         .unwrap();
     ended.sort();
@@ -278,7 +287,7 @@ async fn active_sessions_leave_out_idle_expired_and_ended_ones(db: TestDb) {
     let newest = session(ada, start + minutes(4));
     for s in [&oldest, &idle, &ended, &recent, &newest] {
         db.store
-            .create_session(s, &token(), 10, idle_cutoff(s.created_at))
+            .create_session(s, &token(), 10, idle_cutoff(s.created_at), &signed_in(s))
             .await
             .unwrap();
     }
@@ -312,7 +321,7 @@ async fn a_session_is_ended_only_by_its_owner(db: TestDb) {
     let mallory = user(&db.store, "mallory@example.com").await;
     let opened = session(ada, t0());
     db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
 
@@ -355,13 +364,13 @@ async fn ending_every_session_can_spare_the_current_one(db: TestDb) {
     let mine: Vec<_> = (0..3).map(|i| session(ada, t0() + minutes(i))).collect();
     for s in &mine {
         db.store
-            .create_session(s, &token(), CAP, idle_cutoff(s.created_at))
+            .create_session(s, &token(), CAP, idle_cutoff(s.created_at), &signed_in(s))
             .await
             .unwrap();
     }
     let theirs = session(grace, t0());
     db.store
-        .create_session(&theirs, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&theirs, &token(), CAP, idle_cutoff(t0()), &signed_in(&theirs))
         .await
         .unwrap();
 
@@ -410,7 +419,7 @@ async fn touching_a_session_only_moves_it_forward(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
     let later = t0() + minutes(30);
@@ -431,16 +440,16 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
     );
     let (ended_refresh, alive_refresh) = (token(), token());
     db.store
-        .create_session(&ended, &ended_refresh, CAP, idle_cutoff(t0()))
+        .create_session(&ended, &ended_refresh, CAP, idle_cutoff(t0()), &signed_in(&ended))
         .await
         .unwrap();
     db.store
-        .create_session(&expired, &token(), CAP, idle_cutoff(t0()))
+        .create_session(&expired, &token(), CAP, idle_cutoff(t0()), &signed_in(&expired))
         .await
         .unwrap();
     let now = alive.created_at;
     db.store
-        .create_session(&alive, &alive_refresh, CAP, idle_cutoff(now))
+        .create_session(&alive, &alive_refresh, CAP, idle_cutoff(now), &signed_in(&alive))
         .await
         .unwrap();
     db.store
@@ -499,7 +508,7 @@ async fn a_reauthentication_renews_auth_time_and_can_replace_the_refresh_token(d
     let opened = session(ada, t0());
     let (first, replacement) = (token(), token());
     db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()))
+        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
         .await
         .unwrap();
     let now = t0() + minutes(30);

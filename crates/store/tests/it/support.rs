@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
-use convosphere_domain::{AuthMethod, Email, NewUser, PasswordHash, Plan, Session, SessionId, TokenHash, UserId};
+use convosphere_domain::{
+    AuthMethod, Email, EventId, EventKind, NewUser, PasswordHash, Plan, SecurityEvent, Session, SessionId, TokenHash,
+    UserId,
+};
 use convosphere_store::Store;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use std::future::Future;
@@ -167,6 +170,31 @@ pub fn session(user: UserId, at: DateTime<Utc>) -> Session {
         auth_time: at,
         amr: vec![AuthMethod::Password],
     }
+}
+
+/// An event of `user`'s trail at `at`, from a fixed client.
+pub fn event_at(user: UserId, kind: EventKind, at: DateTime<Utc>, details: &[(&str, &str)]) -> SecurityEvent {
+    SecurityEvent {
+        id: EventId::from_uuid(
+            uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &rand::random()).into_uuid(),
+        ),
+        user_id: user,
+        kind,
+        at,
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("curl/8".into()),
+        details: details.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+    }
+}
+
+/// The `login_succeeded` event of the sign-in that opens `session`.
+pub fn signed_in(session: &Session) -> SecurityEvent {
+    event_at(
+        session.user_id,
+        EventKind::LoginSucceeded,
+        session.created_at,
+        &[("method", "password")],
+    )
 }
 
 /// An active API key of `user` created at `at`, with a random public id
