@@ -1,10 +1,10 @@
 //! The server: the adapters composed, both route tables (the JSON API and
 //! the pages) mounted, and the background jobs started.
 
-use crate::config::Config;
-use crate::state::{open_store, AppState, StartError};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use convosphere_service::config::Config;
+use convosphere_service::state::{open_store, AppState, StartError};
 use std::net::SocketAddr;
 
 /// A running server.
@@ -20,21 +20,6 @@ pub struct Started {
     pub state: web::Data<AppState>,
 }
 
-/// The mail adapter's configuration from the service's.
-pub fn mail_config(config: &Config) -> convosphere_mail::MailConfig {
-    convosphere_mail::MailConfig {
-        from: config.mail_from.clone(),
-        transport: match &config.smtp_url {
-            Some(url) => convosphere_mail::Transport::Smtp(url.clone()),
-            None => convosphere_mail::Transport::Outbox(config.data_dir.join("outbox")),
-        },
-        email_verify_ttl: config.email_verify_ttl,
-        password_reset_ttl: config.password_reset_ttl,
-        email_change_ttl: config.email_change_ttl,
-        ..convosphere_mail::MailConfig::default()
-    }
-}
-
 /// Migrates the database, builds the adapters and binds the listener.
 pub async fn start(config: Config) -> Result<Started, StartError> {
     let store = open_store(&config).await?;
@@ -48,7 +33,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     let flusher = state.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(crate::usage::FLUSH_INTERVAL).await;
+            tokio::time::sleep(convosphere_service::usage::FLUSH_INTERVAL).await;
             flusher.usage.flush(&flusher.auth).await;
         }
     });
@@ -62,12 +47,12 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         let app = App::new().app_data(app_state.clone());
         let app = match metrics_addr {
             Some(_) => app,
-            None => app.configure(crate::http::routes::configure_metrics),
+            None => app.configure(convosphere_api::routes::configure_metrics),
         };
-        app.configure(crate::http::routes::configure)
-            .configure(crate::web::configure)
-            .default_service(web::to(crate::http::routes::not_found))
-            .wrap(crate::http::middleware::Observe)
+        app.configure(convosphere_api::routes::configure)
+            .configure(convosphere_pages::configure)
+            .default_service(web::to(convosphere_api::routes::not_found))
+            .wrap(convosphere_api::middleware::Observe)
     })
     .bind(bind)
     .map_err(|e| StartError(format!("AUTH_BIND: cannot listen on {bind}: {e}")))?;
@@ -88,8 +73,8 @@ fn serve_metrics(state: web::Data<AppState>, addr: SocketAddr) -> Result<SocketA
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(crate::http::routes::configure_metrics)
-            .default_service(web::to(crate::http::routes::not_found))
+            .configure(convosphere_api::routes::configure_metrics)
+            .default_service(web::to(convosphere_api::routes::not_found))
     })
     .workers(1)
     .bind(addr)
