@@ -11,9 +11,11 @@ use convosphere_domain::auth::oauth::{OAuthCallback, OAuthCallbackError, OAuthEx
 use convosphere_domain::oauth::Provider;
 use convosphere_domain::oauth::DEFAULT_REDIRECT_PATH;
 use convosphere_domain::SecondFactor;
-use convosphere_service::common::cookie::{binding_cookie, presented_binding};
+use convosphere_service::common::cookie::{
+    binding_cookie, presented_binding, provider_second_factor, signed_in_response,
+};
 use convosphere_service::common::extract::{ClientInfo, Json};
-use convosphere_service::common::problem::{oauth_failed, ApiError, Problem};
+use convosphere_service::common::problem::{ApiError, Problem};
 use convosphere_service::dto::{IdentityBody, IdentityList, OAuthCodeBody, TokenPair};
 use convosphere_service::state::AppState;
 use std::collections::HashMap;
@@ -75,7 +77,7 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest, path: web::Path
             OAuthStartError::InvalidRedirect(why) => ApiError::invalid_request(why.to_string()),
             OAuthStartError::Provider(why) => {
                 tracing::warn!(%provider, reason = %why, "OAuth login could not start");
-                oauth_failed(format!("{provider} is not available now: {why}"))
+                ApiError::oauth_failed(format!("{provider} is not available now: {why}"))
             }
             OAuthStartError::Internal(cause) => cause.into(),
         })?;
@@ -130,16 +132,10 @@ pub async fn callback(
                     .oauth_exchange(code, &SecondFactor::default(), &client.context())
                     .await;
                 let mut response = match outcome {
-                    Ok(tokens) => {
-                        convosphere_service::common::cookie::signed_in_response(&state, &tokens, DEFAULT_REDIRECT_PATH)?
-                    }
+                    Ok(tokens) => signed_in_response(&state, &tokens, DEFAULT_REDIRECT_PATH)?,
                     // 2FA is on: the code waits for it at the second-factor page.
                     Err(OAuthExchangeError::MfaRequired) => {
-                        convosphere_service::common::cookie::provider_second_factor(
-                            &state,
-                            code,
-                            DEFAULT_REDIRECT_PATH,
-                        )?
+                        provider_second_factor(&state, code, DEFAULT_REDIRECT_PATH)?
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -153,7 +149,7 @@ pub async fn callback(
         Err(OAuthCallbackError::ProviderNotFound) => (provider_not_found(), None),
         Err(OAuthCallbackError::Failed { reason, back_to }) => {
             tracing::warn!(%provider, %reason, "OAuth login failed");
-            (oauth_failed(reason), back_to)
+            (ApiError::oauth_failed(reason), back_to)
         }
         Err(OAuthCallbackError::Locked { back_to }) => (
             ApiError::new(StatusCode::FORBIDDEN, "account_locked", "this account is locked"),

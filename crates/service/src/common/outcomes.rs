@@ -1,7 +1,7 @@
 //! Each use case's outcomes as problems: the one mapping from the domain's
 //! error enums to codes and statuses, for the JSON API and the pages alike.
 
-use super::problem::{oauth_failed, ApiError};
+use super::problem::ApiError;
 use actix_web::http::StatusCode;
 use convosphere_domain::auth::account::{ConfirmEmailError, DeleteAccountError, EmailChangeError};
 use convosphere_domain::auth::identities::UnlinkError;
@@ -315,7 +315,7 @@ impl From<DeleteAccountError> for ApiError {
 impl From<OAuthExchangeError> for ApiError {
     fn from(e: OAuthExchangeError) -> Self {
         match e {
-            OAuthExchangeError::Failed => oauth_failed("the code is unknown, used or expired"),
+            OAuthExchangeError::Failed => ApiError::oauth_failed("the code is unknown, used or expired"),
             OAuthExchangeError::Locked => {
                 ApiError::new(StatusCode::FORBIDDEN, "account_locked", "this account is locked")
             }

@@ -125,14 +125,12 @@ impl ApiError {
         error.scope = Some(scope.to_owned());
         error
     }
-}
 
-/// 400 `oauth_failed`: a provider's answer or a code that did not check out.
-pub fn oauth_failed(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "oauth_failed", detail)
-}
+    /// 400 `oauth_failed`: a provider's answer or a code that did not check out.
+    pub fn oauth_failed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "oauth_failed", detail)
+    }
 
-impl ApiError {
     /// 404 `not_found`.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
