@@ -3,7 +3,9 @@
 
 use super::dashboard::NoticeQuery;
 use super::error::{page_error, PageError};
-use super::layout::{app_page, copy_button, csrf_field, field, form_problems, html, when, when_or, Input, Nav};
+use super::layout::{
+    app_page, copy_button, csrf_field, field, form_problems, html, table, when, when_or, Input, Nav, ACTIONS,
+};
 use super::reauth::reauthenticate_first;
 use super::session::{SignedIn, SignedInForm};
 use actix_web::http::StatusCode;
@@ -192,50 +194,33 @@ fn key_table(keys: &[(ApiKey, Usage)], now: DateTime<Utc>) -> Markup {
             @if keys.is_empty() {
                 p.empty { "No keys yet. Create one above." }
             } @else {
-                div.table-wrap {
-                    table.list {
-                        thead {
-                            tr {
-                                th scope="col" { "Name" }
-                                th scope="col" { "Prefix" }
-                                th scope="col" { "Scopes" }
-                                th scope="col" { "Status" }
-                                th scope="col" { "Created" }
-                                th scope="col" { "Expires" }
-                                th scope="col" { "Last used" }
-                                th scope="col" { "30 days" }
-                                th scope="col" { span.visually-hidden { "Actions" } }
+                (table(&["Name", "Prefix", "Scopes", "Status", "Created", "Expires", "Last used", "30 days", ACTIONS], html! {
+                    @for (key, usage) in keys {
+                        @let status = key.status(now);
+                        tr data-key-prefix=(key.prefix()) {
+                            td data-label="Name" {
+                                a href=(format!("/settings/api-keys/{}", key.id)) aria-label=(format!("Usage of {}", key.name)) {
+                                    strong { (key.name) }
+                                }
                             }
-                        }
-                        tbody {
-                            @for (key, usage) in keys {
-                                @let status = key.status(now);
-                                tr data-key-prefix=(key.prefix()) {
-                                    td data-label="Name" {
-                                        a href=(format!("/settings/api-keys/{}", key.id)) aria-label=(format!("Usage of {}", key.name)) {
-                                            strong { (key.name) }
-                                        }
-                                    }
-                                    td data-label="Prefix" { code { (key.prefix()) "…" } }
-                                    td data-label="Scopes" { (scope_chips(key)) }
-                                    td data-label="Status" { (status_badge(status)) }
-                                    td data-label="Created" { (when(key.created_at)) }
-                                    td data-label="Expires" { (when_or(key.expires_at, "Never")) }
-                                    td data-label="Last used" { (when_or(key.last_used_at, "Never")) }
-                                    td data-label="30 days" { (super::usage::sparkline(usage)) }
-                                    td.cell-actions {
-                                        @if status != ApiKeyStatus::Revoked {
-                                            a.btn.btn-secondary.btn-small href=(format!("/settings/api-keys/{}/rotate", key.id))
-                                                aria-label=(format!("Rotate {}", key.name)) { "Rotate" }
-                                            a.btn.btn-danger-quiet.btn-small href=(format!("/settings/api-keys/{}/revoke", key.id))
-                                                aria-label=(format!("Revoke {}", key.name)) { "Revoke" }
-                                        }
-                                    }
+                            td data-label="Prefix" { code { (key.prefix()) "…" } }
+                            td data-label="Scopes" { (scope_chips(key)) }
+                            td data-label="Status" { (status_badge(status)) }
+                            td data-label="Created" { (when(key.created_at)) }
+                            td data-label="Expires" { (when_or(key.expires_at, "Never")) }
+                            td data-label="Last used" { (when_or(key.last_used_at, "Never")) }
+                            td data-label="30 days" { (super::usage::sparkline(usage)) }
+                            td.cell-actions {
+                                @if status != ApiKeyStatus::Revoked {
+                                    a.btn.btn-secondary.btn-small href=(format!("/settings/api-keys/{}/rotate", key.id))
+                                        aria-label=(format!("Rotate {}", key.name)) { "Rotate" }
+                                    a.btn.btn-danger-quiet.btn-small href=(format!("/settings/api-keys/{}/revoke", key.id))
+                                        aria-label=(format!("Revoke {}", key.name)) { "Revoke" }
                                 }
                             }
                         }
                     }
-                }
+                }))
             }
         }
     }

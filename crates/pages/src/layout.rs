@@ -293,6 +293,40 @@ pub(crate) fn form_error(code: &str) -> Markup {
     )
 }
 
+/// The name of a table's last column, the buttons of each row: read out
+/// by screen readers, not shown.
+pub(crate) const ACTIONS: &str = "Actions";
+
+/// A list as a table: a row of `columns`, then `rows` (each `tr`, its cells
+/// labelled for the narrow layout that stacks them).
+pub(crate) fn table(columns: &[&str], rows: Markup) -> Markup {
+    html! {
+        div.table-wrap {
+            table.list {
+                thead { tr {
+                    @for column in columns {
+                        th scope="col" {
+                            @if *column == ACTIONS { span.visually-hidden { (column) } } @else { (column) }
+                        }
+                    }
+                } }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
+/// A form of one button that removes something: `aria_label` names what
+/// it removes for screen readers.
+pub(crate) fn remove_button(action: &str, csrf: &str, label: &str, aria_label: &str) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            button.btn.btn-danger-quiet.btn-small type="submit" aria-label=(aria_label) { (label) }
+        }
+    }
+}
+
 /// A time for people, machine-readable too.
 pub(crate) fn when(at: DateTime<Utc>) -> Markup {
     html! {

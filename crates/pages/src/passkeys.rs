@@ -5,7 +5,7 @@
 //! server decides everything, and every other way in works without script.
 
 use super::error::{page_error, PageError};
-use super::layout::{csrf_field, when, when_or};
+use super::layout::{csrf_field, remove_button, table, when, when_or, ACTIONS};
 use super::login::login_failed;
 use super::reauth::reauthenticate_first;
 use super::session::{AnonForm, SignedInForm};
@@ -144,31 +144,20 @@ pub(crate) fn section(csrf: &str, passkeys: &[convosphere_domain::passkey::Passk
             @if passkeys.is_empty() {
                 p.empty { "No passkey yet." }
             } @else {
-                div.table-wrap {
-                    table.list {
-                        thead { tr {
-                            th scope="col" { "Name" } th scope="col" { "Added" } th scope="col" { "Last used" }
-                            th scope="col" { "Synced" } th scope="col" { span.visually-hidden { "Actions" } }
-                        } }
-                        tbody {
-                            @for passkey in passkeys {
-                                tr data-passkey=(passkey.id.to_string()) {
-                                    td data-label="Name" { (passkey.name) }
-                                    td data-label="Added" { (when(passkey.created_at)) }
-                                    td data-label="Last used" { (when_or(passkey.last_used_at, "Never")) }
-                                    td data-label="Synced" { @if passkey.backed_up { "Yes" } @else { "No" } }
-                                    td.cell-actions {
-                                        form method="post" action=(format!("/settings/security/passkeys/{}/remove", passkey.id)) {
-                                            (csrf_field(csrf))
-                                            button.btn.btn-danger-quiet.btn-small type="submit"
-                                                aria-label=(format!("Remove {}", passkey.name)) { "Remove" }
-                                        }
-                                    }
-                                }
+                (table(&["Name", "Added", "Last used", "Synced", ACTIONS], html! {
+                    @for passkey in passkeys {
+                        tr data-passkey=(passkey.id.to_string()) {
+                            td data-label="Name" { (passkey.name) }
+                            td data-label="Added" { (when(passkey.created_at)) }
+                            td data-label="Last used" { (when_or(passkey.last_used_at, "Never")) }
+                            td data-label="Synced" { @if passkey.backed_up { "Yes" } @else { "No" } }
+                            td.cell-actions {
+                                (remove_button(&format!("/settings/security/passkeys/{}/remove", passkey.id), csrf,
+                                    "Remove", &format!("Remove {}", passkey.name)))
                             }
                         }
                     }
-                }
+                }))
             }
             form #passkey-add method="post" action="/settings/security/passkeys" data-passkey-register="/settings/security/passkeys/start" {
                 (csrf_field(csrf))

@@ -5,7 +5,7 @@
 //! prompt first.
 
 use super::error::{page_error, PageError};
-use super::layout::{csrf_field, when, when_or};
+use super::layout::{csrf_field, remove_button, table, when, when_or, ACTIONS};
 use super::reauth::reauthenticate_first;
 use super::session::SignedInForm;
 use actix_web::http::header;
@@ -69,31 +69,20 @@ pub(crate) fn section(state: &AppState, csrf: &str, identities: &[IdentityRecord
             @if identities.is_empty() {
                 p.empty { "No provider is linked." }
             } @else {
-                div.table-wrap {
-                    table.list {
-                        thead { tr {
-                            th scope="col" { "Provider" } th scope="col" { "Address" } th scope="col" { "Linked" }
-                            th scope="col" { "Last used" } th scope="col" { span.visually-hidden { "Actions" } }
-                        } }
-                        tbody {
-                            @for identity in identities {
-                                tr data-provider=(identity.provider.as_str()) {
-                                    td data-label="Provider" { (identity.provider.display_name()) }
-                                    td data-label="Address" { (identity.email.as_str()) }
-                                    td data-label="Linked" { (when(identity.linked_at)) }
-                                    td data-label="Last used" { (when_or(identity.last_used_at, "Not since")) }
-                                    td.cell-actions {
-                                        form method="post" action=(format!("{PAGE}/providers/{}/unlink", identity.provider.as_str())) {
-                                            (csrf_field(csrf))
-                                            button.btn.btn-danger-quiet.btn-small type="submit"
-                                                aria-label=(format!("Unlink {}", identity.provider.display_name())) { "Unlink" }
-                                        }
-                                    }
-                                }
+                (table(&["Provider", "Address", "Linked", "Last used", ACTIONS], html! {
+                    @for identity in identities {
+                        tr data-provider=(identity.provider.as_str()) {
+                            td data-label="Provider" { (identity.provider.display_name()) }
+                            td data-label="Address" { (identity.email.as_str()) }
+                            td data-label="Linked" { (when(identity.linked_at)) }
+                            td data-label="Last used" { (when_or(identity.last_used_at, "Not since")) }
+                            td.cell-actions {
+                                (remove_button(&format!("{PAGE}/providers/{}/unlink", identity.provider.as_str()), csrf,
+                                    "Unlink", &format!("Unlink {}", identity.provider.display_name())))
                             }
                         }
                     }
-                }
+                }))
             }
             @if !linkable.is_empty() {
                 p.card-note { "Link another provider to sign in with it too. Its address may differ from this account's." }

@@ -4,7 +4,7 @@
 //! module), and the recent security events.
 
 use super::error::{page_error, PageError};
-use super::layout::{app_page, copy_button, csrf_field, field, form_error, html, when, Input, Nav};
+use super::layout::{app_page, copy_button, csrf_field, field, form_error, html, table, when, Input, Nav};
 use super::providers::SecurityQuery;
 use super::reauth::reauthenticate_first;
 use super::session::{SignedIn, SignedInForm};
@@ -113,20 +113,15 @@ async fn render(
             @if events.events.is_empty() {
                 p.empty { "Nothing yet." }
             } @else {
-                div.table-wrap {
-                    table.list {
-                        thead { tr { th scope="col" { "What" } th scope="col" { "When" } th scope="col" { "IP address" } } }
-                        tbody {
-                            @for event in &events.events {
-                                tr {
-                                    td data-label="What" { (event_label(event)) }
-                                    td data-label="When" { (when(event.at)) }
-                                    td data-label="IP address" { (event.ip.as_deref().unwrap_or("—")) }
-                                }
-                            }
+                (table(&["What", "When", "IP address"], html! {
+                    @for event in &events.events {
+                        tr {
+                            td data-label="What" { (event_label(event)) }
+                            td data-label="When" { (when(event.at)) }
+                            td data-label="IP address" { (event.ip.as_deref().unwrap_or("—")) }
                         }
                     }
-                }
+                }))
             }
         }
     };

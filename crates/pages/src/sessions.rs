@@ -3,7 +3,7 @@
 
 use super::dashboard::NoticeQuery;
 use super::error::{page_error, PageError};
-use super::layout::{app_page, csrf_field, html, when, Nav};
+use super::layout::{app_page, csrf_field, html, table, when, Nav, ACTIONS};
 use super::session::{SignedIn, SignedInForm};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -73,54 +73,40 @@ pub(crate) async fn list(state: web::Data<AppState>, who: SignedIn, query: web::
         }
         section.card aria-labelledby="sessions-title" {
             h2 #sessions-title { (sessions.len()) " active" }
-            div.table-wrap {
-                table.list {
-                    thead {
-                        tr {
-                            th scope="col" { "Device" }
-                            th scope="col" { "IP address" }
-                            th scope="col" { "Signed in" }
-                            th scope="col" { "Last active" }
-                            th scope="col" { "Ends" }
-                            th scope="col" { span.visually-hidden { "Actions" } }
+            (table(&["Device", "IP address", "Signed in", "Last active", "Ends", ACTIONS], html! {
+                @for session in &sessions {
+                    @let is_current = session.id == current;
+                    tr.is-current[is_current] data-session=(session.id.to_string()) {
+                        td data-label="Device" {
+                            div {
+                                span.device { (device(session.user_agent.as_deref())) }
+                                @if is_current { " " span.badge.badge-current { "This session" } }
+                                @if let Some(ua) = &session.user_agent { div.ua { (ua) } }
+                            }
                         }
-                    }
-                    tbody {
-                        @for session in &sessions {
-                            @let is_current = session.id == current;
-                            tr.is-current[is_current] data-session=(session.id.to_string()) {
-                                td data-label="Device" {
-                                    div {
-                                        span.device { (device(session.user_agent.as_deref())) }
-                                        @if is_current { " " span.badge.badge-current { "This session" } }
-                                        @if let Some(ua) = &session.user_agent { div.ua { (ua) } }
-                                    }
+                        td data-label="IP address" { (session.ip.as_deref().unwrap_or("—")) }
+                        td data-label="Signed in" { (when(session.created_at)) }
+                        td data-label="Last active" { (when(session.last_active_at)) }
+                        td data-label="Ends" { (when(ends(session, idle))) }
+                        td.cell-actions {
+                            @if is_current {
+                                form.inline method="post" action="/logout" {
+                                    (csrf_field(&who.csrf))
+                                    button.btn.btn-secondary.btn-small type="submit" { "Log out" }
                                 }
-                                td data-label="IP address" { (session.ip.as_deref().unwrap_or("—")) }
-                                td data-label="Signed in" { (when(session.created_at)) }
-                                td data-label="Last active" { (when(session.last_active_at)) }
-                                td data-label="Ends" { (when(ends(session, idle))) }
-                                td.cell-actions {
-                                    @if is_current {
-                                        form.inline method="post" action="/logout" {
-                                            (csrf_field(&who.csrf))
-                                            button.btn.btn-secondary.btn-small type="submit" { "Log out" }
-                                        }
-                                    } @else {
-                                        form.inline method="post" action=(format!("/settings/sessions/{}/end", session.id)) {
-                                            (csrf_field(&who.csrf))
-                                            button.btn.btn-danger-quiet.btn-small type="submit"
-                                                aria-label=(format!("End the session of {}", device(session.user_agent.as_deref()))) {
-                                                "End session"
-                                            }
-                                        }
+                            } @else {
+                                form.inline method="post" action=(format!("/settings/sessions/{}/end", session.id)) {
+                                    (csrf_field(&who.csrf))
+                                    button.btn.btn-danger-quiet.btn-small type="submit"
+                                        aria-label=(format!("End the session of {}", device(session.user_agent.as_deref()))) {
+                                        "End session"
                                     }
                                 }
                             }
                         }
                     }
                 }
-            }
+            }))
         }
     };
     Ok(html(

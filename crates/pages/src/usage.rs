@@ -4,7 +4,7 @@
 //! JavaScript, with a text alternative and the numbers in a table.
 
 use super::error::{page_error, PageError};
-use super::layout::{app_page, html, when, when_or, Nav};
+use super::layout::{app_page, html, table, when, when_or, Nav};
 use super::session::SignedIn;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -115,23 +115,15 @@ fn bucket_table(usage: &Usage) -> Markup {
     html! {
         details {
             summary { "The numbers" }
-            div.table-wrap {
-                table.list {
-                    thead { tr {
-                        th scope="col" { "From (UTC)" } th scope="col" { "Allowed" }
-                        th scope="col" { "Rate limited" } th scope="col" { "Missing scope" } th scope="col" { "Busiest minute" }
-                    } }
-                    tbody {
-                        @for bucket in usage.buckets.iter().filter(|b| b.counts.requests() > 0) {
-                            tr {
-                                td { (bucket.start.format(format).to_string()) }
-                                td { (bucket.counts.allowed) } td { (bucket.counts.rate_limited) }
-                                td { (bucket.counts.insufficient_scope) } td { (bucket.counts.peak_per_minute) }
-                            }
-                        }
+            (table(&["From (UTC)", "Allowed", "Rate limited", "Missing scope", "Busiest minute"], html! {
+                @for bucket in usage.buckets.iter().filter(|b| b.counts.requests() > 0) {
+                    tr {
+                        td { (bucket.start.format(format).to_string()) }
+                        td { (bucket.counts.allowed) } td { (bucket.counts.rate_limited) }
+                        td { (bucket.counts.insufficient_scope) } td { (bucket.counts.peak_per_minute) }
                     }
                 }
-            }
+            }))
         }
     }
 }

@@ -394,16 +394,7 @@ on_both_backends! {
 async fn the_export_holds_every_record_of_the_account_and_no_secret() {
     let app = TestApp::spawn().await;
     let access = app.signed_in("ada@example.com").await;
-    let created: Value = app
-        .post_auth(
-            "/v1/api-keys",
-            &access,
-            json!({"name": "Production", "scopes": ["agents:read"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.new_key(&access, "Production", &["agents:read"]).await;
     let key = created["key"].as_str().unwrap().to_owned();
     assert_eq!(app.get_auth("/v1/authz?scope=agents:read", &key).await.status(), 200);
     // The pages offer the same document for download.
@@ -468,12 +459,7 @@ async fn the_export_holds_every_record_of_the_account_and_no_secret() {
     assert_eq!(export["identities"], json!([]));
     assert_eq!(export["pending_email_change"]["email"], new);
     assert!(export["pending_email_change"]["expires_at"].is_string());
-    let kinds: Vec<&str> = export["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&export);
     for kind in [
         "signup",
         "email_verified",

@@ -403,12 +403,7 @@ async fn a_person_changes_the_address_downloads_the_data_and_deletes_the_account
         .await
         .unwrap();
     assert_eq!(document["user"]["email"], new, "{document}");
-    let kinds: Vec<&str> = document["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&document);
     assert!(kinds.contains(&"email_changed"), "{kinds:?}");
 
     // Delete it: a wrong confirmation word changes nothing, the right one ends it all.

@@ -240,12 +240,7 @@ async fn sensitive_actions_need_a_recent_sign_in(app: TestApp) {
     assert_eq!(app.post_auth("/v1/api-keys", fresh, key).await.status(), 201);
 
     // An API key can never re-authenticate (nor do what needs it).
-    let created: Value = app
-        .post_auth("/v1/api-keys", fresh, json!({"name": "bot", "scopes": ["agents:read"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.new_key(fresh, "bot", &["agents:read"]).await;
     let api_key = created["key"].as_str().unwrap();
     let by_key = app.post_auth("/v1/auth/reauthenticate", api_key, json!({"password": PASSWORD}));
     problem(by_key.await, 403, "user_token_required").await;

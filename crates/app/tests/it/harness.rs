@@ -142,6 +142,23 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
 
+    /// `GET path` without a credential: the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
+    }
+
+    /// `GET path` without a credential: the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn outbox(&self) -> PathBuf {
         self.dir.path().join("outbox")
     }
@@ -203,6 +220,15 @@ impl TestApp {
     pub async fn tokens(&self, email: &str) -> Value {
         let response = self.login(email, PASSWORD).await;
         assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Creates an API key and returns the answer (with `key`, shown once).
+    pub async fn new_key(&self, access: &str, name: &str, scopes: &[&str]) -> Value {
+        let response = self
+            .post_auth("/v1/api-keys", access, json!({"name": name, "scopes": scopes}))
+            .await;
+        assert_eq!(response.status(), 201, "key creation");
         response.json().await.unwrap()
     }
 
@@ -312,6 +338,16 @@ pub async fn problem(response: Response, status: u16, code: &str) -> Value {
     assert_eq!(body["status"], status);
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
     body
+}
+
+/// The `type` of every event in a body's `events` list, in its order.
+pub fn event_types(body: &Value) -> Vec<&str> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect()
 }
 
 /// Declares each `async fn name(app: TestApp)` as two tests, `name::sqlite`

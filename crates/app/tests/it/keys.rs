@@ -78,13 +78,6 @@ async fn create_key(app: &TestApp, token: &str, body: Value) -> Response {
     app.post_auth("/v1/api-keys", token, body).await
 }
 
-/// Creates a key and returns the answer (with `key`).
-async fn new_key(app: &TestApp, token: &str, name: &str, scopes: &[&str]) -> Value {
-    let response = create_key(app, token, json!({"name": name, "scopes": scopes})).await;
-    assert_eq!(response.status(), 201, "{:?}", response.text().await);
-    response.json().await.unwrap()
-}
-
 async fn list_keys(app: &TestApp, token: &str) -> Vec<Value> {
     let response = app.get_auth("/v1/api-keys", token).await;
     assert_eq!(response.status(), 200);
@@ -217,7 +210,7 @@ async fn a_new_key_is_shown_once_with_its_prefix(app: TestApp) {
     assert_ne!(second["id"], created["id"]);
     assert!((time(&second["expires_at"]) - expires_at).num_seconds().abs() <= 1);
     // A name of exactly 100 characters is fine.
-    new_key(&app, &access, &"n".repeat(100), &["chat:read"]).await;
+    app.new_key(&access, &"n".repeat(100), &["chat:read"]).await;
 }
 
 async fn key_input_is_validated(app: TestApp) {
@@ -284,7 +277,7 @@ async fn keys_are_listed_newest_first_without_the_key(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
     let mut created = Vec::new();
     for name in ["first", "second", "third"] {
-        created.push(new_key(&app, &access, name, &["chat:read"]).await);
+        created.push(app.new_key(&access, name, &["chat:read"]).await);
     }
     let listed = list_keys(&app, &access).await;
     let names: Vec<String> = listed.iter().map(|k| s(k, "name")).collect();
@@ -303,7 +296,7 @@ async fn keys_are_listed_newest_first_without_the_key(app: TestApp) {
 async fn another_users_key_is_not_found(app: TestApp) {
     let ada = user(&app, "ada@example.com").await;
     let bob = user(&app, "bob@example.com").await;
-    let key = new_key(&app, &ada, "ada's", &["chat:read"]).await;
+    let key = app.new_key(&ada, "ada's", &["chat:read"]).await;
     let id = s(&key, "id");
     let path = format!("/v1/api-keys/{id}");
     problem(app.get_auth(&path, &bob).await, 404, "not_found").await;
@@ -341,7 +334,7 @@ async fn a_key_acts_for_its_owner_with_its_scopes(app: TestApp) {
     };
     let access = s(&pair, "access_token");
     let user_id = s(&pair["user"], "id");
-    let created = new_key(&app, &access, "reader", &["chat:read", "knowledge:read"]).await;
+    let created = app.new_key(&access, "reader", &["chat:read", "knowledge:read"]).await;
 
     let response = app.get_auth("/v1/me", &s(&created, "key")).await;
     assert_eq!(response.status(), 200);
@@ -372,7 +365,7 @@ async fn authz_checks_the_scopes_of_the_credential(app: TestApp) {
     let access = s(&pair, "access_token");
     let user_id = s(&pair["user"], "id");
     let key = s(
-        &new_key(&app, &access, "gateway", &["chat:read", "agents:read"]).await,
+        &app.new_key(&access, "gateway", &["chat:read", "agents:read"]).await,
         "key",
     );
 
@@ -447,7 +440,7 @@ async fn authz_checks_the_scopes_of_the_credential(app: TestApp) {
 
 async fn bad_keys_are_refused_with_their_reason(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let key = s(&new_key(&app, &access, "k", &["chat:read"]).await, "key");
+    let key = s(&app.new_key(&access, "k", &["chat:read"]).await, "key");
     assert_eq!(authz(&app, &key, "").await.status(), 200);
 
     // No credential at all.
@@ -484,9 +477,9 @@ async fn bad_keys_are_refused_with_their_reason(app: TestApp) {
 
 async fn a_revoked_key_is_refused_at_once(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let created = new_key(&app, &access, "k", &["chat:read"]).await;
+    let created = app.new_key(&access, "k", &["chat:read"]).await;
     let (id, key) = (s(&created, "id"), s(&created, "key"));
-    let other = s(&new_key(&app, &access, "other", &["chat:read"]).await, "key");
+    let other = s(&app.new_key(&access, "other", &["chat:read"]).await, "key");
     // Used (and so remembered by any cache) before the revocation.
     assert_eq!(authz(&app, &key, "").await.status(), 200);
     assert_eq!(app.get_auth("/v1/me", &key).await.status(), 200);
@@ -518,7 +511,7 @@ async fn a_revoked_key_is_refused_at_once(app: TestApp) {
 /// of them must forget a key at its revocation and a token at its logout.
 async fn credentials_remembered_by_every_worker_end_at_once(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let created = new_key(&app, &access, "k", &["chat:read"]).await;
+    let created = app.new_key(&access, "k", &["chat:read"]).await;
     let (id, key) = (s(&created, "id"), s(&created, "key"));
     let statuses = |credential: String, path: &'static str| {
         let app = &app;
@@ -551,7 +544,7 @@ async fn credentials_remembered_by_every_worker_end_at_once(app: TestApp) {
 
 async fn every_instance_honours_a_revocation_even_just_after_its_start(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let created = new_key(&app, &access, "k", &["chat:read"]).await;
+    let created = app.new_key(&access, "k", &["chat:read"]).await;
     let key = s(&created, "key");
     // A second instance starts and at once serves (and remembers) the key...
     let replica = app.replica(&[]).await;
@@ -575,7 +568,7 @@ async fn every_instance_honours_a_revocation_even_just_after_its_start(app: Test
 
 async fn rotation_replaces_a_key_with_a_new_one(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let old = new_key(&app, &access, "deploys", &["agents:write", "chat:read"]).await;
+    let old = app.new_key(&access, "deploys", &["agents:write", "chat:read"]).await;
     let old_key = s(&old, "key");
     assert_eq!(authz(&app, &old_key, "?scope=agents:write").await.status(), 200);
 
@@ -670,7 +663,7 @@ async fn an_expired_key_is_refused(app: TestApp) {
 
 async fn a_key_cannot_act_as_a_logged_in_user(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let created = new_key(&app, &access, "k", &ALL_SCOPES).await;
+    let created = app.new_key(&access, "k", &ALL_SCOPES).await;
     let (id, key) = (s(&created, "id"), s(&created, "key"));
 
     let refused = [
@@ -712,9 +705,9 @@ async fn a_key_cannot_act_as_a_logged_in_user(app: TestApp) {
 
 async fn a_suspended_owners_keys_are_refused(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let key = s(&new_key(&app, &access, "k", &["chat:read"]).await, "key");
+    let key = s(&app.new_key(&access, "k", &["chat:read"]).await, "key");
     let bob = user(&app, "bob@example.com").await;
-    let bobs_key = s(&new_key(&app, &bob, "b", &["chat:read"]).await, "key");
+    let bobs_key = s(&app.new_key(&bob, "b", &["chat:read"]).await, "key");
     assert_eq!(authz(&app, &key, "?scope=chat:read").await.status(), 200);
 
     let output = app.cli(&["user", "lock", "ada@example.com"]);
@@ -747,8 +740,8 @@ async fn a_suspended_owners_keys_are_refused(app: TestApp) {
 
 async fn last_used_at_is_written_soon_after_a_use(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let created = new_key(&app, &access, "k", &["chat:read"]).await;
-    let unused = s(&new_key(&app, &access, "unused", &["chat:read"]).await, "id");
+    let created = app.new_key(&access, "k", &["chat:read"]).await;
+    let unused = s(&app.new_key(&access, "unused", &["chat:read"]).await, "id");
     let id = s(&created, "id");
     assert!(created["last_used_at"].is_null());
     assert!(get_key(&app, &access, &id).await["last_used_at"].is_null());
@@ -847,7 +840,7 @@ async fn the_plan_budget_is_shared_by_all_credentials_of_an_account(app: TestApp
 
 async fn a_plan_change_lifts_the_limit_within_seconds(app: TestApp) {
     let access = user(&app, "ada@example.com").await;
-    let key = s(&new_key(&app, &access, "k", &["chat:read"]).await, "key");
+    let key = s(&app.new_key(&access, "k", &["chat:read"]).await, "key");
     for _ in 0..4 {
         assert_eq!(authz(&app, &key, "").await.status(), 200);
     }

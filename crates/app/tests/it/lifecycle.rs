@@ -232,12 +232,7 @@ async fn the_address_must_be_new_and_valid_and_the_sign_in_recent(app: TestApp) 
     .await;
 
     // An API key can never do it.
-    let key: Value = app
-        .post_auth("/v1/api-keys", &ada, json!({"name": "ci", "scopes": ["agents:read"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let key = app.new_key(&ada, "ci", &["agents:read"]).await;
     let key = key["key"].as_str().unwrap();
     problem(
         app.post_auth("/v1/me/email", key, json!({"email": NEW})).await,
@@ -328,12 +323,7 @@ async fn deleting_erases_the_account_and_frees_the_address(app: TestApp) {
     let pair = app.tokens(ADA).await;
     let access = pair["access_token"].as_str().unwrap();
     let user = claims(access)["sub"].as_str().unwrap().to_owned();
-    let created: Value = app
-        .post_auth("/v1/api-keys", access, json!({"name": "ci", "scopes": ["agents:read"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.new_key(access, "ci", &["agents:read"]).await;
     let key = created["key"].as_str().unwrap();
     let key_id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(app.get_auth("/v1/authz?scope=agents:read", key).await.status(), 200);

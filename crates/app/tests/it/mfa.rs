@@ -152,12 +152,7 @@ async fn the_audit_trail_lists_what_happened_newest_first(app: TestApp) {
         .as_str()
         .unwrap()
         .to_owned();
-    let key: Value = app
-        .post_auth("/v1/api-keys", &access, json!({"name": "ci", "scopes": ["chat:read"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let key = app.new_key(&access, "ci", &["chat:read"]).await;
     let key_text = key["key"].as_str().unwrap();
 
     let response = app.get_auth("/v1/me/events", &access).await;
@@ -168,12 +163,7 @@ async fn the_audit_trail_lists_what_happened_newest_first(app: TestApp) {
         "no secrets: {text}"
     );
     let body: Value = serde_json::from_str(&text).unwrap();
-    let types: Vec<&str> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&body);
     assert_eq!(
         types,
         [

@@ -493,12 +493,7 @@ async fn an_existing_account_is_joined_and_a_suspended_one_refused(world: World)
     assert_eq!(pair["user"]["id"], ada["user"]["id"]);
     let access = pair["access_token"].as_str().unwrap();
     let events: Value = world.app.get_auth("/v1/me/events", access).await.json().await.unwrap();
-    let kinds: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&events);
     assert_eq!(kinds[..2], ["login_succeeded", "oauth_linked"]);
     // The password still works: the account was verified already.
     assert_eq!(

@@ -116,12 +116,7 @@ async fn a_passkey_is_added_signs_in_without_a_password_and_is_listed(app: TestA
     );
 
     let events = body(app.get_auth("/v1/me/events", access).await, 200).await;
-    let kinds: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&events);
     assert!(kinds.contains(&"passkey_added"), "{kinds:?}");
     let login = events["events"]
         .as_array()

@@ -9,15 +9,7 @@ async fn health_readiness_jwks_metrics_and_openapi_answer() {
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
 
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
@@ -40,30 +32,14 @@ async fn health_readiness_jwks_metrics_and_openapi_answer() {
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
     assert!(claims["jti"].is_string());
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("convosphere_auth_http_requests_total"), "{metrics}");
     assert!(
         metrics.contains("convosphere_auth_logins_total{outcome=\"ok\"} 1"),
         "{metrics}"
     );
 
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get_json("/openapi.json").await;
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     for path in [
         "/v1/auth/signup",
@@ -153,12 +129,7 @@ async fn malformed_queries_and_bodies_are_invalid_request() {
     let me: Value = app.get_auth("/v1/me", &access).await.json().await.unwrap();
     assert_eq!(me["user"]["name"], "Ada Lovelace");
 
-    let key: Value = app
-        .post_auth("/v1/api-keys", &access, json!({"name": "ci", "scopes": ["chat:read"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let key = app.new_key(&access, "ci", &["chat:read"]).await;
     let rotate = app.url(&format!("/v1/api-keys/{}/rotate", key["id"].as_str().unwrap()));
     for (content_type, body) in [
         ("application/json", "\u{0}"),
@@ -184,15 +155,7 @@ async fn malformed_queries_and_bodies_are_invalid_request() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_error_as_problem_json() {
     let app = TestApp::spawn().await;
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get_json("/openapi.json").await;
     let mut operations = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {

@@ -1,6 +1,6 @@
 //! The invalidation feed: what each change announces, and the cursor.
 
-use crate::support::{api_key, in_parallel, minutes, session, signed_in, t0, token, user, TestDb};
+use crate::support::{api_key, in_parallel, minutes, session, t0, token, user, TestDb};
 use chrono::{Duration, Utc};
 use convosphere_domain::ports::{
     ApiKeyRepository, Invalidation, InvalidationFeed, RefreshOutcome, SessionRepository, UserRepository,
@@ -25,10 +25,6 @@ on_both_backends!(
 
 const CAP: u32 = 5;
 
-fn idle_cutoff(now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
-    now - Duration::hours(24)
-}
-
 /// What was announced after `cursor`, and the new cursor.
 async fn since(db: &TestDb, cursor: i64) -> (i64, Vec<Invalidation>) {
     db.store.invalidations_since(cursor).await.unwrap()
@@ -48,10 +44,7 @@ async fn the_feed_starts_empty(db: TestDb) {
     // Creating things announces nothing: no cache can hold what did not exist.
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
-    db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &token(), CAP).await;
     db.store.touch_session(opened.id, t0() + minutes(1)).await.unwrap();
     let key = api_key(ada, t0());
     db.store.create_api_key(&key).await.unwrap();
@@ -68,10 +61,7 @@ async fn ended_sessions_are_announced_once_each(db: TestDb) {
     let mallory = user(&db.store, "mallory@example.com").await;
     let mine: Vec<_> = (0..4).map(|i| session(ada, t0() + minutes(i))).collect();
     for s in &mine {
-        db.store
-            .create_session(s, &token(), CAP, idle_cutoff(s.created_at), &signed_in(s))
-            .await
-            .unwrap();
+        db.open(s, &token(), CAP).await;
     }
     let now = t0() + minutes(10);
     let mut cursor = 0;
@@ -140,36 +130,21 @@ async fn refresh_token_reuse_is_announced(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     let (first, second) = (token(), token());
-    db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &first, CAP).await;
     let now = t0() + minutes(1);
-    let outcome = db
-        .store
-        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&first, &second, now).await;
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)));
     // A rotation keeps the session: nothing to forget.
     assert_eq!(since(&db, 0).await.1, []);
 
-    let outcome = db
-        .store
-        .rotate_refresh_token(&first, &token(), now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&first, &token(), now).await;
     assert!(matches!(outcome, RefreshOutcome::Reused(_)), "{outcome:?}");
     let (cursor, announced) = since(&db, 0).await;
     assert_eq!(announced, [Invalidation::Session(opened.id)]);
 
     // The session is over: further attempts change and announce nothing.
     for presented in [&first, &second] {
-        let outcome = db
-            .store
-            .rotate_refresh_token(presented, &token(), now, idle_cutoff(now))
-            .await
-            .unwrap();
+        let outcome = db.rotate(presented, &token(), now).await;
         assert_eq!(outcome, RefreshOutcome::Expired);
     }
     assert_eq!(since(&db, cursor).await, (cursor, vec![]));
@@ -179,36 +154,19 @@ async fn evicted_sessions_are_announced(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened: Vec<_> = (0..CAP as i64).map(|i| session(ada, t0() + minutes(i))).collect();
     for s in &opened {
-        db.store
-            .create_session(s, &token(), CAP, idle_cutoff(s.created_at), &signed_in(s))
-            .await
-            .unwrap();
+        db.open(s, &token(), CAP).await;
     }
     assert_eq!(since(&db, 0).await.1, []);
 
     let sixth = session(ada, t0() + minutes(10));
-    let ended = db
-        .store
-        .create_session(&sixth, &token(), CAP, idle_cutoff(sixth.created_at), &signed_in(&sixth))
-        .await
-        .unwrap();
+    let ended = db.open(&sixth, &token(), CAP).await;
     assert_eq!(ended, [opened[0].id]);
     let (cursor, announced) = since(&db, 0).await;
     assert_eq!(announced, [Invalidation::Session(opened[0].id)]);
 
     // A lower cap evicts several: one row each, in one transaction.
     let seventh = session(ada, t0() + minutes(11));
-    let ended = db
-        .store
-        .create_session(
-            &seventh,
-            &token(),
-            3,
-            idle_cutoff(seventh.created_at),
-            &signed_in(&seventh),
-        )
-        .await
-        .unwrap();
+    let ended = db.open(&seventh, &token(), 3).await;
     assert_eq!(ended.len(), 3);
     let mut announced = since(&db, cursor).await.1;
     let mut expected: Vec<_> = ended.into_iter().map(Invalidation::Session).collect();
@@ -340,10 +298,7 @@ async fn parallel_changes_all_reach_a_polling_reader(db: TestDb) {
     for i in 0..WRITERS {
         let id = user(&db.store, &format!("user{i}@example.com")).await;
         let opened = session(id, t0());
-        db.store
-            .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
-            .await
-            .unwrap();
+        db.open(&opened, &token(), CAP).await;
         accounts.push((id, opened.id));
     }
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -433,10 +388,7 @@ async fn an_uncommitted_append_holds_back_the_ones_after_it(db: TestDb) {
     // change waits until the earlier append is committed.
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
-    db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &token(), CAP).await;
     let slow = UserId::from_uuid(uuid::Uuid::from_u128(42));
     let pending = Pending::open(&db, slow);
 

@@ -1,6 +1,6 @@
 //! Sessions: refresh rotation and reuse, the cap, activity, ending.
 
-use crate::support::{in_parallel, minutes, session, signed_in, t0, token, user, TestDb};
+use crate::support::{idle_cutoff, in_parallel, minutes, session, signed_in, t0, token, user, TestDb};
 use chrono::Duration;
 use convosphere_domain::ports::{EventRepository, OneTimeTokenRepository, RefreshOutcome, SessionRepository};
 use convosphere_domain::TokenKind;
@@ -25,10 +25,6 @@ on_both_backends!(
 
 const CAP: u32 = 5;
 
-fn idle_cutoff(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    now - Duration::hours(24)
-}
-
 async fn a_session_is_stored_as_given_with_its_sign_in_event(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
@@ -49,17 +45,10 @@ async fn a_refresh_token_rotates_and_its_replacement_works(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     let (first, second, third) = (token(), token(), token());
-    db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &first, CAP).await;
 
     let now = t0() + minutes(20);
-    let outcome = db
-        .store
-        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&first, &second, now).await;
     let RefreshOutcome::Rotated(rotated) = outcome else {
         panic!("{outcome:?}")
     };
@@ -68,20 +57,12 @@ async fn a_refresh_token_rotates_and_its_replacement_works(db: TestDb) {
     assert_eq!(db.store.session(opened.id).await.unwrap(), Some(rotated));
 
     let later = now + minutes(20);
-    let outcome = db
-        .store
-        .rotate_refresh_token(&second, &third, later, idle_cutoff(later))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&second, &third, later).await;
     assert!(
         matches!(outcome, RefreshOutcome::Rotated(ref s) if s.last_active_at == later),
         "{outcome:?}"
     );
-    let outcome = db
-        .store
-        .rotate_refresh_token(&token(), &token(), later, idle_cutoff(later))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&token(), &token(), later).await;
     assert_eq!(outcome, RefreshOutcome::Unknown);
 }
 
@@ -89,33 +70,18 @@ async fn a_reused_refresh_token_ends_the_session(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     let (first, second) = (token(), token());
-    db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &first, CAP).await;
     let now = t0() + minutes(1);
-    let outcome = db
-        .store
-        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&first, &second, now).await;
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)));
 
-    let outcome = db
-        .store
-        .rotate_refresh_token(&first, &token(), now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&first, &token(), now).await;
     assert!(matches!(outcome, RefreshOutcome::Reused(_)), "{outcome:?}");
     let stored = db.store.session(opened.id).await.unwrap().unwrap();
     assert_eq!(stored.ended_at, Some(now));
     assert_eq!(stored.end_reason, Some(EndReason::RefreshReuse));
     // The newest token of that session is dead too.
-    let outcome = db
-        .store
-        .rotate_refresh_token(&second, &token(), now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&second, &token(), now).await;
     assert_eq!(outcome, RefreshOutcome::Expired);
 }
 
@@ -123,10 +89,7 @@ async fn parallel_rotations_of_one_refresh_token_give_one_success(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     let presented = token();
-    db.store
-        .create_session(&opened, &presented, CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &presented, CAP).await;
 
     let now = t0() + minutes(5);
     let outcomes = in_parallel(8, |_| {
@@ -162,18 +125,11 @@ async fn an_ended_idle_or_expired_session_does_not_rotate(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
     let presented = token();
-    db.store
-        .create_session(&opened, &presented, CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &presented, CAP).await;
 
     // Idle: last used more than the idle timeout ago.
     let idle = t0() + Duration::hours(25);
-    let outcome = db
-        .store
-        .rotate_refresh_token(&presented, &token(), idle, idle_cutoff(idle))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&presented, &token(), idle).await;
     assert_eq!(outcome, RefreshOutcome::Expired);
     // Past its absolute end, even if recently active by the given cutoff.
     let past_end = opened.expires_at;
@@ -190,11 +146,7 @@ async fn an_ended_idle_or_expired_session_does_not_rotate(db: TestDb) {
         .end_session(ada, opened.id, now, EndReason::Logout)
         .await
         .unwrap();
-    let outcome = db
-        .store
-        .rotate_refresh_token(&presented, &token(), now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&presented, &token(), now).await;
     assert_eq!(outcome, RefreshOutcome::Expired);
     let stored = db.store.session(opened.id).await.unwrap().unwrap();
     assert_eq!(stored.end_reason, Some(EndReason::Logout));
@@ -232,40 +184,20 @@ async fn the_oldest_sessions_are_evicted_first(db: TestDb) {
     let mut twins = [session(ada, t0()), session(ada, t0())];
     twins.sort_by_key(|s| s.id);
     for s in &twins {
-        db.store
-            .create_session(s, &token(), 2, idle_cutoff(t0()), &signed_in(s))
-            .await
-            .unwrap();
+        db.open(s, &token(), 2).await;
     }
     let graced = session(grace, t0());
-    db.store
-        .create_session(&graced, &token(), 2, idle_cutoff(t0()), &signed_in(&graced))
-        .await
-        .unwrap();
+    db.open(&graced, &token(), 2).await;
 
     let third = session(ada, t0() + minutes(1));
-    let ended = db
-        .store
-        .create_session(&third, &token(), 2, idle_cutoff(third.created_at), &signed_in(&third))
-        .await
-        .unwrap();
+    let ended = db.open(&third, &token(), 2).await;
     assert_eq!(ended, [twins[0].id]);
     let stored = db.store.session(twins[0].id).await.unwrap().unwrap();
     assert_eq!(stored.ended_at, Some(third.created_at));
 
     // A lower cap ends as many as needed; other users are not counted.
     let fourth = session(ada, t0() + minutes(2));
-    let mut ended = db
-        .store
-        .create_session(
-            &fourth,
-            &token(),
-            1,
-            idle_cutoff(fourth.created_at),
-            &signed_in(&fourth),
-        )
-        .await
-        .unwrap();
+    let mut ended = db.open(&fourth, &token(), 1).await;
     ended.sort();
     let mut expected = vec![twins[1].id, third.id];
     expected.sort();
@@ -286,10 +218,7 @@ async fn active_sessions_leave_out_idle_expired_and_ended_ones(db: TestDb) {
     recent.last_active_at = start + Duration::hours(20);
     let newest = session(ada, start + minutes(4));
     for s in [&oldest, &idle, &ended, &recent, &newest] {
-        db.store
-            .create_session(s, &token(), 10, idle_cutoff(s.created_at), &signed_in(s))
-            .await
-            .unwrap();
+        db.open(s, &token(), 10).await;
     }
     db.store
         .touch_session(oldest.id, start + Duration::hours(20))
@@ -320,10 +249,7 @@ async fn a_session_is_ended_only_by_its_owner(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let mallory = user(&db.store, "mallory@example.com").await;
     let opened = session(ada, t0());
-    db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &token(), CAP).await;
 
     let now = t0() + minutes(3);
     assert!(!db
@@ -363,16 +289,10 @@ async fn ending_every_session_can_spare_the_current_one(db: TestDb) {
     let grace = user(&db.store, "grace@example.com").await;
     let mine: Vec<_> = (0..3).map(|i| session(ada, t0() + minutes(i))).collect();
     for s in &mine {
-        db.store
-            .create_session(s, &token(), CAP, idle_cutoff(s.created_at), &signed_in(s))
-            .await
-            .unwrap();
+        db.open(s, &token(), CAP).await;
     }
     let theirs = session(grace, t0());
-    db.store
-        .create_session(&theirs, &token(), CAP, idle_cutoff(t0()), &signed_in(&theirs))
-        .await
-        .unwrap();
+    db.open(&theirs, &token(), CAP).await;
 
     let now = t0() + minutes(10);
     let mut ended = db
@@ -418,10 +338,7 @@ async fn ending_every_session_can_spare_the_current_one(db: TestDb) {
 async fn touching_a_session_only_moves_it_forward(db: TestDb) {
     let ada = user(&db.store, "ada@example.com").await;
     let opened = session(ada, t0());
-    db.store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &token(), CAP).await;
     let later = t0() + minutes(30);
     db.store.touch_session(opened.id, later).await.unwrap();
     db.store.touch_session(opened.id, t0() + minutes(10)).await.unwrap();
@@ -439,19 +356,10 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
         session(ada, t0() + Duration::days(2)),
     );
     let (ended_refresh, alive_refresh) = (token(), token());
-    db.store
-        .create_session(&ended, &ended_refresh, CAP, idle_cutoff(t0()), &signed_in(&ended))
-        .await
-        .unwrap();
-    db.store
-        .create_session(&expired, &token(), CAP, idle_cutoff(t0()), &signed_in(&expired))
-        .await
-        .unwrap();
+    db.open(&ended, &ended_refresh, CAP).await;
+    db.open(&expired, &token(), CAP).await;
     let now = alive.created_at;
-    db.store
-        .create_session(&alive, &alive_refresh, CAP, idle_cutoff(now), &signed_in(&alive))
-        .await
-        .unwrap();
+    db.open(&alive, &alive_refresh, CAP).await;
     db.store
         .end_session(ada, ended.id, t0() + minutes(1), EndReason::Logout)
         .await
@@ -481,17 +389,9 @@ async fn sessions_and_tokens_long_over_are_purged(db: TestDb) {
     assert_eq!(db.store.session(ended.id).await.unwrap(), None);
     assert_eq!(db.store.session(expired.id).await.unwrap(), None);
     // Refresh tokens went with their sessions; the live session keeps its own.
-    let outcome = db
-        .store
-        .rotate_refresh_token(&ended_refresh, &token(), now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&ended_refresh, &token(), now).await;
     assert_eq!(outcome, RefreshOutcome::Unknown);
-    let outcome = db
-        .store
-        .rotate_refresh_token(&alive_refresh, &token(), now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&alive_refresh, &token(), now).await;
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
     assert_eq!(
         db.store
@@ -507,10 +407,7 @@ async fn a_reauthentication_renews_auth_time_and_can_replace_the_refresh_token(d
     let eve = user(&db.store, "eve@example.com").await;
     let opened = session(ada, t0());
     let (first, replacement) = (token(), token());
-    db.store
-        .create_session(&opened, &first, CAP, idle_cutoff(t0()), &signed_in(&opened))
-        .await
-        .unwrap();
+    db.open(&opened, &first, CAP).await;
     let now = t0() + minutes(30);
     let amr = [AuthMethod::Password, AuthMethod::OneTimeCode];
     // Not Eve's session: nothing changes.
@@ -530,11 +427,7 @@ async fn a_reauthentication_renews_auth_time_and_can_replace_the_refresh_token(d
     let read = db.store.session(opened.id).await.unwrap().unwrap();
     assert_eq!((read.auth_time, read.amr.as_slice()), (now, &amr[..]));
     let second = token();
-    let outcome = db
-        .store
-        .rotate_refresh_token(&first, &second, now, idle_cutoff(now))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&first, &second, now).await;
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
 
     // With one, the earlier token is used up (presenting it is a reuse) and the replacement works.
@@ -543,20 +436,12 @@ async fn a_reauthentication_renews_auth_time_and_can_replace_the_refresh_token(d
         .store
         .reauthenticate_session(ada, opened.id, later, &amr[..1], Some(&replacement));
     assert!(marked.await.unwrap());
-    let outcome = db
-        .store
-        .rotate_refresh_token(&replacement, &token(), later, idle_cutoff(later))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&replacement, &token(), later).await;
     assert!(
         matches!(outcome, RefreshOutcome::Rotated(ref s) if s.auth_time == later),
         "{outcome:?}"
     );
-    let outcome = db
-        .store
-        .rotate_refresh_token(&second, &token(), later, idle_cutoff(later))
-        .await
-        .unwrap();
+    let outcome = db.rotate(&second, &token(), later).await;
     assert!(matches!(outcome, RefreshOutcome::Reused(_)), "{outcome:?}");
 
     // An ended session is not renewed.

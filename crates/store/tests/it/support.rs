@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
+use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
 use convosphere_domain::{
     AuthMethod, Email, EventId, EventKind, NewUser, PasswordHash, Plan, SecurityEvent, Session, SessionId, TokenHash,
     UserId,
@@ -16,6 +17,33 @@ pub struct TestDb {
     /// The URL the store was opened with.
     pub url: String,
     _guard: Guard,
+}
+
+/// Sessions end after 24 h without use.
+pub fn idle_cutoff(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - Duration::hours(24)
+}
+
+impl TestDb {
+    /// Opens `session` with `refresh` as its sign-in did (at most `cap` active,
+    /// the idle rule at its start); the sessions it ended.
+    pub async fn open(&self, session: &Session, refresh: &TokenHash, cap: u32) -> Vec<SessionId> {
+        let event = signed_in(session);
+        let cutoff = idle_cutoff(session.created_at);
+        self.store
+            .create_session(session, refresh, cap, cutoff, &event)
+            .await
+            .unwrap()
+    }
+
+    /// Presents `presented` at `now`, to be replaced by `replacement`.
+    pub async fn rotate(&self, presented: &TokenHash, replacement: &TokenHash, now: DateTime<Utc>) -> RefreshOutcome {
+        let cutoff = idle_cutoff(now);
+        self.store
+            .rotate_refresh_token(presented, replacement, now, cutoff)
+            .await
+            .unwrap()
+    }
 }
 
 enum Guard {
