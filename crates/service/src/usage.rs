@@ -253,7 +253,7 @@ impl UsageRecorder {
         *self.retry.lock().unwrap_or_else(|e| e.into_inner()) = failed;
     }
 
-    /// Writes what was counted (counts and uses, then the review of
+    /// Writes what was counted (last uses and counts, then the review of
     /// sightings); keeps it for the next try on failure.
     pub async fn flush(&self, auth: &AppAuth) {
         let batch = self.take(Utc::now());

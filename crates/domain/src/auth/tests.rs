@@ -121,6 +121,8 @@ struct State {
     session_reads: u64,
     /// Runs once, right after the next session read.
     after_session_read: Option<Change>,
+    /// How many of the next writes of keys' last uses fail.
+    failing_key_use_writes: u32,
 }
 
 #[derive(Default)]
@@ -1209,6 +1211,10 @@ impl ApiKeyRepository for &MemoryStore {
     }
     async fn record_api_key_use(&self, uses: &[crate::usage::KeyUse]) -> Result<(), InfraError> {
         let mut state = self.0.lock().unwrap();
+        if state.failing_key_use_writes > 0 {
+            state.failing_key_use_writes -= 1;
+            return Err(InfraError::new("the database is away"));
+        }
         for used in uses {
             if let Some(key) = state.keys.iter_mut().find(|k| k.id == used.key) {
                 key.last_used_at = Some(used.at);

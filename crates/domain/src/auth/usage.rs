@@ -44,14 +44,18 @@ where
     T: TokenSigner,
     M: Mailer,
 {
-    /// Writes what an instance counted: the counts and the keys' last
-    /// uses (its sightings go to [`review_usage`](Self::review_usage)).
+    /// Writes what an instance counted: the keys' last uses, then the
+    /// counts (its sightings go to [`review_usage`](Self::review_usage)).
+    ///
+    /// In that order because a last use only moves forward: a batch whose
+    /// counts failed can be written again whole without counting anything
+    /// twice, and whoever reads a key's counts reads who made them too.
     pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), InfraError> {
-        if !batch.deltas.is_empty() {
-            self.store.add_usage(&batch.deltas).await?;
-        }
         if !batch.uses.is_empty() {
             self.store.record_api_key_use(&batch.uses).await?;
+        }
+        if !batch.deltas.is_empty() {
+            self.store.add_usage(&batch.deltas).await?;
         }
         Ok(())
     }

@@ -172,6 +172,10 @@ fn usage_is_read_back_for_the_key_and_the_account_with_the_plans_limit() {
         }],
         ..Default::default()
     };
+    // A write that fails part-way is tried again whole (as the flusher
+    // does): nothing is counted twice.
+    world.store.0.lock().unwrap().failing_key_use_writes = 1;
+    assert!(block_on(auth.record_usage(&batch)).is_err());
     block_on(auth.record_usage(&batch)).unwrap();
     let range = UsageRange::parse(None, None, Some("hour"), now).unwrap();
     let of_key = block_on(auth.key_usage(&user, key.id, range)).unwrap();
