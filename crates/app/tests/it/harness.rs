@@ -330,10 +330,12 @@ pub fn link_token_at(mail: &str, origin: &str, path: &str) -> Option<String> {
 
 /// Asserts a problem+json answer and returns its body.
 pub async fn problem(response: Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status of {}", response.url());
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let body: Value = response.json().await.unwrap();
+    let (url, actual) = (response.url().clone(), response.status());
+    let content_type = response.headers().get("content-type").cloned();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "status of {url}: {text}");
+    assert_eq!(content_type.unwrap(), "application/problem+json", "{url}: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status);
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
