@@ -179,18 +179,10 @@ pub(crate) async fn forgot(state: web::Data<AppState>, post: AnonForm) -> Page {
     })
     .await;
     let ttl = layout::human_duration(state.config.password_reset_ttl);
-    Ok(html(
-        StatusCode::OK,
-        auth_page(
-            "Check your inbox",
-            html! {
-                h1 { "Check your inbox" }
-                p.lead { "If " strong { (email.trim()) } " has an account, we've sent it a link to choose a new password." }
-                p.muted { "The link works once, for " (ttl) "." }
-                p.auth-switch { a href="/login" { "Back to sign in" } }
-            },
-        ),
-    ))
+    Ok(link_sent(html! {
+        p.lead { "If " strong { (email.trim()) } " has an account, we've sent it a link to choose a new password." }
+        p.muted { "The link works once, for " (ttl) "." }
+    }))
 }
 
 /// A query holding the token of an e-mailed link.
@@ -344,16 +336,24 @@ pub(crate) async fn resend(state: web::Data<AppState>, post: AnonForm) -> Page {
         })
         .await;
     }
-    Ok(html(
+    Ok(link_sent(html! {
+        p.lead { "If that address has an account waiting for confirmation, we've sent it a new link." }
+        p.muted { "Only the newest link works." }
+    }))
+}
+
+/// The answer to a request for an e-mailed link: the same whether or not
+/// the address has an account.
+fn link_sent(what: Markup) -> HttpResponse {
+    html(
         StatusCode::OK,
         auth_page(
             "Check your inbox",
             html! {
                 h1 { "Check your inbox" }
-                p.lead { "If that address has an account waiting for confirmation, we've sent it a new link." }
-                p.muted { "Only the newest link works." }
+                (what)
                 p.auth-switch { a href="/login" { "Back to sign in" } }
             },
         ),
-    ))
+    )
 }
