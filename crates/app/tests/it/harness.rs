@@ -228,8 +228,10 @@ impl TestApp {
         let response = self
             .post_auth("/v1/api-keys", access, json!({"name": name, "scopes": scopes}))
             .await;
-        assert_eq!(response.status(), 201, "key creation");
-        response.json().await.unwrap()
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 201, "key creation: {text}");
+        serde_json::from_str(&text).unwrap()
     }
 
     /// Runs the binary as an operator would, on this app's data directory

@@ -7,11 +7,7 @@ use std::time::Duration;
 
 /// Creates a key with `agents:read`; (id, key).
 async fn key(app: &TestApp, access: &str, name: &str) -> (String, String) {
-    let response = app
-        .post_auth("/v1/api-keys", access, json!({"name": name, "scopes": ["agents:read"]}))
-        .await;
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
+    let body = app.new_key(access, name, &["agents:read"]).await;
     (
         body["id"].as_str().unwrap().to_owned(),
         body["key"].as_str().unwrap().to_owned(),
