@@ -4,8 +4,8 @@
 use crate::event::{ClientContext, EventId, EventKind, EventPage, SecurityEvent};
 use crate::mfa::{RecoveryCode, TotpSecret};
 use crate::ports::{
-    AccessClaims, Clock, CreateUserError, CredentialCache, Invalidation, Mail, Mailer, PasswordHasher, RefreshOutcome,
-    RefusedLogin, Rng, SecretBox, Store, TokenSigner,
+    AccessClaims, Clock, CreateUserError, CredentialCache, Invalidation, Mail, Mailer, NewSession, PasswordHasher,
+    RefreshOutcome, RefusedLogin, Rng, SecretBox, Store, TokenSigner,
 };
 use crate::profile::{parse_name, parse_optional_text, parse_phone, ProfileUpdate};
 use crate::{
@@ -338,6 +338,29 @@ pub struct Auth<S, H, T, M, L> {
     /// The millisecond of the last event id: ids of one instance's events
     /// increase even within one millisecond, so their order is their cursor.
     last_event_ms: AtomicI64,
+}
+
+/// A session made ready to store: [`Auth::opening`], then stored, then
+/// [`Auth::opened`].
+struct Opening {
+    session: Session,
+    refresh: OpaqueToken,
+    refresh_hash: crate::TokenHash,
+    signed_in: SecurityEvent,
+    max_active: u32,
+    idle_cutoff: DateTime<Utc>,
+}
+
+impl Opening {
+    fn new_session(&self) -> NewSession<'_> {
+        NewSession {
+            session: &self.session,
+            refresh: &self.refresh_hash,
+            max_active: self.max_active,
+            idle_cutoff: self.idle_cutoff,
+            signed_in: &self.signed_in,
+        }
+    }
 }
 
 impl<S, H, T, M, L> Auth<S, H, T, M, L>
@@ -825,6 +848,13 @@ where
         method: &str,
         client: &ClientContext,
     ) -> Result<IssuedTokens, InfraError> {
+        let opening = self.opening(&user, amr, method, client);
+        let evicted = self.store.create_session(&opening.new_session()).await?;
+        self.opened(user, opening, &evicted)
+    }
+
+    /// A session for `user` to open now, not stored yet.
+    fn opening(&self, user: &User, amr: Vec<AuthMethod>, method: &str, client: &ClientContext) -> Opening {
         let signed_in = self.event(user.id, EventKind::LoginSucceeded, client, &[("method", method)]);
         let now = self.clock.now();
         let session = Session {
@@ -841,18 +871,21 @@ where
             amr,
         };
         let refresh = OpaqueToken::generate(&*self.rng);
-        let evicted = self
-            .store
-            .create_session(
-                &session,
-                &refresh.hash(),
-                self.config.max_sessions,
-                self.idle_cutoff(now),
-                &signed_in,
-            )
-            .await?;
-        self.forget_sessions(&evicted);
-        self.issue(user, &session, refresh, now)
+        Opening {
+            refresh_hash: refresh.hash(),
+            refresh,
+            session,
+            signed_in,
+            max_active: self.config.max_sessions,
+            idle_cutoff: self.idle_cutoff(now),
+        }
+    }
+
+    /// The tokens of a session just stored, whose storing ended `evicted`.
+    fn opened(&self, user: User, opening: Opening, evicted: &[SessionId]) -> Result<IssuedTokens, InfraError> {
+        self.forget_sessions(evicted);
+        let now = opening.session.created_at;
+        self.issue(user, &opening.session, opening.refresh, now)
     }
 
     fn issue(

@@ -177,24 +177,32 @@ pub enum RefreshOutcome {
     Unknown,
 }
 
+/// A session to open, as [`SessionRepository::create_session`] (or a
+/// passkey sign-in, [`PasskeyRepository::sign_in_with_passkey`]) stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// The session, as it starts (`created_at` is now).
+    pub session: &'a Session,
+    /// The hash of its first refresh token.
+    pub refresh: &'a TokenHash,
+    /// The most active sessions the user may have, this one included.
+    pub max_active: u32,
+    /// A session is active when not ended, `expires_at > now` and
+    /// `last_active_at > idle_cutoff`.
+    pub idle_cutoff: DateTime<Utc>,
+    /// The event of the sign-in that opened it.
+    pub signed_in: &'a crate::SecurityEvent,
+}
+
 /// Stored sessions and their refresh tokens.
 pub trait SessionRepository: Send + Sync {
     /// Stores a new session with its first refresh token and the event of
-    /// the sign-in that opened it (`signed_in`, committed with the session:
-    /// the audit trail never lacks the sign-in of a session, nor shows one
-    /// that opened none), then ends the oldest active sessions of the user
-    /// beyond `max_active`, atomically under concurrency (parallel logins
-    /// never leave more than `max_active`). A session is active when not
-    /// ended, `expires_at > now` and `last_active_at > idle_cutoff`. Returns
-    /// the ids it ended.
-    fn create_session(
-        &self,
-        session: &Session,
-        refresh: &TokenHash,
-        max_active: u32,
-        idle_cutoff: DateTime<Utc>,
-        signed_in: &crate::SecurityEvent,
-    ) -> impl Future<Output = Result<Vec<SessionId>, InfraError>> + Send;
+    /// the sign-in that opened it (committed with the session: the audit
+    /// trail never lacks the sign-in of a session, nor shows one that
+    /// opened none), then ends the oldest active sessions of the user
+    /// beyond the cap, atomically under concurrency (parallel logins never
+    /// leave more than the cap). See [`NewSession`]. Returns the ids it ended.
+    fn create_session(&self, new: &NewSession<'_>) -> impl Future<Output = Result<Vec<SessionId>, InfraError>> + Send;
 
     /// Uses a refresh token once and stores its replacement. Two parallel
     /// calls with the same token: at most one is `Rotated`, and the session

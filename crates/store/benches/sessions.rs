@@ -15,7 +15,7 @@
 #[allow(dead_code, unused_macros)]
 mod support;
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use convosphere_domain::ports::SessionRepository;
 use convosphere_domain::UserId;
 use convosphere_store::Store;
@@ -35,16 +35,10 @@ fn user(runtime: &Runtime, store: &Store) -> UserId {
 
 /// Opens a session of `user` now, ending the oldest beyond the cap.
 fn open(runtime: &Runtime, store: &Store, user: UserId) {
-    let now = Utc::now();
-    let session = support::session(user, now);
+    let session = support::session(user, Utc::now());
+    let (refresh, event) = (support::token(), support::signed_in(&session));
     runtime
-        .block_on(store.create_session(
-            &session,
-            &support::token(),
-            CAP,
-            now - Duration::hours(24),
-            &support::signed_in(&session),
-        ))
+        .block_on(store.create_session(&support::new_session(&session, &refresh, CAP, &event)))
         .unwrap();
 }
 

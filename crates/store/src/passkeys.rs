@@ -2,15 +2,16 @@
 
 use crate::connection::{with_conn, Dialect};
 use crate::error::StoreError;
-use crate::models::{db_time, user_id};
+use crate::models::{db_time, session_ids, user_id};
 use crate::schema::{oauth_identities, passkey_challenges, passkeys};
+use crate::sessions::{store_session, OpenedSession};
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use convosphere_domain::passkey::{
     ChallengePurpose, CredentialId, Passkey, PendingChallenge, RemoveOutcome, StoredCredential, VerifiedAssertion,
 };
-use convosphere_domain::ports::PasskeyRepository;
-use convosphere_domain::{InfraError, PasskeyId, TokenHash, UserId};
+use convosphere_domain::ports::{NewSession, PasskeyRepository};
+use convosphere_domain::{InfraError, PasskeyId, SessionId, TokenHash, UserId};
 use diesel::prelude::*;
 
 /// A row of `passkeys`.
@@ -111,6 +112,54 @@ impl ChallengeRow {
     }
 }
 
+/// A verified use of a passkey to note.
+struct NotedUse {
+    id: String,
+    count: i64,
+    credential: String,
+    backed_up: bool,
+    at: NaiveDateTime,
+}
+
+impl NotedUse {
+    fn new(id: PasskeyId, assertion: &VerifiedAssertion, at: DateTime<Utc>) -> Self {
+        Self {
+            id: id.to_string(),
+            count: i64::from(assertion.sign_count),
+            credential: assertion.credential.0.clone(),
+            backed_up: assertion.backed_up,
+            at: db_time(at),
+        }
+    }
+}
+
+/// Notes a [`NotedUse`]: the rows changed (0 or 1). The counter only
+/// grows: of two parallel sign-ins that both verified against the same
+/// stored counter, the one with the lower counter finds it raised and
+/// changes nothing. A macro, as the connection type differs per backend.
+macro_rules! note_use {
+    ($conn:expr, $noted:expr) => {{
+        let noted = &$noted;
+        diesel::update(
+            passkeys::table
+                .find(&noted.id)
+                // "Above the stored one, or both 0" (an authenticator without a counter).
+                .filter(
+                    passkeys::sign_count
+                        .lt(noted.count)
+                        .or(passkeys::sign_count.eq(0).and(passkeys::sign_count.eq(noted.count))),
+                ),
+        )
+        .set((
+            passkeys::credential.eq(&noted.credential),
+            passkeys::sign_count.eq(noted.count),
+            passkeys::backed_up.eq(noted.backed_up),
+            passkeys::last_used_at.eq(Some(noted.at)),
+        ))
+        .execute($conn)?
+    }};
+}
+
 impl PasskeyRepository for Store {
     async fn save_passkey_challenge(&self, challenge: &PendingChallenge) -> Result<(), InfraError> {
         let row = ChallengeRow::new(challenge);
@@ -121,6 +170,23 @@ impl PasskeyRepository for Store {
             Ok(())
         }))?;
         Ok(())
+    }
+
+    async fn passkey_challenge(
+        &self,
+        id: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingChallenge>, InfraError> {
+        let (hash, now) = (id.to_hex(), db_time(now));
+        let row = with_conn!(self, |conn| {
+            Ok(passkey_challenges::table
+                .find(hash)
+                .filter(passkey_challenges::expires_at.gt(now))
+                .select(ChallengeRow::as_select())
+                .first(conn)
+                .optional()?)
+        })?;
+        Ok(row.map(|row| row.into_challenge(*id)).transpose()?)
     }
 
     async fn take_passkey_challenge(
@@ -188,33 +254,42 @@ impl PasskeyRepository for Store {
         assertion: &VerifiedAssertion,
         at: DateTime<Utc>,
     ) -> Result<bool, InfraError> {
-        let (id, at) = (id.to_string(), db_time(at));
-        let count = i64::from(assertion.sign_count);
-        let credential = assertion.credential.0.clone();
-        let backed_up = assertion.backed_up;
-        let updated = with_conn!(self, |conn| conn.write(|conn| {
-            // The counter only grows: of two parallel sign-ins that both
-            // verified against the same stored counter, the one with the
-            // lower counter finds it raised and changes nothing.
-            Ok(diesel::update(
-                passkeys::table
-                    .find(id)
-                    // "Above the stored one, or both 0" (an authenticator without a counter).
-                    .filter(
-                        passkeys::sign_count
-                            .lt(count)
-                            .or(passkeys::sign_count.eq(0).and(passkeys::sign_count.eq(count))),
-                    ),
-            )
-            .set((
-                passkeys::credential.eq(credential),
-                passkeys::sign_count.eq(count),
-                passkeys::backed_up.eq(backed_up),
-                passkeys::last_used_at.eq(Some(at)),
-            ))
-            .execute(conn)?)
-        }))?;
+        let noted = NotedUse::new(id, assertion, at);
+        let updated = with_conn!(self, |conn| conn.write(|conn| Ok(note_use!(conn, noted))))?;
         Ok(updated == 1)
+    }
+
+    async fn sign_in_with_passkey(
+        &self,
+        challenge: &TokenHash,
+        id: PasskeyId,
+        assertion: &VerifiedAssertion,
+        new: &NewSession<'_>,
+    ) -> Result<Option<Vec<SessionId>>, InfraError> {
+        let opened = OpenedSession::new(new);
+        let noted = NotedUse::new(id, assertion, new.session.created_at);
+        let hash = challenge.to_hex();
+        let ended = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            // The account's lock first, as every change of its ways in
+            // takes it (a removal of this passkey waits, or is waited for).
+            conn.lock_user(&opened.row.user_id)?;
+            // Of parallel finishes with one challenge, one deletes the row.
+            let taken = diesel::delete(
+                passkey_challenges::table
+                    .find(&hash)
+                    .filter(passkey_challenges::expires_at.gt(noted.at)),
+            )
+            .execute(conn)?;
+            if taken == 0 {
+                return Ok(None);
+            }
+            // The challenge stays used when the counter is refused.
+            if note_use!(conn, noted) == 0 {
+                return Ok(None);
+            }
+            Ok(Some(store_session!(conn, opened)))
+        }))?;
+        Ok(ended.map(session_ids).transpose()?)
     }
 
     async fn remove_passkey(&self, user: UserId, id: PasskeyId) -> Result<RemoveOutcome, InfraError> {

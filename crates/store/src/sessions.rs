@@ -3,11 +3,11 @@
 use crate::connection::{with_conn, Dialect};
 use crate::events::NewEventRow;
 use crate::models::{amr_text, db_time, session_ids, sessions_from_rows, NewInvalidation, NewRefreshToken, SessionRow};
-use crate::schema::{refresh_tokens, security_events, sessions};
+use crate::schema::{refresh_tokens, sessions};
 use crate::Store;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
-use convosphere_domain::{AuthMethod, EndReason, InfraError, SecurityEvent, Session, SessionId, TokenHash, UserId};
+use convosphere_domain::ports::{NewSession, RefreshOutcome, SessionRepository};
+use convosphere_domain::{AuthMethod, EndReason, InfraError, Session, SessionId, TokenHash, UserId};
 use diesel::prelude::*;
 
 /// What `rotate_refresh_token` decided, before conversion.
@@ -39,53 +39,75 @@ macro_rules! end_sessions_but {
 }
 pub(crate) use end_sessions_but;
 
-impl SessionRepository for Store {
-    async fn create_session(
-        &self,
-        session: &Session,
-        refresh: &TokenHash,
-        max_active: u32,
-        idle_cutoff: DateTime<Utc>,
-        signed_in: &SecurityEvent,
-    ) -> Result<Vec<SessionId>, InfraError> {
-        let row = SessionRow::new(session);
-        let event = NewEventRow::new(signed_in);
+/// The rows of a session to open, made from a [`NewSession`].
+pub(crate) struct OpenedSession {
+    pub(crate) row: SessionRow,
+    pub(crate) event: NewEventRow,
+    pub(crate) token: NewRefreshToken,
+    pub(crate) cutoff: NaiveDateTime,
+    pub(crate) keep: i64,
+}
+
+impl OpenedSession {
+    pub(crate) fn new(new: &NewSession<'_>) -> Self {
+        let row = SessionRow::new(new.session);
         let token = NewRefreshToken {
-            hash: refresh.to_hex(),
+            hash: new.refresh.to_hex(),
             session_id: row.id.clone(),
             created_at: row.created_at,
         };
-        let now = row.created_at;
-        let cutoff = db_time(idle_cutoff);
-        let keep = i64::from(max_active);
-        let ended = with_conn!(self, |conn| {
-            conn.write_transaction(|conn| {
-                // Logins of one user take turns here, so each one counts the
-                // sessions the previous ones left.
-                conn.lock_user(&row.user_id)?;
-                diesel::insert_into(sessions::table).values(&row).execute(conn)?;
-                diesel::insert_into(refresh_tokens::table)
-                    .values(&token)
-                    .execute(conn)?;
-                diesel::insert_into(security_events::table)
-                    .values(&event)
-                    .execute(conn)?;
-                let beyond_cap: Vec<String> = live_sessions(&row.user_id, now, cutoff)
-                    .select(sessions::id)
-                    .offset(keep)
-                    .load(conn)?;
-                if !beyond_cap.is_empty() {
-                    diesel::update(sessions::table.filter(sessions::id.eq_any(&beyond_cap)))
-                        .set((
-                            sessions::ended_at.eq(Some(now)),
-                            sessions::end_reason.eq(Some(EndReason::Evicted.as_str())),
-                        ))
-                        .execute(conn)?;
-                }
-                conn.append_invalidations(&NewInvalidation::sessions(&beyond_cap))?;
-                Ok(beyond_cap)
-            })
-        })?;
+        Self {
+            row,
+            event: NewEventRow::new(new.signed_in),
+            token,
+            cutoff: db_time(new.idle_cutoff),
+            keep: i64::from(new.max_active),
+        }
+    }
+}
+
+/// Stores, inside a transaction, an [`OpenedSession`], then ends the
+/// user's oldest active sessions beyond the cap; the ids of those it ended.
+/// The user's lock is taken first: logins of one user take turns here, so
+/// each one counts the sessions the previous ones left. A macro, as the
+/// connection type differs per backend.
+macro_rules! store_session {
+    ($conn:expr, $opened:expr) => {{
+        let opened = &$opened;
+        let (row, now) = (&opened.row, opened.row.created_at);
+        $conn.lock_user(&row.user_id)?;
+        diesel::insert_into($crate::schema::sessions::table)
+            .values(row)
+            .execute($conn)?;
+        diesel::insert_into($crate::schema::refresh_tokens::table)
+            .values(&opened.token)
+            .execute($conn)?;
+        diesel::insert_into($crate::schema::security_events::table)
+            .values(&opened.event)
+            .execute($conn)?;
+        let beyond_cap: Vec<String> = $crate::sessions::live_sessions(&row.user_id, now, opened.cutoff)
+            .select($crate::schema::sessions::id)
+            .offset(opened.keep)
+            .load($conn)?;
+        if !beyond_cap.is_empty() {
+            diesel::update($crate::schema::sessions::table.filter($crate::schema::sessions::id.eq_any(&beyond_cap)))
+                .set((
+                    $crate::schema::sessions::ended_at.eq(Some(now)),
+                    $crate::schema::sessions::end_reason.eq(Some(::convosphere_domain::EndReason::Evicted.as_str())),
+                ))
+                .execute($conn)?;
+        }
+        $conn.append_invalidations(&$crate::models::NewInvalidation::sessions(&beyond_cap))?;
+        beyond_cap
+    }};
+}
+pub(crate) use store_session;
+
+impl SessionRepository for Store {
+    async fn create_session(&self, new: &NewSession<'_>) -> Result<Vec<SessionId>, InfraError> {
+        let opened = OpenedSession::new(new);
+        let ended = with_conn!(self, |conn| conn
+            .write_transaction(|conn| Ok(store_session!(conn, opened))))?;
         Ok(session_ids(ended)?)
     }
 
@@ -320,7 +342,7 @@ impl SessionRepository for Store {
 /// since `idle_cutoff`. The index `sessions_user_id_ended_at_created_at_idx`
 /// finds them without walking the ended ones, which are kept a day.
 #[diesel::dsl::auto_type(no_type_alias)]
-fn live_sessions<'a>(user: &'a str, now: NaiveDateTime, idle_cutoff: NaiveDateTime) -> _ {
+pub(crate) fn live_sessions<'a>(user: &'a str, now: NaiveDateTime, idle_cutoff: NaiveDateTime) -> _ {
     sessions::table
         .filter(sessions::user_id.eq(user))
         .filter(sessions::ended_at.is_null())

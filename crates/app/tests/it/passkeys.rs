@@ -163,8 +163,22 @@ async fn challenges_work_once_and_answers_are_checked(app: TestApp) {
     let mut phished = SoftAuthenticator::new(ORIGIN);
     add(&app, &access, &mut phished, "Phone").await;
     phished.set_origin("http://auth.test.evil.example");
-    let answer = assertion(&app, &mut phished).await;
-    problem(app.post("/v1/auth/passkey/finish", answer).await, 401, "passkey_failed").await;
+    let started = body(app.post("/v1/auth/passkey/start", json!({})).await, 200).await;
+    let options = started["options"].to_string();
+    let answer = |authenticator: &mut SoftAuthenticator| {
+        let credential: Value = serde_json::from_str(&authenticator.sign_in(&options).unwrap()).unwrap();
+        json!({"challenge_id": started["challenge_id"], "credential": credential})
+    };
+    // The refused answer uses its challenge up: a right answer to it comes too late.
+    for signer in [&mut phished, &mut authenticator] {
+        let refused = answer(signer);
+        problem(
+            app.post("/v1/auth/passkey/finish", refused).await,
+            401,
+            "passkey_failed",
+        )
+        .await;
+    }
 
     // A counter going back (a cloned authenticator).
     authenticator.set_counter(0, 0);

@@ -3,15 +3,16 @@
 //!
 //! Every ceremony is two calls: a start that stores a challenge (single
 //! use, [`CHALLENGE_TTL`]) and answers the browser's options, and a finish
-//! that takes the challenge back, atomically, before the browser's answer
-//! is verified. The ceremonies themselves are the
+//! that uses the challenge up, atomically: before the browser's answer is
+//! verified, or (a sign-in) in the transaction that opens the session, so
+//! that a sign-in commits twice in all. The ceremonies themselves are the
 //! [`PasskeyVerifier`]'s; the rules are here.
 
 use super::{Auth, IssuedTokens, Principal, RecentSignInRequired};
 use crate::event::{ClientContext, EventKind};
 use crate::passkey::{
-    user_handle, ChallengePurpose, Passkey, PasskeyRefused, PendingChallenge, RemoveOutcome, CHALLENGE_TTL,
-    MAX_PASSKEYS, MAX_PASSKEY_NAME_CHARS,
+    user_handle, ChallengePurpose, Passkey, PasskeyRefused, PendingChallenge, RemoveOutcome, VerifiedAssertion,
+    CHALLENGE_TTL, MAX_PASSKEYS, MAX_PASSKEY_NAME_CHARS,
 };
 use crate::ports::{Mailer, PasskeyRepository, PasskeyVerifier, PasswordHasher, Store, TokenSigner};
 use crate::{AuthMethod, FieldError, InfraError, OpaqueToken, PasskeyId, User, UserId};
@@ -81,6 +82,13 @@ pub enum PasskeySignInError {
     /// Infrastructure failure.
     #[error(transparent)]
     Internal(#[from] InfraError),
+}
+
+/// A verified answer: whose it is, by which passkey, what it said.
+struct Verified {
+    user: User,
+    passkey: PasskeyId,
+    assertion: VerifiedAssertion,
 }
 
 fn refused(reason: &str) -> PasskeyRefused {
@@ -209,6 +217,11 @@ where
     /// Signs in with a passkey and opens a session (`amr` `hwk`). User
     /// verification is required, so no TOTP code is asked. A suspended,
     /// locked-out or unverified account is refused as for a password.
+    ///
+    /// The challenge is read, the answer verified, and then one transaction
+    /// uses the challenge up, notes the passkey's use and opens the session
+    /// (of parallel finishes with one challenge at most one gets through);
+    /// a refused answer uses the challenge up on its own.
     pub async fn finish_passkey_sign_in<V: PasskeyVerifier>(
         &self,
         verifier: &V,
@@ -216,12 +229,29 @@ where
         credential: &str,
         client: &ClientContext,
     ) -> Result<IssuedTokens, PasskeySignInError> {
-        let user = self
-            .verify_assertion(verifier, challenge_id, credential, client)
-            .await?;
-        Ok(self
-            .open_session(user, vec![AuthMethod::HardwareKey], "passkey", client)
-            .await?)
+        let id = OpaqueToken::presented(challenge_id).hash();
+        let now = self.clock.now();
+        let challenge = self
+            .store
+            .passkey_challenge(&id, now)
+            .await?
+            .filter(|c| c.purpose == ChallengePurpose::SignIn)
+            .ok_or_else(|| refused("unknown, used or expired sign-in challenge"))?;
+        let verified = match self.verify_assertion(verifier, &challenge, credential, client).await {
+            Ok(verified) => verified,
+            Err(PasskeySignInError::Internal(error)) => return Err(error.into()),
+            Err(refusal) => {
+                self.store.take_passkey_challenge(&id, now).await?;
+                return Err(refusal);
+            }
+        };
+        let opening = self.opening(&verified.user, vec![AuthMethod::HardwareKey], "passkey", client);
+        let evicted = self
+            .store
+            .sign_in_with_passkey(&id, verified.passkey, &verified.assertion, &opening.new_session())
+            .await?
+            .ok_or_else(|| refused("the challenge was used, or the passkey used again, meanwhile"))?;
+        Ok(self.opened(verified.user, opening, &evicted)?)
     }
 
     /// Re-authenticates the principal's session with one of its account's
@@ -235,11 +265,25 @@ where
         credential: &str,
         client: &ClientContext,
     ) -> Result<IssuedTokens, PasskeySignInError> {
-        let user = self
-            .verify_assertion(verifier, challenge_id, credential, client)
-            .await?;
+        let challenge = self
+            .take_challenge(challenge_id)
+            .await?
+            .filter(|c| c.purpose == ChallengePurpose::SignIn)
+            .ok_or_else(|| refused("unknown, used or expired sign-in challenge"))?;
+        let Verified {
+            user,
+            passkey,
+            assertion,
+        } = self.verify_assertion(verifier, &challenge, credential, client).await?;
         if user.id != principal.user.id {
             return Err(refused("a passkey of another account").into());
+        }
+        if !self
+            .store
+            .note_passkey_use(passkey, &assertion, self.clock.now())
+            .await?
+        {
+            return Err(refused("the passkey was removed or used again meanwhile").into());
         }
         let refresh = OpaqueToken::generate(&*self.rng);
         let session = self
@@ -251,20 +295,16 @@ where
         Ok(self.issue(user, &session, refresh, self.clock.now())?)
     }
 
-    /// Takes the challenge, finds the passkey the answer claims, verifies
-    /// it and checks its account, whose user it answers.
+    /// Finds the passkey the answer to `challenge` claims, verifies the
+    /// answer and checks the passkey's account. Writes nothing but the
+    /// `login_failed` event of a refusal.
     async fn verify_assertion<V: PasskeyVerifier>(
         &self,
         verifier: &V,
-        challenge_id: &str,
+        challenge: &PendingChallenge,
         credential: &str,
         client: &ClientContext,
-    ) -> Result<User, PasskeySignInError> {
-        let challenge = self
-            .take_challenge(challenge_id)
-            .await?
-            .filter(|c| c.purpose == ChallengePurpose::SignIn)
-            .ok_or_else(|| refused("unknown, used or expired sign-in challenge"))?;
+    ) -> Result<Verified, PasskeySignInError> {
         let claimed = verifier.claimed(credential)?;
         let passkey = self
             .store
@@ -300,10 +340,11 @@ where
                 .await?;
             return Err(error);
         }
-        if !self.store.note_passkey_use(passkey.id, &assertion, now).await? {
-            return Err(refused("the passkey was removed or used again meanwhile").into());
-        }
-        Ok(user)
+        Ok(Verified {
+            user,
+            passkey: passkey.id,
+            assertion,
+        })
     }
 
     async fn save_challenge(

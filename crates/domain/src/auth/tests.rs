@@ -279,14 +279,14 @@ impl UserRepository for &MemoryStore {
 }
 
 impl SessionRepository for &MemoryStore {
-    async fn create_session(
-        &self,
-        session: &Session,
-        refresh: &TokenHash,
-        max: u32,
-        cutoff: DateTime<Utc>,
-        signed_in: &crate::SecurityEvent,
-    ) -> Result<Vec<SessionId>, InfraError> {
+    async fn create_session(&self, new: &NewSession<'_>) -> Result<Vec<SessionId>, InfraError> {
+        let NewSession {
+            session,
+            refresh,
+            max_active: max,
+            idle_cutoff: cutoff,
+            signed_in,
+        } = *new;
         let mut state = self.0.lock().unwrap();
         state.events.push(signed_in.clone());
         state.sessions.push(session.clone());

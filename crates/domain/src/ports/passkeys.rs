@@ -5,7 +5,7 @@ use crate::passkey::{
     ClaimedCredential, CredentialId, NewCredential, Passkey, PasskeyRefused, PendingChallenge, RemoveOutcome,
     StartedCeremony, StoredCredential, VerifiedAssertion,
 };
-use crate::{InfraError, PasskeyId, TokenHash, User, UserId};
+use crate::{InfraError, PasskeyId, SessionId, TokenHash, User, UserId};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 
@@ -49,6 +49,14 @@ pub trait PasskeyRepository: Send + Sync {
         challenge: &PendingChallenge,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 
+    /// The ceremony with this id hash if it has not expired at `now`, left
+    /// in place (a sign-in uses it up with [`sign_in_with_passkey`](Self::sign_in_with_passkey)).
+    fn passkey_challenge(
+        &self,
+        id: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<PendingChallenge>, InfraError>> + Send;
+
     /// Removes and returns the ceremony with this id hash if it has not
     /// expired at `now`. Of parallel calls with one id, at most one gets it.
     fn take_passkey_challenge(
@@ -80,6 +88,23 @@ pub trait PasskeyRepository: Send + Sync {
         assertion: &VerifiedAssertion,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Completes a passkey sign-in in one transaction: uses up the sign-in
+    /// challenge `challenge` (it must not have expired at the session's
+    /// start), notes the verified use of passkey `id` as
+    /// [`note_passkey_use`](Self::note_passkey_use) does, and opens the
+    /// session as [`SessionRepository::create_session`](super::SessionRepository::create_session)
+    /// does, returning the ids of the sessions it ended. `None`, and no
+    /// session, when the challenge is gone (used by a parallel finish, or
+    /// expired) or the counter check fails; the challenge is used up then
+    /// too, unless it was gone already.
+    fn sign_in_with_passkey(
+        &self,
+        challenge: &TokenHash,
+        id: PasskeyId,
+        assertion: &VerifiedAssertion,
+        new: &super::NewSession<'_>,
+    ) -> impl Future<Output = Result<Option<Vec<SessionId>>, InfraError>> + Send;
 
     /// Removes a passkey of `user`, in one transaction under the account's
     /// lock: refused when the account has no password, no provider identity

@@ -1,18 +1,24 @@
 //! Passkeys: challenges taken once, credentials registered once, counters
 //! that never go back, and the last way in kept.
 
-use crate::support::{in_parallel, minutes, new_user, t0, token, user, TestDb};
+use crate::support::{
+    idle_cutoff, in_parallel, minutes, new_session, new_user, session, signed_in, t0, token, user, TestDb,
+};
+use chrono::{DateTime, Utc};
 use convosphere_domain::oauth::{LinkedIdentity, Provider, UnlinkOutcome};
 use convosphere_domain::passkey::{
     ChallengePurpose, CredentialId, Passkey, PendingChallenge, RemoveOutcome, StoredCredential, VerifiedAssertion,
 };
-use convosphere_domain::ports::{OAuthRepository, PasskeyRepository, UserRepository};
+use convosphere_domain::ports::{
+    EventRepository, OAuthRepository, PasskeyRepository, SessionRepository, UserRepository,
+};
 use convosphere_domain::{Email, PasskeyId, UserId};
 
 on_both_backends!(
     a_challenge_is_taken_once_under_parallel_finishes_and_expires,
     a_credential_is_registered_once_across_accounts,
     the_counter_never_goes_back_under_parallel_sign_ins,
+    a_passkey_sign_in_uses_its_challenge_and_opens_one_session_in_one_step,
     the_last_passkey_of_an_account_without_password_or_provider_stays,
     a_passkey_is_a_way_in_when_unlinking_the_last_provider,
 );
@@ -83,6 +89,75 @@ async fn a_challenge_is_taken_once_under_parallel_finishes_and_expires(db: TestD
             .is_none(),
         "and gone once asked for"
     );
+}
+
+fn sign_in_challenge() -> PendingChallenge {
+    PendingChallenge {
+        id: token(),
+        purpose: ChallengePurpose::SignIn,
+        state: "{\"ss\":1}".into(),
+        expires_at: t0() + minutes(5),
+    }
+}
+
+async fn a_passkey_sign_in_uses_its_challenge_and_opens_one_session_in_one_step(db: TestDb) {
+    let ada = user(&db.store, "ada@example.com").await;
+    let key = passkey(ada, "Laptop", b"credential-1");
+    db.store.add_passkey(&key).await.unwrap();
+    let challenge = sign_in_challenge();
+    db.store.save_passkey_challenge(&challenge).await.unwrap();
+    let read = db.store.passkey_challenge(&challenge.id, t0()).await.unwrap();
+    assert_eq!(read.map(|c| c.state), Some(challenge.state.clone()));
+    assert!(
+        db.store.passkey_challenge(&challenge.id, t0()).await.unwrap().is_some(),
+        "reading leaves it in place"
+    );
+
+    // Eight finishes of one challenge at once, each with a fresh counter:
+    // one opens a session, and only its use is noted.
+    let at = t0() + minutes(1);
+    let opened: Vec<_> = (0..8).map(|_| session(ada, at)).collect();
+    let answers = in_parallel(8, |i| {
+        let (store, opened, id) = (db.store.clone(), opened[i].clone(), challenge.id);
+        async move {
+            let count = u32::try_from(i).unwrap() + 1;
+            let (refresh, event) = (token(), signed_in(&opened));
+            let new = new_session(&opened, &refresh, 5, &event);
+            let done = store.sign_in_with_passkey(&id, key.id, &assertion(count), &new).await;
+            (count, done.unwrap())
+        }
+    })
+    .await;
+    let winners: Vec<_> = answers.iter().filter(|(_, done)| done.is_some()).collect();
+    assert_eq!(winners.len(), 1, "one sign-in per challenge: {answers:?}");
+    let live = db.store.active_sessions(ada, at, idle_cutoff(at)).await.unwrap();
+    assert_eq!(live.len(), 1);
+    let stored = db.store.passkeys(ada).await.unwrap().remove(0);
+    assert_eq!((stored.sign_count, stored.last_used_at), (winners[0].0, Some(at)));
+    let events = db.store.events(ada, None, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "the sign-in event of the one session");
+    assert!(db.store.passkey_challenge(&challenge.id, at).await.unwrap().is_none());
+
+    // A counter that does not grow opens nothing, and uses the challenge up.
+    let count = stored.sign_count;
+    refused_sign_in(&db, &key, at, count).await;
+    // An expired challenge opens nothing.
+    refused_sign_in(&db, &key, t0() + minutes(5), count + 1).await;
+    assert_eq!(db.store.passkeys(ada).await.unwrap()[0].sign_count, count);
+}
+
+/// A sign-in with `key` at `at` (counter `count`) on a new challenge that
+/// expires at `t0() + 5 min`: refused, with no session, the challenge used.
+async fn refused_sign_in(db: &TestDb, key: &Passkey, at: DateTime<Utc>, count: u32) {
+    let challenge = sign_in_challenge();
+    db.store.save_passkey_challenge(&challenge).await.unwrap();
+    let opened = session(key.user_id, at);
+    let (refresh, event) = (token(), signed_in(&opened));
+    let (new, used) = (new_session(&opened, &refresh, 5, &event), assertion(count));
+    let done = db.store.sign_in_with_passkey(&challenge.id, key.id, &used, &new);
+    assert_eq!(done.await.unwrap(), None);
+    assert!(db.store.passkey_challenge(&challenge.id, at).await.unwrap().is_none());
+    assert!(db.store.session(opened.id).await.unwrap().is_none());
 }
 
 async fn a_credential_is_registered_once_across_accounts(db: TestDb) {

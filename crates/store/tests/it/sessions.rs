@@ -1,6 +1,6 @@
 //! Sessions: refresh rotation and reuse, the cap, activity, ending.
 
-use crate::support::{idle_cutoff, in_parallel, minutes, session, signed_in, t0, token, user, TestDb};
+use crate::support::{idle_cutoff, in_parallel, minutes, new_session, session, signed_in, t0, token, user, TestDb};
 use chrono::Duration;
 use convosphere_domain::ports::{EventRepository, OneTimeTokenRepository, RefreshOutcome, SessionRepository};
 use convosphere_domain::TokenKind;
@@ -31,7 +31,7 @@ async fn a_session_is_stored_as_given_with_its_sign_in_event(db: TestDb) {
     let event = signed_in(&opened);
     let ended = db
         .store
-        .create_session(&opened, &token(), CAP, idle_cutoff(t0()), &event)
+        .create_session(&new_session(&opened, &token(), CAP, &event))
         .await
         .unwrap();
     assert!(ended.is_empty());
@@ -158,9 +158,8 @@ async fn the_session_cap_holds_under_six_parallel_logins(db: TestDb) {
     let evicted = in_parallel(6, |i| {
         let (store, opened) = (db.store.clone(), opened[i].clone());
         async move {
-            let now = opened.created_at;
             store
-                .create_session(&opened, &token(), CAP, idle_cutoff(now), &signed_in(&opened))
+                .create_session(&new_session(&opened, &token(), CAP, &signed_in(&opened)))
                 .await
                 .unwrap()
         }

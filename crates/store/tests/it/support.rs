@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use convosphere_domain::api_key::{ApiKey, ApiKeyId, SecretHash};
-use convosphere_domain::ports::{RefreshOutcome, SessionRepository};
+use convosphere_domain::ports::{NewSession, RefreshOutcome, SessionRepository};
 use convosphere_domain::{
     AuthMethod, Email, EventId, EventKind, NewUser, PasswordHash, Plan, SecurityEvent, Session, SessionId, TokenHash,
     UserId,
@@ -19,6 +19,23 @@ pub struct TestDb {
     _guard: Guard,
 }
 
+/// `session` to open with `refresh` and the sign-in `event`, at most
+/// `cap` active, the idle rule at its start.
+pub fn new_session<'a>(
+    session: &'a Session,
+    refresh: &'a TokenHash,
+    cap: u32,
+    event: &'a SecurityEvent,
+) -> NewSession<'a> {
+    NewSession {
+        session,
+        refresh,
+        max_active: cap,
+        idle_cutoff: idle_cutoff(session.created_at),
+        signed_in: event,
+    }
+}
+
 /// Sessions end after 24 h without use.
 pub fn idle_cutoff(now: DateTime<Utc>) -> DateTime<Utc> {
     now - Duration::hours(24)
@@ -29,9 +46,8 @@ impl TestDb {
     /// the idle rule at its start); the sessions it ended.
     pub async fn open(&self, session: &Session, refresh: &TokenHash, cap: u32) -> Vec<SessionId> {
         let event = signed_in(session);
-        let cutoff = idle_cutoff(session.created_at);
         self.store
-            .create_session(session, refresh, cap, cutoff, &event)
+            .create_session(&new_session(session, refresh, cap, &event))
             .await
             .unwrap()
     }
