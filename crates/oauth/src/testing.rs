@@ -1,6 +1,12 @@
 //! Test support (feature `testing`): a real OpenID Provider, panva's
-//! `oidc-provider` run by node from `tests/oidc/`, and a [`Browser`] that
-//! keeps cookies and follows redirects one at a time.
+//! `oidc-provider` run by node from `tests/oidc/`; a fake of GitHub's and
+//! Facebook's OAuth endpoints ([`FakeGithubFacebook`]: neither runs
+//! locally); and a [`Browser`] that keeps cookies and follows redirects one
+//! at a time.
+
+mod fake;
+
+pub use fake::{access_token, FakeGithubFacebook, Person, Seen};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

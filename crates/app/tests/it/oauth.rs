@@ -6,7 +6,9 @@
 use super::harness::*;
 use super::mfa::{code as totp_at, enable_totp};
 use super::web::hidden;
-use convosphere_oauth::testing::{Account, Browser, TestOidcProvider, CLIENT_ID, CLIENT_SECRET};
+use convosphere_oauth::testing::{
+    Account, Browser, FakeGithubFacebook, Person, TestOidcProvider, CLIENT_ID, CLIENT_SECRET,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -59,13 +61,13 @@ with_providers!(
 struct World {
     app: TestApp,
     idp: TestOidcProvider,
-    fake: fake::FakeProvider,
+    fake: FakeGithubFacebook,
 }
 
 impl World {
     async fn start(postgres: bool) -> Option<Self> {
         let idp = TestOidcProvider::start(&[&format!("{PUBLIC}/v1/auth/oauth/google/callback")])?;
-        let fake = fake::FakeProvider::start().await;
+        let fake = FakeGithubFacebook::start(people()).await;
         let settings: Vec<(String, String)> = vec![
             ("AUTH_OAUTH_GOOGLE_CLIENT_ID".into(), CLIENT_ID.into()),
             ("AUTH_OAUTH_GOOGLE_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
@@ -790,128 +792,43 @@ async fn facebook_logins_use_the_graph_api_address(world: World) {
     assert_eq!(world.rows("users"), 1);
 }
 
-/// A local server that answers like GitHub's and Facebook's endpoints. The
-/// authorization endpoints log in at once whoever `login=` names:
-/// `octo` / `mark` (verified address), `unverified` (GitHub: primary not
-/// verified), `nomail` (Facebook: no address), `broken` (the token
-/// endpoint answers 500), `deny` (the person refuses: `error=access_denied`).
-mod fake {
-    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-    use serde_json::json;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Debug, Clone)]
-    pub struct Seen {
-        pub path: String,
-        pub form: HashMap<String, String>,
-    }
-
-    pub struct FakeProvider {
-        pub base: String,
-        seen: Arc<Mutex<Vec<Seen>>>,
-        handle: actix_web::dev::ServerHandle,
-    }
-
-    impl Drop for FakeProvider {
-        fn drop(&mut self) {
-            drop(self.handle.stop(false));
-        }
-    }
-
-    fn params(text: &[u8]) -> HashMap<String, String> {
-        form_urlencoded::parse(text).into_owned().collect()
-    }
-
-    async fn authorize(req: HttpRequest) -> HttpResponse {
-        let query = params(req.query_string().as_bytes());
-        let redirect = &query["redirect_uri"];
-        let state = form_urlencoded::byte_serialize(query["state"].as_bytes()).collect::<String>();
-        let location = match query.get("login").map(String::as_str) {
-            Some("deny") => format!("{redirect}?error=access_denied&state={state}"),
-            Some(login) => format!("{redirect}?code={login}&state={state}"),
-            None => return HttpResponse::BadRequest().body("name the test user with login="),
-        };
-        HttpResponse::Found().insert_header(("location", location)).finish()
-    }
-
-    async fn token(req: HttpRequest, body: web::Bytes, seen: web::Data<Mutex<Vec<Seen>>>) -> HttpResponse {
-        let form = params(&body);
-        seen.lock().unwrap().push(Seen {
-            path: req.path().to_owned(),
-            form: form.clone(),
-        });
-        match form.get("code").map(String::as_str) {
-            Some("broken") => HttpResponse::InternalServerError().body("oops"),
-            Some(code) => {
-                HttpResponse::Ok().json(json!({"access_token": format!("token-{code}"), "token_type": "bearer"}))
-            }
-            None => HttpResponse::BadRequest().finish(),
-        }
-    }
-
-    async fn api(req: HttpRequest) -> HttpResponse {
-        let who = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer token-"))
-            .unwrap_or_default()
-            .to_owned();
-        match (req.path(), who.as_str()) {
-            ("/api/user", "octo") => {
-                HttpResponse::Ok().json(json!({"id": 1, "login": "octocat", "name": "The Octocat"}))
-            }
-            ("/api/user", "unverified") => HttpResponse::Ok().json(json!({"id": 2, "login": "unv", "name": null})),
-            ("/api/user/emails", "octo") => HttpResponse::Ok().json(json!([
-                {"email": "octo@example.com", "primary": true, "verified": true, "visibility": "public"}
-            ])),
-            ("/api/user/emails", "unverified") => HttpResponse::Ok().json(json!([
-                {"email": "other@example.com", "primary": false, "verified": true, "visibility": null},
-                {"email": "unv@example.com", "primary": true, "verified": false, "visibility": null}
-            ])),
-            ("/graph/me", "mark") => {
-                HttpResponse::Ok().json(json!({"id": "fb-1", "name": "Mark Example", "email": "mark@example.com"}))
-            }
-            ("/graph/me", "nomail") => HttpResponse::Ok().json(json!({"id": "fb-2", "name": "No Mail"})),
-            _ => HttpResponse::Unauthorized().json(json!({"message": "Bad credentials"})),
-        }
-    }
-
-    impl FakeProvider {
-        pub async fn start() -> Self {
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let data = web::Data::from(seen.clone());
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .route("/login/oauth/authorize", web::get().to(authorize))
-                    .route("/dialog/oauth", web::get().to(authorize))
-                    .route("/login/oauth/access_token", web::post().to(token))
-                    .route("/oauth/access_token", web::post().to(token))
-                    .route("/api/{tail:.*}", web::get().to(api))
-                    .route("/graph/{tail:.*}", web::get().to(api))
-            })
-            .workers(1)
-            .bind("127.0.0.1:0")
-            .unwrap();
-            let base = format!("http://{}", server.addrs()[0]);
-            let server = server.run();
-            let handle = server.handle();
-            tokio::spawn(server);
-            Self { base, seen, handle }
-        }
-
-        pub fn seen(&self, path: &str) -> Vec<Seen> {
-            self.seen
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| s.path == path)
-                .cloned()
-                .collect()
-        }
-    }
+/// The people of the fake GitHub and Facebook, by the `login=` that logs
+/// them in: `octo` / `mark` (verified address), `unverified` (GitHub: primary
+/// not verified), `nomail` (Facebook: no address), `broken` (the token
+/// endpoint answers 500); `deny` refuses (`error=access_denied`).
+fn people() -> [(&'static str, Person); 5] {
+    let octo = Person {
+        user: json!({"id": 1, "login": "octocat", "name": "The Octocat"}),
+        emails: json!([{"email": "octo@example.com", "primary": true, "verified": true, "visibility": "public"}]),
+        ..Person::default()
+    };
+    let unverified = Person {
+        user: json!({"id": 2, "login": "unv", "name": null}),
+        emails: json!([
+            {"email": "other@example.com", "primary": false, "verified": true, "visibility": null},
+            {"email": "unv@example.com", "primary": true, "verified": false, "visibility": null}
+        ]),
+        ..Person::default()
+    };
+    let mark = Person {
+        me: json!({"id": "fb-1", "name": "Mark Example", "email": "mark@example.com"}),
+        ..Person::default()
+    };
+    let nomail = Person {
+        me: json!({"id": "fb-2", "name": "No Mail"}),
+        ..Person::default()
+    };
+    let broken = Person {
+        token_status: 500,
+        ..Person::default()
+    };
+    [
+        ("octo", octo),
+        ("unverified", unverified),
+        ("mark", mark),
+        ("nomail", nomail),
+        ("broken", broken),
+    ]
 }
 
 /// Logs in with the password and turns 2FA on; answers the TOTP secret and

@@ -1,9 +1,9 @@
 //! GitHub's and Facebook's adapters against a local server that answers
 //! like their documented endpoints.
 
-use crate::fake::{FakeProvider, ACCESS_TOKEN};
 use crate::{query, Attempt, REDIRECT_URI};
 use convosphere_domain::oauth::Provider::{Facebook, GitHub};
+use convosphere_oauth::testing::{access_token, FakeGithubFacebook as FakeProvider, Person};
 use convosphere_oauth::{Credentials, FacebookConfig, GitHubConfig, OAuthClients, OAuthConfig};
 use serde_json::json;
 
@@ -12,6 +12,14 @@ fn credentials() -> Credentials {
         client_id: "client-1".into(),
         client_secret: "secret-1".to_owned().into(),
     }
+}
+
+/// The code of the one person the fake knows.
+const CODE: &str = "good-code";
+
+/// The fake, knowing the default [`Person`] by [`CODE`].
+async fn fake() -> FakeProvider {
+    FakeProvider::start([(CODE, Person::default())]).await
 }
 
 fn clients(fake: &FakeProvider) -> OAuthClients {
@@ -36,7 +44,7 @@ fn clients(fake: &FakeProvider) -> OAuthClients {
 #[tokio::test]
 async fn only_configured_providers_are_enabled_and_bad_endpoints_are_named() {
     use convosphere_domain::ports::OAuthProvider;
-    let fake = FakeProvider::start().await;
+    let fake = fake().await;
     let clients = clients(&fake);
     assert_eq!(clients.enabled(), [GitHub, Facebook]);
     assert!(!clients.is_enabled(convosphere_domain::oauth::Provider::Google));
@@ -55,7 +63,7 @@ async fn only_configured_providers_are_enabled_and_bad_endpoints_are_named() {
 
 #[tokio::test]
 async fn github_authorization_asks_for_the_addresses_with_pkce() {
-    let fake = FakeProvider::start().await;
+    let fake = fake().await;
     let attempt = Attempt::new();
     let url = attempt.url(&clients(&fake), GitHub).await.unwrap();
     assert!(
@@ -72,37 +80,36 @@ async fn github_authorization_asks_for_the_addresses_with_pkce() {
 
 #[tokio::test]
 async fn github_gives_the_user_id_and_the_primary_verified_address() {
-    let fake = FakeProvider::start().await;
+    let fake = fake().await;
     let attempt = Attempt::new();
-    let identity = attempt.identify(&clients(&fake), GitHub, "good-code").await.unwrap();
+    let identity = attempt.identify(&clients(&fake), GitHub, CODE).await.unwrap();
     assert_eq!(identity.subject, "583231");
     assert_eq!(identity.email.as_deref(), Some("octo@example.com"));
     assert!(identity.email_verified);
     assert_eq!(identity.name.as_deref(), Some("The Octocat"));
 
     let token_call = &fake.seen("/login/oauth/access_token")[0];
-    assert_eq!(token_call.form["code"], "good-code");
+    assert_eq!(token_call.form["code"], CODE);
     assert_eq!(token_call.form["client_secret"], "secret-1");
     assert_eq!(token_call.form["redirect_uri"], REDIRECT_URI);
     assert_eq!(token_call.form["code_verifier"], attempt.verifier.expose());
     let emails_call = &fake.seen("/api/user/emails")[0];
     assert_eq!(
         emails_call.authorization.as_deref(),
-        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+        Some(format!("Bearer {}", access_token(CODE)).as_str())
     );
 }
 
 #[tokio::test]
 async fn a_github_primary_address_that_is_not_verified_is_not_verified() {
-    let fake = FakeProvider::start().await;
-    fake.script().emails = json!([
-        {"email": "verified-secondary@example.com", "primary": false, "verified": true},
-        {"email": "octo@example.com", "primary": true, "verified": false},
-    ]);
-    let identity = Attempt::new()
-        .identify(&clients(&fake), GitHub, "good-code")
-        .await
-        .unwrap();
+    let fake = fake().await;
+    fake.change(CODE, |p| {
+        p.emails = json!([
+            {"email": "verified-secondary@example.com", "primary": false, "verified": true},
+            {"email": "octo@example.com", "primary": true, "verified": false},
+        ])
+    });
+    let identity = Attempt::new().identify(&clients(&fake), GitHub, CODE).await.unwrap();
     assert_eq!(identity.email.as_deref(), Some("octo@example.com"));
     assert!(!identity.email_verified, "a verified secondary address does not count");
     assert_eq!(identity.verified_email(), None);
@@ -110,28 +117,22 @@ async fn a_github_primary_address_that_is_not_verified_is_not_verified() {
 
 #[tokio::test]
 async fn github_refusals_and_failures_are_errors() {
-    let fake = FakeProvider::start().await;
+    let fake = fake().await;
     let clients = clients(&fake);
     let error = Attempt::new().identify(&clients, GitHub, "bad-code").await.unwrap_err();
     assert!(error.0.contains("bad_verification_code"), "{error}");
-    fake.script().token_status = 500;
-    let error = Attempt::new()
-        .identify(&clients, GitHub, "good-code")
-        .await
-        .unwrap_err();
+    fake.change(CODE, |p| p.token_status = 500);
+    let error = Attempt::new().identify(&clients, GitHub, CODE).await.unwrap_err();
     assert!(error.0.contains("500"), "{error}");
-    fake.script().token_status = 200;
-    fake.script().user = json!({"login": "no-id"});
-    let error = Attempt::new()
-        .identify(&clients, GitHub, "good-code")
-        .await
-        .unwrap_err();
+    fake.change(CODE, |p| p.token_status = 200);
+    fake.change(CODE, |p| p.user = json!({"login": "no-id"}));
+    let error = Attempt::new().identify(&clients, GitHub, CODE).await.unwrap_err();
     assert!(error.0.contains("/user"), "{error}");
 }
 
 #[tokio::test]
 async fn facebook_gives_the_app_scoped_id_and_its_address() {
-    let fake = FakeProvider::start().await;
+    let fake = fake().await;
     let attempt = Attempt::new();
     let clients = clients(&fake);
     let url = attempt.url(&clients, Facebook).await.unwrap();
@@ -140,7 +141,7 @@ async fn facebook_gives_the_app_scoped_id_and_its_address() {
     assert_eq!(query(&url, "response_type").as_deref(), Some("code"));
     assert_eq!(query(&url, "code_challenge_method").as_deref(), Some("S256"));
 
-    let identity = attempt.identify(&clients, Facebook, "good-code").await.unwrap();
+    let identity = attempt.identify(&clients, Facebook, CODE).await.unwrap();
     assert_eq!(identity.subject, "10158");
     assert_eq!(identity.email.as_deref(), Some("mark@example.com"));
     assert!(identity.email_verified);
@@ -155,20 +156,17 @@ async fn facebook_gives_the_app_scoped_id_and_its_address() {
 
 #[tokio::test]
 async fn facebook_without_an_address_and_facebook_refusals() {
-    let fake = FakeProvider::start().await;
+    let fake = fake().await;
     let clients = clients(&fake);
-    fake.script().me = json!({"id": "10159", "name": "No Mail"});
-    let identity = Attempt::new().identify(&clients, Facebook, "good-code").await.unwrap();
+    fake.change(CODE, |p| p.me = json!({"id": "10159", "name": "No Mail"}));
+    let identity = Attempt::new().identify(&clients, Facebook, CODE).await.unwrap();
     assert_eq!((identity.email, identity.email_verified), (None, false));
     let error = Attempt::new()
         .identify(&clients, Facebook, "bad-code")
         .await
         .unwrap_err();
     assert!(error.0.contains("OAuthException"), "{error}");
-    fake.script().token_status = 503;
-    let error = Attempt::new()
-        .identify(&clients, Facebook, "good-code")
-        .await
-        .unwrap_err();
+    fake.change(CODE, |p| p.token_status = 503);
+    let error = Attempt::new().identify(&clients, Facebook, CODE).await.unwrap_err();
     assert!(error.0.contains("503"), "{error}");
 }

@@ -3,7 +3,6 @@
 //! local servers that answer like the documented endpoints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake;
 mod github_facebook;
 mod google;
 
