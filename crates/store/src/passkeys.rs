@@ -271,7 +271,8 @@ impl PasskeyRepository for Store {
         let hash = challenge.to_hex();
         let ended = with_conn!(self, |conn| conn.write_transaction(|conn| {
             // The account's lock first, as every change of its ways in
-            // takes it (a removal of this passkey waits, or is waited for).
+            // takes it (a removal of this passkey waits, or is waited for),
+            // and as opening a session needs it.
             conn.lock_user(&opened.row.user_id)?;
             // Of parallel finishes with one challenge, one deletes the row.
             let taken = diesel::delete(

@@ -68,14 +68,13 @@ impl OpenedSession {
 
 /// Stores, inside a transaction, an [`OpenedSession`], then ends the
 /// user's oldest active sessions beyond the cap; the ids of those it ended.
-/// The user's lock is taken first: logins of one user take turns here, so
-/// each one counts the sessions the previous ones left. A macro, as the
-/// connection type differs per backend.
+/// The caller holds the user's lock (`lock_user`): logins of one user take
+/// turns, so each one counts the sessions the previous ones left. A macro,
+/// as the connection type differs per backend.
 macro_rules! store_session {
     ($conn:expr, $opened:expr) => {{
         let opened = &$opened;
         let (row, now) = (&opened.row, opened.row.created_at);
-        $conn.lock_user(&row.user_id)?;
         diesel::insert_into($crate::schema::sessions::table)
             .values(row)
             .execute($conn)?;
@@ -106,8 +105,10 @@ pub(crate) use store_session;
 impl SessionRepository for Store {
     async fn create_session(&self, new: &NewSession<'_>) -> Result<Vec<SessionId>, InfraError> {
         let opened = OpenedSession::new(new);
-        let ended = with_conn!(self, |conn| conn
-            .write_transaction(|conn| Ok(store_session!(conn, opened))))?;
+        let ended = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            conn.lock_user(&opened.row.user_id)?;
+            Ok(store_session!(conn, opened))
+        }))?;
         Ok(session_ids(ended)?)
     }
 
