@@ -9,15 +9,10 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::MigrationHarness;
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-/// The SQLite migration history (`migrations/sqlite`), compiled in.
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
-/// The PostgreSQL migration history (`migrations/postgres`), compiled in.
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Connections per pool. Requests that find none free wait up to
 /// [`CHECKOUT_TIMEOUT`]; the database is then reported unavailable.
@@ -273,7 +268,7 @@ impl Dialect for SqliteConnection {
         // The immediate transaction keeps a second process from migrating at
         // the same time; diesel runs each migration in a savepoint inside it.
         self.write_transaction(|conn| {
-            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+            conn.run_pending_migrations(crate::migrations::SQLITE)
                 .map(|applied| applied.len())
                 .map_err(migration_error)
         })
@@ -348,7 +343,7 @@ impl Dialect for PgConnection {
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
                 .execute(conn)?;
-            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+            conn.run_pending_migrations(crate::migrations::POSTGRES)
                 .map(|applied| applied.len())
                 .map_err(migration_error)
         })

@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod invalidations;
 mod mfa;
+mod migrations;
 mod models;
 mod oauth;
 mod passkeys;

@@ -1,9 +1,10 @@
 //! The tables, as diesel sees them. One schema serves both backends: the two
 //! migration histories declare the same column types (see the crate docs).
 //!
-//! To add a table: write a migration in both `migrations/sqlite` and
-//! `migrations/postgres`, add its `table!` here, its `joinable!` lines, and
-//! its name to `allow_tables_to_appear_in_same_query!`.
+//! To add a table: write its migration once in `migrations/shared`, or, where
+//! the dialects differ, in both `migrations/sqlite` and `migrations/postgres`;
+//! add its `table!` here, its `joinable!` lines, and its name to
+//! `allow_tables_to_appear_in_same_query!`.
 
 diesel::table! {
     /// Accounts.

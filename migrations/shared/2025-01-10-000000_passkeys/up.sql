@@ -1,5 +1,4 @@
--- Passkeys (WebAuthn). The PostgreSQL history declares the same columns with
--- the same types.
+-- Passkeys (WebAuthn). Both backends run this file as written.
 
 -- The passkeys of accounts. A sign-in finds its passkey by the
 -- authenticator's credential id, which is registered once across accounts.

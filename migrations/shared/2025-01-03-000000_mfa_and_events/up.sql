@@ -1,5 +1,5 @@
--- TOTP two-factor authentication and the audit trail. Both histories
--- declare the same columns with the same types.
+-- TOTP two-factor authentication and the audit trail. Both backends run
+-- this file as written.
 
 -- One TOTP enrolment per user: unconfirmed while being set up, confirmed
 -- when 2FA is on (`users.mfa_enabled` mirrors that, in the same transaction).

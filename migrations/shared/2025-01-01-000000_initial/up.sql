@@ -1,8 +1,9 @@
 -- Accounts, sessions with their refresh tokens, and one-time e-mail tokens.
--- The SQLite history declares the same columns with the same types, so
--- that one diesel schema (crates/store/src/schema.rs) serves both backends:
--- ids are UUID text, timestamps are TIMESTAMP holding UTC, booleans BOOLEAN.
--- PostgreSQL keeps TIMESTAMP without time zone: the store writes UTC only.
+-- Both backends run this file as written, so one diesel schema
+-- (crates/store/src/schema.rs) serves both: ids are UUID text, timestamps
+-- are TIMESTAMP holding UTC, booleans BOOLEAN. PostgreSQL keeps TIMESTAMP
+-- without time zone (the store writes UTC only); SQLite keeps it as
+-- ISO-8601 text, which sorts like the instant.
 
 CREATE TABLE users (
     id              TEXT      NOT NULL PRIMARY KEY,

@@ -1,5 +1,5 @@
--- OAuth login (Google, GitHub, Facebook). The PostgreSQL history declares the
--- same columns with the same types.
+-- OAuth login (Google, GitHub, Facebook). Both backends run this file as
+-- written.
 
 -- Provider identities linked to accounts: a provider's user is found by
 -- (provider, subject), never by e-mail address.

@@ -1,1 +1,0 @@
-ALTER TABLE oauth_identities DROP COLUMN last_used_at;
