@@ -12,6 +12,25 @@ use convosphere_domain::{ClientContext, InfraError, UserId};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 
+/// Revokes the user's live key `id` at `now` and gives its public id; `None`
+/// when the key is another user's, already revoked, or gone. This one
+/// conditional update decides between parallel revocations and rotations of
+/// a key (a macro, as each backend's connection type needs its own copy).
+macro_rules! end_live_key {
+    ($conn:expr, $user:expr, $id:expr, $now:expr) => {
+        diesel::update(
+            api_keys::table
+                .filter(api_keys::id.eq($id))
+                .filter(api_keys::user_id.eq($user))
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::revoked_at.eq(Some($now)))
+        .returning(api_keys::public_id)
+        .get_result::<String>($conn)
+        .optional()
+    };
+}
+
 impl ApiKeyRepository for Store {
     async fn create_api_key(&self, key: &ApiKey) -> Result<(), InfraError> {
         let row = ApiKeyRow::new(key);
@@ -66,19 +85,9 @@ impl ApiKeyRepository for Store {
         let now = db_time(now);
         let revoked = with_conn!(self, |conn| {
             conn.write_transaction(|conn| {
-                // Conditional: another user's key, or a revoked one, changes
-                // nothing and announces nothing.
-                let public_id = diesel::update(
-                    api_keys::table
-                        .filter(api_keys::id.eq(&id))
-                        .filter(api_keys::user_id.eq(&user))
-                        .filter(api_keys::revoked_at.is_null()),
-                )
-                .set(api_keys::revoked_at.eq(Some(now)))
-                .returning(api_keys::public_id)
-                .get_result::<String>(conn)
-                .optional()?;
-                let Some(public_id) = public_id else {
+                // Another user's key, or a revoked one, changes nothing and
+                // announces nothing.
+                let Some(public_id) = end_live_key!(conn, &user, &id, now)? else {
                     return Ok(false);
                 };
                 conn.append_invalidations(&[NewInvalidation::api_key(public_id)])?;
@@ -106,17 +115,7 @@ impl ApiKeyRepository for Store {
                 // lock and then re-checks `revoked_at IS NULL` against the
                 // committed row (no longer true); SQLite runs them one after
                 // the other. Only the winner stores a replacement.
-                let public_id = diesel::update(
-                    api_keys::table
-                        .filter(api_keys::id.eq(&old))
-                        .filter(api_keys::user_id.eq(&user))
-                        .filter(api_keys::revoked_at.is_null()),
-                )
-                .set(api_keys::revoked_at.eq(Some(now)))
-                .returning(api_keys::public_id)
-                .get_result::<String>(conn)
-                .optional()?;
-                let Some(public_id) = public_id else {
+                let Some(public_id) = end_live_key!(conn, &user, &old, now)? else {
                     return Ok(false);
                 };
                 diesel::insert_into(api_keys::table)
