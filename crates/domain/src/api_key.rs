@@ -209,7 +209,8 @@ impl fmt::Debug for GeneratedApiKey {
 }
 
 /// Whether a key works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum ApiKeyStatus {
     /// Usable.
     Active,
@@ -222,11 +223,7 @@ pub enum ApiKeyStatus {
 impl ApiKeyStatus {
     /// As the API writes it.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Revoked => "revoked",
-            Self::Expired => "expired",
-        }
+        self.into()
     }
 }
 

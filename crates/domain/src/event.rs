@@ -3,8 +3,7 @@
 
 use crate::UserId;
 use chrono::{DateTime, Utc};
-use std::fmt;
-use std::str::FromStr;
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 pub use crate::ids::EventId;
 
@@ -24,102 +23,82 @@ impl ClientContext {
     }
 }
 
-macro_rules! event_kinds {
-    ($($(#[$meta:meta])* $variant:ident = $name:literal,)+) => {
-        /// What happened.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum EventKind {
-            $($(#[$meta])* $variant,)+
-        }
-
-        impl EventKind {
-            /// Every kind.
-            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)+];
-
-            /// The stable name, as in the API and storage.
-            pub fn as_str(&self) -> &'static str {
-                match self {
-                    $(EventKind::$variant => $name,)+
-                }
-            }
-        }
-
-        impl FromStr for EventKind {
-            type Err = UnknownEventKind;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($name => Ok(EventKind::$variant),)+
-                    _ => Err(UnknownEventKind(s.to_owned())),
-                }
-            }
-        }
-    };
-}
-
-event_kinds! {
+/// What happened, by its stable name in the API and storage (`signup`,
+/// `api_key.new_network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, Display, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case", parse_err_ty = UnknownEventKind, parse_err_fn = unknown_event_kind)]
+#[non_exhaustive]
+pub enum EventKind {
     /// An account was made.
-    Signup = "signup",
+    Signup,
     /// The e-mail address was proved.
-    EmailVerified = "email_verified",
+    EmailVerified,
     /// A login succeeded (password, with 2FA if on, or OAuth).
-    LoginSucceeded = "login_succeeded",
+    LoginSucceeded,
     /// A signed-in user proved who they are again, for sensitive actions.
-    Reauthenticated = "reauthenticated",
+    Reauthenticated,
     /// A login with the account's e-mail failed (`details.reason`).
-    LoginFailed = "login_failed",
+    LoginFailed,
     /// Too many failed logins locked the account.
-    LockedOut = "locked_out",
+    LockedOut,
     /// An operator suspended the account.
-    Suspended = "suspended",
+    Suspended,
     /// An operator lifted a suspension or lockout.
-    Unlocked = "unlocked",
+    Unlocked,
     /// The password was changed by its owner.
-    PasswordChanged = "password_changed",
+    PasswordChanged,
     /// The password was set through a reset link.
-    PasswordReset = "password_reset",
+    PasswordReset,
     /// A session ended (`details.reason`).
-    SessionEnded = "session_ended",
+    SessionEnded,
     /// 2FA was turned on.
-    MfaEnabled = "mfa_enabled",
+    MfaEnabled,
     /// 2FA was turned off.
-    MfaDisabled = "mfa_disabled",
+    MfaDisabled,
     /// A recovery code was used to log in.
-    RecoveryCodeUsed = "recovery_code_used",
+    RecoveryCodeUsed,
     /// An API key was made.
-    ApiKeyCreated = "api_key_created",
+    ApiKeyCreated,
     /// An API key was revoked.
-    ApiKeyRevoked = "api_key_revoked",
+    ApiKeyRevoked,
     /// An API key was replaced by a new one.
-    ApiKeyRotated = "api_key_rotated",
+    ApiKeyRotated,
     /// An API key was used from a client network it had not used in 30
     /// days (`details`: the key's prefix and name, the network).
-    ApiKeyNewNetwork = "api_key.new_network",
+    #[strum(serialize = "api_key.new_network")]
+    ApiKeyNewNetwork,
     /// An API key's first `rate_limited` answer of a day (UTC).
-    ApiKeyRateLimited = "api_key.rate_limited",
+    #[strum(serialize = "api_key.rate_limited")]
+    ApiKeyRateLimited,
     /// An operator changed the plan.
-    PlanChanged = "plan_changed",
+    PlanChanged,
     /// A provider identity was linked (OAuth).
-    OAuthLinked = "oauth_linked",
+    #[strum(serialize = "oauth_linked")]
+    OAuthLinked,
     /// A provider identity was unlinked by its owner (`details.provider`).
-    OAuthUnlinked = "oauth_unlinked",
+    #[strum(serialize = "oauth_unlinked")]
+    OAuthUnlinked,
     /// A passkey was added (`details`: its id and name).
-    PasskeyAdded = "passkey_added",
+    PasskeyAdded,
     /// A passkey was removed by its owner (`details`: its id and name).
-    PasskeyRemoved = "passkey_removed",
+    PasskeyRemoved,
     /// A change of the e-mail address was asked for (`details`: `from`, `to`).
-    EmailChangeRequested = "email_change_requested",
+    EmailChangeRequested,
     /// The e-mail address changed, confirmed by the link sent to the new
     /// one (`details`: `from`, `to`).
-    EmailChanged = "email_changed",
+    EmailChanged,
     /// The account was deleted (`details.by`: `owner` or `operator`). The
     /// account's earlier events are kept without IP, user agent or details.
-    AccountDeleted = "account_deleted",
+    AccountDeleted,
 }
 
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl EventKind {
+    /// Every kind.
+    pub const ALL: &'static [EventKind] = <Self as strum::VariantArray>::VARIANTS;
+
+    /// The stable name, as in the API and storage.
+    pub fn as_str(&self) -> &'static str {
+        self.into()
     }
 }
 
@@ -127,6 +106,10 @@ impl fmt::Display for EventKind {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("unknown event kind {0:?}")]
 pub struct UnknownEventKind(pub String);
+
+fn unknown_event_kind(name: &str) -> UnknownEventKind {
+    UnknownEventKind(name.to_owned())
+}
 
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,4 +137,27 @@ pub struct EventPage {
     pub events: Vec<SecurityEvent>,
     /// The cursor of the next (older) page, if there is one.
     pub next: Option<EventId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_their_stored_names_and_parse_back() {
+        // The names the API and the stored audit trail have always used.
+        let names = "signup email_verified login_succeeded reauthenticated login_failed locked_out \
+            suspended unlocked password_changed password_reset session_ended mfa_enabled \
+            mfa_disabled recovery_code_used api_key_created api_key_revoked api_key_rotated \
+            api_key.new_network api_key.rate_limited plan_changed oauth_linked oauth_unlinked \
+            passkey_added passkey_removed email_change_requested email_changed account_deleted";
+        let written: Vec<&str> = EventKind::ALL.iter().map(EventKind::as_str).collect();
+        assert_eq!(written, names.split_whitespace().collect::<Vec<_>>());
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>().ok(), Some(*kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        let unknown = "login_succeded".parse::<EventKind>().unwrap_err();
+        assert_eq!(unknown.0, "login_succeded");
+    }
 }

@@ -6,12 +6,12 @@
 
 use crate::{Email, OpaqueToken, TokenHash, UserId};
 use chrono::{DateTime, Utc};
-use std::fmt;
-use std::str::FromStr;
+use strum::{Display, EnumString, IntoStaticStr};
 use url::Url;
 
 /// An identity provider a user can log in with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, IntoStaticStr, Display, EnumString)]
+#[strum(serialize_all = "lowercase", parse_err_ty = UnknownProvider, parse_err_fn = unknown_provider)]
 pub enum Provider {
     /// Google, through OpenID Connect (any OpenID Provider can stand in).
     Google,
@@ -27,11 +27,7 @@ impl Provider {
 
     /// The name in paths, storage and events: `google`, `github`, `facebook`.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Provider::Google => "google",
-            Provider::GitHub => "github",
-            Provider::Facebook => "facebook",
-        }
+        self.into()
     }
 
     /// The name people know it by: `Google`, `GitHub`, `Facebook`.
@@ -53,25 +49,13 @@ impl Provider {
     }
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A provider name this service does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown OAuth provider {0:?}")]
 pub struct UnknownProvider(pub String);
 
-impl FromStr for Provider {
-    type Err = UnknownProvider;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownProvider(s.to_owned()))
-    }
+fn unknown_provider(name: &str) -> UnknownProvider {
+    UnknownProvider(name.to_owned())
 }
 
 /// What a provider says about the person who logged in.

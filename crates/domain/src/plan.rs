@@ -1,12 +1,14 @@
 //! Plans and their rate limits.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
+use strum::{Display, EnumString, IntoStaticStr};
 
 /// A billing plan. It sets the account's request budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, IntoStaticStr, Display, EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", parse_err_ty = UnknownPlan, parse_err_fn = unknown_plan)]
 pub enum Plan {
     /// 100 requests per minute by default.
     #[default]
@@ -25,18 +27,7 @@ impl Plan {
 
     /// The plan's name as the API and the CLI spell it.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Plan::Free => "free",
-            Plan::Starter => "starter",
-            Plan::Business => "business",
-            Plan::Pro => "pro",
-        }
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -45,14 +36,8 @@ impl fmt::Display for Plan {
 #[error("unknown plan {0:?}: expected free, starter, business or pro")]
 pub struct UnknownPlan(pub String);
 
-impl FromStr for Plan {
-    type Err = UnknownPlan;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Plan::ALL
-            .into_iter()
-            .find(|plan| plan.as_str() == s)
-            .ok_or_else(|| UnknownPlan(s.to_owned()))
-    }
+fn unknown_plan(name: &str) -> UnknownPlan {
+    UnknownPlan(name.to_owned())
 }
 
 /// Requests per minute per account, for each plan.

@@ -2,29 +2,41 @@
 
 use std::fmt;
 use std::str::FromStr;
+use strum::{Display, EnumString, IntoStaticStr};
 
-/// One permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One permission, written `resource:action` (`agents:read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, IntoStaticStr, Display, EnumString)]
+#[strum(parse_err_ty = UnknownScope, parse_err_fn = unknown_scope)]
 pub enum Scope {
     /// List and view agents.
+    #[strum(serialize = "agents:read")]
     AgentsRead,
     /// Create, update and delete agents.
+    #[strum(serialize = "agents:write")]
     AgentsWrite,
     /// Read conversations and messages.
+    #[strum(serialize = "chat:read")]
     ChatRead,
     /// Send messages and create conversations.
+    #[strum(serialize = "chat:write")]
     ChatWrite,
     /// Read knowledge base documents.
+    #[strum(serialize = "knowledge:read")]
     KnowledgeRead,
     /// Add, update and delete knowledge base documents.
+    #[strum(serialize = "knowledge:write")]
     KnowledgeWrite,
     /// View integrations.
+    #[strum(serialize = "integrations:read")]
     IntegrationsRead,
     /// Manage integrations.
+    #[strum(serialize = "integrations:write")]
     IntegrationsWrite,
     /// View webhooks.
+    #[strum(serialize = "webhooks:read")]
     WebhooksRead,
     /// Manage webhooks.
+    #[strum(serialize = "webhooks:write")]
     WebhooksWrite,
 }
 
@@ -45,28 +57,11 @@ impl Scope {
 
     /// The scope as written in the API (`agents:read`).
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Scope::AgentsRead => "agents:read",
-            Scope::AgentsWrite => "agents:write",
-            Scope::ChatRead => "chat:read",
-            Scope::ChatWrite => "chat:write",
-            Scope::KnowledgeRead => "knowledge:read",
-            Scope::KnowledgeWrite => "knowledge:write",
-            Scope::IntegrationsRead => "integrations:read",
-            Scope::IntegrationsWrite => "integrations:write",
-            Scope::WebhooksRead => "webhooks:read",
-            Scope::WebhooksWrite => "webhooks:write",
-        }
+        self.into()
     }
 
     fn bit(self) -> u16 {
         1 << (self as u16)
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -75,14 +70,8 @@ impl fmt::Display for Scope {
 #[error("unknown scope {0:?}")]
 pub struct UnknownScope(pub String);
 
-impl FromStr for Scope {
-    type Err = UnknownScope;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| UnknownScope(s.to_owned()))
-    }
+fn unknown_scope(name: &str) -> UnknownScope {
+    UnknownScope(name.to_owned())
 }
 
 /// A set of scopes, as cheap to copy and test as an integer.

@@ -2,8 +2,6 @@
 
 use crate::{SessionId, UserId};
 use chrono::{DateTime, Duration, Utc};
-use std::fmt;
-use std::str::FromStr;
 
 /// A login session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,27 +32,26 @@ pub struct Session {
 }
 
 /// A way of proving who one is, by its RFC 8176 name (the `amr` claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
 pub enum AuthMethod {
     /// A password (`pwd`).
+    #[strum(serialize = "pwd")]
     Password,
     /// A one-time code: TOTP or a recovery code (`otp`).
+    #[strum(serialize = "otp")]
     OneTimeCode,
     /// A hardware-bound key: a passkey (`hwk`).
+    #[strum(serialize = "hwk")]
     HardwareKey,
     /// A federated login through an OAuth provider (`fed`).
+    #[strum(serialize = "fed")]
     Federated,
 }
 
 impl AuthMethod {
     /// The RFC 8176 name.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Password => "pwd",
-            Self::OneTimeCode => "otp",
-            Self::HardwareKey => "hwk",
-            Self::Federated => "fed",
-        }
+        self.into()
     }
 
     /// The method of an RFC 8176 name this service uses.
@@ -65,9 +62,7 @@ impl AuthMethod {
     /// assert_eq!(AuthMethod::parse("sms"), None);
     /// ```
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Password, Self::OneTimeCode, Self::HardwareKey, Self::Federated]
-            .into_iter()
-            .find(|method| method.as_str() == name)
+        name.parse().ok()
     }
 }
 
@@ -84,8 +79,9 @@ impl Session {
     }
 }
 
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a session ended, as stored: `logout`, `refresh_reuse`…
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::Display, strum::EnumString)]
+#[strum(serialize_all = "snake_case", parse_err_ty = String, parse_err_fn = unknown_end_reason)]
 pub enum EndReason {
     /// The user logged out.
     Logout,
@@ -110,23 +106,7 @@ pub enum EndReason {
 impl EndReason {
     /// The reason as stored.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::Revoked => "revoked",
-            Self::Evicted => "evicted",
-            Self::RefreshReuse => "refresh_reuse",
-            Self::PasswordChanged => "password_changed",
-            Self::PasswordReset => "password_reset",
-            Self::Suspended => "suspended",
-            Self::MfaChanged => "mfa_changed",
-            Self::EmailChanged => "email_changed",
-        }
-    }
-}
-
-impl fmt::Display for EndReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -145,15 +125,8 @@ impl EndReason {
     ];
 }
 
-impl FromStr for EndReason {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|reason| reason.as_str() == s)
-            .ok_or_else(|| format!("unknown session end reason {s:?}"))
-    }
+fn unknown_end_reason(name: &str) -> String {
+    format!("unknown session end reason {name:?}")
 }
 
 #[cfg(test)]

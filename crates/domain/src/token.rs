@@ -65,7 +65,8 @@ impl fmt::Debug for TokenHash {
 }
 
 /// What a one-time e-mailed token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum TokenKind {
     /// Proves the e-mail address.
     EmailVerification,
@@ -76,10 +77,7 @@ pub enum TokenKind {
 impl TokenKind {
     /// The kind as stored.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::EmailVerification => "email_verification",
-            Self::PasswordReset => "password_reset",
-        }
+        self.into()
     }
 }
 

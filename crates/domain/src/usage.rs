@@ -28,7 +28,8 @@ pub const MAX_HOURS: i64 = 31 * 24;
 pub const MAX_DAYS: i64 = 400;
 
 /// The size of a bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Granularity {
     /// One hour (UTC).
     Hour,
@@ -39,10 +40,7 @@ pub enum Granularity {
 impl Granularity {
     /// `hour` or `day`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Granularity::Hour => "hour",
-            Granularity::Day => "day",
-        }
+        self.into()
     }
 
     /// The length of one bucket.
