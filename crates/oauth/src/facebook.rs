@@ -2,12 +2,11 @@
 //! with `id,name,email`. Facebook hands out only addresses it has
 //! confirmed, so an `email` it gives counts as verified.
 
-use crate::http::{clean, endpoint, refused, under, unreachable};
-use crate::{Credentials, FacebookConfig};
+use crate::code_flow::CodeFlow;
+use crate::http::{clean, refused, under, unreachable};
+use crate::FacebookConfig;
 use convosphere_domain::oauth::{AuthorizationRequest, CodeGrant, Provider, ProviderError, ProviderIdentity};
 use hmac::{Hmac, Mac};
-use reqwest::Url;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -17,10 +16,7 @@ const SCOPES: &str = "email public_profile";
 /// The Facebook adapter.
 #[derive(Debug)]
 pub struct Facebook {
-    credentials: Credentials,
-    auth_url: Url,
-    token_url: Url,
-    api_url: Url,
+    flow: CodeFlow,
     http: reqwest::Client,
 }
 
@@ -46,32 +42,24 @@ struct Me {
 
 impl Facebook {
     pub(crate) fn new(config: FacebookConfig, http: reqwest::Client) -> Result<Self, crate::ConfigError> {
-        Ok(Self {
-            auth_url: endpoint(PROVIDER, "auth_url", &config.auth_url)?,
-            token_url: endpoint(PROVIDER, "token_url", &config.token_url)?,
-            api_url: endpoint(PROVIDER, "api_url", &config.api_url)?,
-            credentials: config.credentials,
-            http,
-        })
+        let flow = CodeFlow::new(
+            PROVIDER,
+            config.credentials,
+            &config.auth_url,
+            &config.token_url,
+            &config.api_url,
+        )?;
+        Ok(Self { flow, http })
     }
 
     pub(crate) fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> String {
-        let mut url = self.auth_url.clone();
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.credentials.client_id)
-            .append_pair("redirect_uri", request.redirect_uri)
-            .append_pair("response_type", "code")
-            .append_pair("scope", SCOPES)
-            .append_pair("state", request.state.expose())
-            .append_pair("code_challenge", &crate::http::s256(request.pkce_verifier.expose()))
-            .append_pair("code_challenge_method", "S256");
-        url.into()
+        self.flow.authorization_url(request, SCOPES, &[])
     }
 
     pub(crate) async fn identify(&self, grant: &CodeGrant<'_>) -> Result<ProviderIdentity, ProviderError> {
         let token = self.redeem(grant).await?;
         let what = "/me";
-        let mut url = under(&self.api_url, "me");
+        let mut url = under(&self.flow.api_url, "me");
         url.query_pairs_mut()
             .append_pair("fields", "id,name,email")
             .append_pair("appsecret_proof", &self.appsecret_proof(&token));
@@ -100,7 +88,7 @@ impl Facebook {
     /// `appsecret_proof`: HMAC-SHA256 of the token under the app secret, so
     /// a stolen token is useless without the secret.
     fn appsecret_proof(&self, token: &str) -> String {
-        let secret = self.credentials.client_secret.expose_secret().as_bytes();
+        let secret = self.flow.client_secret().as_bytes();
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
             return String::new();
         };
@@ -112,14 +100,8 @@ impl Facebook {
         let what = "token endpoint";
         let response = self
             .http
-            .post(self.token_url.clone())
-            .form(&[
-                ("client_id", self.credentials.client_id.as_str()),
-                ("client_secret", self.credentials.client_secret.expose_secret()),
-                ("code", grant.code.expose()),
-                ("redirect_uri", grant.redirect_uri),
-                ("code_verifier", grant.pkce_verifier.expose()),
-            ])
+            .post(self.flow.token_url.clone())
+            .form(&self.flow.token_form(grant))
             .send()
             .await
             .map_err(|e| unreachable(PROVIDER, what, &e))?;

@@ -1,11 +1,10 @@
 //! GitHub (and GitHub Enterprise): the OAuth 2 code flow with PKCE, then
 //! `/user` for the id and name and `/user/emails` for the primary address.
 
-use crate::http::{clean, endpoint, refused, under, unreachable};
-use crate::{Credentials, GitHubConfig};
+use crate::code_flow::CodeFlow;
+use crate::http::{clean, refused, under, unreachable};
+use crate::GitHubConfig;
 use convosphere_domain::oauth::{AuthorizationRequest, CodeGrant, Provider, ProviderError, ProviderIdentity};
-use reqwest::Url;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 const PROVIDER: Provider = Provider::GitHub;
@@ -15,10 +14,7 @@ const SCOPES: &str = "read:user user:email";
 /// The GitHub adapter.
 #[derive(Debug)]
 pub struct GitHub {
-    credentials: Credentials,
-    auth_url: Url,
-    token_url: Url,
-    api_url: Url,
+    flow: CodeFlow,
     http: reqwest::Client,
 }
 
@@ -45,26 +41,19 @@ struct GitHubEmail {
 
 impl GitHub {
     pub(crate) fn new(config: GitHubConfig, http: reqwest::Client) -> Result<Self, crate::ConfigError> {
-        Ok(Self {
-            auth_url: endpoint(PROVIDER, "auth_url", &config.auth_url)?,
-            token_url: endpoint(PROVIDER, "token_url", &config.token_url)?,
-            api_url: endpoint(PROVIDER, "api_url", &config.api_url)?,
-            credentials: config.credentials,
-            http,
-        })
+        let flow = CodeFlow::new(
+            PROVIDER,
+            config.credentials,
+            &config.auth_url,
+            &config.token_url,
+            &config.api_url,
+        )?;
+        Ok(Self { flow, http })
     }
 
     pub(crate) fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> String {
-        let mut url = self.auth_url.clone();
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.credentials.client_id)
-            .append_pair("redirect_uri", request.redirect_uri)
-            .append_pair("scope", SCOPES)
-            .append_pair("state", request.state.expose())
-            .append_pair("code_challenge", &crate::http::s256(request.pkce_verifier.expose()))
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("allow_signup", "true");
-        url.into()
+        self.flow
+            .authorization_url(request, SCOPES, &[("allow_signup", "true")])
     }
 
     pub(crate) async fn identify(&self, grant: &CodeGrant<'_>) -> Result<ProviderIdentity, ProviderError> {
@@ -85,16 +74,9 @@ impl GitHub {
         let what = "token endpoint";
         let response = self
             .http
-            .post(self.token_url.clone())
+            .post(self.flow.token_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[
-                ("client_id", self.credentials.client_id.as_str()),
-                ("client_secret", self.credentials.client_secret.expose_secret()),
-                ("code", grant.code.expose()),
-                ("redirect_uri", grant.redirect_uri),
-                ("code_verifier", grant.pkce_verifier.expose()),
-                ("grant_type", "authorization_code"),
-            ])
+            .form(&self.flow.token_form(grant))
             .send()
             .await
             .map_err(|e| unreachable(PROVIDER, what, &e))?;
@@ -117,7 +99,7 @@ impl GitHub {
         let what = format!("/{path}");
         let response = self
             .http
-            .get(under(&self.api_url, path))
+            .get(under(&self.flow.api_url, path))
             .bearer_auth(token)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
