@@ -190,6 +190,14 @@ impl Instance {
     }
 }
 
+/// `EMAIL`'s credentials.
+struct Owner {
+    access: String,
+    refresh: String,
+    key: String,
+    key_id: String,
+}
+
 /// Two instances on one PostgreSQL database and one Redis.
 struct Cluster {
     // Fields drop in order: the processes end before their files and database go.
@@ -279,11 +287,17 @@ impl Cluster {
     }
 
     /// `EMAIL`'s account, made on A, with a token pair and an API key made there.
-    async fn owner_with_key(&self) -> (Value, Value) {
+    async fn owner_with_key(&self) -> Owner {
         self.verified_user(EMAIL).await;
         let pair = self.a.tokens(EMAIL).await;
+        let text = |value: &Value| value.as_str().unwrap().to_owned();
         let created = self.a.create_key(pair["access_token"].as_str().unwrap()).await;
-        (pair, created)
+        Owner {
+            access: text(&pair["access_token"]),
+            refresh: text(&pair["refresh_token"]),
+            key: text(&created["key"]),
+            key_id: text(&created["id"]),
+        }
     }
 
     /// Signs up on A and verifies through the link in A's outbox.
@@ -438,10 +452,8 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second()
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    let (pair, created) = cluster.owner_with_key().await;
-    let access = pair["access_token"].as_str().unwrap();
-    let key = created["key"].as_str().unwrap();
-    let id = created["id"].as_str().unwrap();
+    let owner = cluster.owner_with_key().await;
+    let (access, key, id) = (owner.access.as_str(), owner.key.as_str(), owner.key_id.as_str());
 
     // B knows the key now (and keeps it in its cache).
     for _ in 0..3 {
@@ -509,9 +521,8 @@ async fn a_plan_change_from_the_command_line_reaches_both_instances_within_a_sec
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    let (pair, created) = cluster.owner_with_key().await;
-    let access = pair["access_token"].as_str().unwrap();
-    let key = created["key"].as_str().unwrap();
+    let owner = cluster.owner_with_key().await;
+    let (access, key) = (owner.access.as_str(), owner.key.as_str());
 
     // Both instances have read the account (plan free) into their caches.
     for node in [&cluster.a, &cluster.b] {
@@ -541,9 +552,8 @@ async fn a_suspension_from_the_command_line_reaches_both_instances_within_a_seco
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    let (pair, created) = cluster.owner_with_key().await;
-    let access = pair["access_token"].as_str().unwrap();
-    let key = created["key"].as_str().unwrap();
+    let owner = cluster.owner_with_key().await;
+    let (access, key) = (owner.access.as_str(), owner.key.as_str());
 
     // Both instances have the key, the session and the account cached.
     for node in [&cluster.a, &cluster.b] {
@@ -666,9 +676,8 @@ async fn an_account_deleted_on_one_instance_is_refused_by_the_other_within_a_sec
     let Some(cluster) = Cluster::start(&[]).await else {
         return;
     };
-    let (pair, created) = cluster.owner_with_key().await;
-    let access = pair["access_token"].as_str().unwrap();
-    let key = created["key"].as_str().unwrap();
+    let owner = cluster.owner_with_key().await;
+    let (access, key) = (owner.access.as_str(), owner.key.as_str());
 
     // B has checked both credentials (and keeps them in its cache).
     for _ in 0..3 {
@@ -703,7 +712,7 @@ async fn an_account_deleted_on_one_instance_is_refused_by_the_other_within_a_sec
         assert_eq!(node.authz(key).await.status(), 401, "key on {}", node.name);
         assert_eq!(node.authz(access).await.status(), 401, "token on {}", node.name);
         let response = node
-            .post("/v1/auth/refresh", json!({"refresh_token": pair["refresh_token"]}))
+            .post("/v1/auth/refresh", json!({"refresh_token": owner.refresh}))
             .await;
         assert_eq!(response.status(), 401, "refresh on {}", node.name);
     }
