@@ -1,7 +1,7 @@
 //! The migration histories, compiled in. A migration whose SQL both
 //! backends run as written stands once, in `migrations/shared`; one that
-//! needs each backend's own dialect (auto-increment ids, `ALTER TABLE`,
-//! storage options) stands in `migrations/sqlite` and `migrations/postgres`
+//! needs each backend's own dialect (auto-increment ids, `SET NOT NULL`,
+//! `DROP CONSTRAINT`, storage options) stands in `migrations/sqlite` and `migrations/postgres`
 //! under the same version. A backend's history is its own folder and the
 //! shared one, in version order: the versions, and so what a database
 //! records as applied, are those of one folder per backend before.
